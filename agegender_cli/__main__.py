@@ -1,0 +1,5 @@
+"""Entry point for `python -m agegender_cli`."""
+
+from agegender_cli.cli.app import main
+
+main()

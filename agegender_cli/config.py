@@ -1,0 +1,146 @@
+"""Every default of the tool, in one place (frozen dataclasses)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_DATA_DIR = Path("data/utkface")
+DEFAULT_MANIFEST = DEFAULT_DATA_DIR / "manifest.csv"
+SHARED_UTKFACE = Path("../shared/data/utkface_crop_part1")
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """How `agegender dataset` reads a UTKFace source and splits it."""
+
+    source: Path
+    out: Path = DEFAULT_DATA_DIR
+    gaps: str = "drop"  # "drop" (the report's protocol) or "nearest"
+    seed: int = 0
+    fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
+    check_images: bool = True  # decode every file to catch unreadable ones
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """The report's pipeline: grayscale, Gaussian blur, CLAHE, Gabor filter."""
+
+    grayscale: bool = True
+    blur: bool = True
+    blur_kernel: int = 5
+    blur_sigma: float = 0.0  # 0: OpenCV derives it from the kernel size
+    clahe: bool = True
+    clahe_clip: float = 2.0
+    clahe_tile: int = 8
+    gabor: bool = True
+    gabor_kernel: int = 21
+    gabor_sigma: float = 4.0
+    gabor_theta: float = 0.0
+    gabor_lambda: float = 10.0
+    gabor_gamma: float = 0.5
+    gabor_psi: float = 0.0
+
+    @classmethod
+    def none(cls) -> PreprocessConfig:
+        """Every step off: the image passes through unchanged."""
+        return cls(grayscale=False, blur=False, clahe=False, gabor=False)
+
+    @property
+    def is_identity(self) -> bool:
+        return not (self.grayscale or self.blur or self.clahe or self.gabor)
+
+
+PREPROCESS_PRESETS = {"paper": PreprocessConfig(), "none": PreprocessConfig.none()}
+
+
+@dataclass(frozen=True)
+class FacenetTrainConfig:
+    """Architecture A: InceptionResnetV1 backbone with gender and age heads."""
+
+    manifest: Path = DEFAULT_MANIFEST
+    out: Path = Path("runs/facenet")
+    backbone: str = "vggface2"  # or "casia-webface"
+    backbone_weights: Path | None = None
+    preprocess: str = "paper"  # "paper" or "none"
+    # "last_linear" is the report's recipe; deeper options unfreeze whole blocks too.
+    unfreeze: str = "last_linear"  # last_linear | block8 | repeat_3
+    head: str = "linear"  # linear | mlp
+    hidden: int = 256
+    dropout: float = 0.3
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    epochs: int = 30
+    patience: int = 5
+    batch_size: int = 64
+    views: int = 4  # augmented views per training image cached when features are cached
+    feature_cache: bool = True
+    label_smoothing: float = 0.0
+    device: str = "auto"
+    precision: str = "bf16"  # bf16 (autocast on CPU with AMX / CUDA) or fp32
+    seed: int = 0
+    resume: bool = False
+    image_size: int = 160
+
+
+@dataclass(frozen=True)
+class CaffenetTrainConfig:
+    """Architecture B: the two Levi-Hassner nets, trained in PyTorch, exported to Caffe."""
+
+    manifest: Path = DEFAULT_MANIFEST
+    out: Path = Path("runs/caffenet")
+    tasks: tuple[str, ...] = ("gender", "age")
+    lr: float = 1e-4
+    weight_decay: float = 5e-4
+    epochs: int = 60
+    batch_size: int = 64
+    resize: int = 256
+    crop: int = 227
+    device: str = "auto"
+    precision: str = "bf16"
+    seed: int = 0
+    resume: bool = False
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """`agegender predict`: inputs, detector, architectures and outputs."""
+
+    inputs: tuple[str, ...] = ()
+    archs: tuple[str, ...] = ("facenet", "caffenet")
+    detector: str = "mtcnn"  # mtcnn | haar | none
+    min_face: int = 20
+    min_score: float = 0.9
+    every: int = 30  # video: every Nth frame
+    batch_size: int = 64
+    workers: int = 2
+    facenet_model: Path | None = None
+    caffenet_model: Path | None = None
+    caffe_weights: Path | None = None  # folder with the original age_net/gender_net .caffemodel
+    engine: str = "auto"  # caffenet engine: auto | opencv | torch
+    precision: str = "bf16"
+    annotate: Path | None = None
+    csv: Path | None = None
+    summary: bool = False
+    summary_plot: Path | None = None
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """`agegender evaluate` / `compare`: which images, which models, which extras."""
+
+    archs: tuple[str, ...] = ("facenet",)
+    manifest: Path = DEFAULT_MANIFEST
+    split: str = "test"
+    images: Path | None = None
+    facenet_model: Path | None = None
+    caffenet_model: Path | None = None
+    caffe_weights: Path | None = None
+    engine: str = "opencv"
+    precision: str = "bf16"
+    batch_size: int = 64
+    plots: Path | None = None
+    report: Path | None = None
+    bootstrap: int = 1000
+    seed: int = 0
+    extra_groups: tuple[str, ...] = field(default=("race", "gender"))

@@ -1,0 +1,34 @@
+"""Class names of the two tasks and the age-to-class mapping of the report."""
+
+from __future__ import annotations
+
+GENDERS: tuple[str, ...] = ("male", "female")
+
+# (low, high) inclusive; the last class is open-ended.
+AGE_RANGES: tuple[tuple[int, int], ...] = (
+    (0, 2), (4, 6), (8, 13), (15, 20), (25, 32), (38, 43), (48, 53), (60, 200),
+)
+AGE_CLASSES: tuple[str, ...] = ("0-2", "4-6", "8-13", "15-20", "25-32", "38-43", "48-53", "60+")
+RACES: tuple[str, ...] = ("White", "Black", "Asian", "Indian", "Others")
+
+GAP_RULE = (
+    "an age between two ranges goes to the range whose nearest edge is closer; "
+    "a tie goes to the older range"
+)
+
+
+def age_to_class(age: int, gaps: str = "drop") -> int | None:
+    """Age class index of `age`; None for an age in a gap when gaps == 'drop'."""
+    if age < 0:
+        return None
+    for index, (low, high) in enumerate(AGE_RANGES):
+        if low <= age <= high:
+            return index
+    if gaps == "drop":
+        return None
+    # age lies strictly between AGE_RANGES[i].high and AGE_RANGES[i + 1].low
+    for index in range(len(AGE_RANGES) - 1):
+        upper_edge, next_low = AGE_RANGES[index][1], AGE_RANGES[index + 1][0]
+        if upper_edge < age < next_low:
+            return index if age - upper_edge < next_low - age else index + 1
+    return None
