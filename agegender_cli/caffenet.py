@@ -1,0 +1,217 @@
+"""Architecture B: the Levi & Hassner (2015) age_net/gender_net, as a deploy prototxt and a PyTorch twin."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from agegender_cli.errors import AgeGenderError
+from agegender_cli.predictor import Prediction
+
+INPUT_SIZE = 227
+# Per-channel BGR mean of the Adience training images, as in every OpenCV age/gender demo.
+MEAN_BGR = (78.4263377603, 87.7689143744, 114.895847746)
+NUM_CLASSES = {"gender": 2, "age": 8}
+NET_NAMES = {"gender": "gender_net", "age": "age_net"}
+PARAM_LAYERS = ("conv1", "conv2", "conv3", "fc6", "fc7", "fc8")
+ENGINES = ("opencv", "torch")
+
+# The original nets' output orders. They map index-to-index onto labels.GENDERS ("male", "female")
+# and labels.AGE_CLASSES: (8-12) is read as 8-13 and (60-100) as 60+, the report's classes.
+ORIGINAL_GENDERS = ("Male", "Female")
+ORIGINAL_AGE_CLASSES = ("(0-2)", "(4-6)", "(8-12)", "(15-20)", "(25-32)", "(38-43)", "(48-53)", "(60-100)")
+
+
+def deploy_prototxt(num_classes: int, name: str = "CaffeNet") -> str:
+    """The deploy net definition (V2 `layer` syntax) whose layer names the twin shares."""
+    conv = "Convolution"
+    layers = [
+        _layer("conv1", conv, "data", "conv1", "convolution_param { num_output: 96 kernel_size: 7 stride: 4 }"),
+        _layer("relu1", "ReLU", "conv1", "conv1"),
+        _layer("pool1", "Pooling", "conv1", "pool1", _POOL),
+        _layer("norm1", "LRN", "pool1", "norm1", _LRN),
+        _layer("conv2", conv, "norm1", "conv2", "convolution_param { num_output: 256 pad: 2 kernel_size: 5 }"),
+        _layer("relu2", "ReLU", "conv2", "conv2"),
+        _layer("pool2", "Pooling", "conv2", "pool2", _POOL),
+        _layer("norm2", "LRN", "pool2", "norm2", _LRN),
+        _layer("conv3", conv, "norm2", "conv3", "convolution_param { num_output: 384 pad: 1 kernel_size: 3 }"),
+        _layer("relu3", "ReLU", "conv3", "conv3"),
+        _layer("pool5", "Pooling", "conv3", "pool5", _POOL),
+        _layer("fc6", "InnerProduct", "pool5", "fc6", "inner_product_param { num_output: 512 }"),
+        _layer("relu6", "ReLU", "fc6", "fc6"),
+        _layer("drop6", "Dropout", "fc6", "fc6", "dropout_param { dropout_ratio: 0.5 }"),
+        _layer("fc7", "InnerProduct", "fc6", "fc7", "inner_product_param { num_output: 512 }"),
+        _layer("relu7", "ReLU", "fc7", "fc7"),
+        _layer("drop7", "Dropout", "fc7", "fc7", "dropout_param { dropout_ratio: 0.5 }"),
+        _layer("fc8", "InnerProduct", "fc7", "fc8", f"inner_product_param {{ num_output: {num_classes} }}"),
+        _layer("prob", "Softmax", "fc8", "prob"),
+    ]
+    header = (
+        f'name: "{name}"\ninput: "data"\n'
+        f"input_shape {{ dim: 1 dim: 3 dim: {INPUT_SIZE} dim: {INPUT_SIZE} }}\n"
+    )
+    return header + "".join(layers)
+
+
+_POOL = "pooling_param { pool: MAX kernel_size: 3 stride: 2 }"
+_LRN = "lrn_param { local_size: 5 alpha: 0.0001 beta: 0.75 }"
+
+
+def _layer(name: str, kind: str, bottom: str, top: str, params: str = "") -> str:
+    body = f'  name: "{name}"\n  type: "{kind}"\n  bottom: "{bottom}"\n  top: "{top}"\n'
+    return "layer {\n" + body + (f"  {params}\n" if params else "") + "}\n"
+
+
+class LeviHassnerNet(nn.Module):
+    """PyTorch twin of the deploy prototxt: same layers, same names; forward returns the fc8 logits."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 96, 7, stride=4)
+        self.relu1 = nn.ReLU(inplace=True)
+        # Caffe pooling rounds the output size up.
+        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.norm1 = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)
+        self.conv2 = nn.Conv2d(96, 256, 5, padding=2)
+        self.relu2 = nn.ReLU(inplace=True)
+        self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.norm2 = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)
+        self.conv3 = nn.Conv2d(256, 384, 3, padding=1)
+        self.relu3 = nn.ReLU(inplace=True)
+        self.pool5 = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.fc6 = nn.Linear(384 * 7 * 7, 512)
+        self.relu6 = nn.ReLU(inplace=True)
+        self.drop6 = nn.Dropout(0.5)
+        self.fc7 = nn.Linear(512, 512)
+        self.relu7 = nn.ReLU(inplace=True)
+        self.drop7 = nn.Dropout(0.5)
+        self.fc8 = nn.Linear(512, num_classes)
+
+    @property
+    def num_classes(self) -> int:
+        return self.fc8.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm1(self.pool1(self.relu1(self.conv1(x))))
+        x = self.norm2(self.pool2(self.relu2(self.conv2(x))))
+        x = self.pool5(self.relu3(self.conv3(x)))
+        x = self.drop6(self.relu6(self.fc6(torch.flatten(x, 1))))
+        x = self.drop7(self.relu7(self.fc7(x)))
+        return self.fc8(x)
+
+
+def as_bgr(face: np.ndarray) -> np.ndarray:
+    """A face crop as 3-channel BGR uint8 (grayscale and BGRA crops are converted)."""
+    if face.ndim == 2:
+        return cv2.cvtColor(face, cv2.COLOR_GRAY2BGR)
+    if face.shape[2] == 4:
+        return cv2.cvtColor(face, cv2.COLOR_BGRA2BGR)
+    return face
+
+
+def resize_faces(faces: Sequence[np.ndarray], size: int = INPUT_SIZE) -> np.ndarray:
+    """(N, size, size, 3) uint8: each face resized whole, as cv2.dnn.blobFromImages does."""
+    return np.stack([cv2.resize(as_bgr(f), (size, size), interpolation=cv2.INTER_LINEAR) for f in faces])
+
+
+def mean_subtract(images: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) uint8 BGR -> float32 minus the mean, in blobFromImages' float32 arithmetic."""
+    mean = torch.tensor(MEAN_BGR, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
+    return images.float() - mean
+
+
+def blob_from_faces(faces: Sequence[np.ndarray]) -> np.ndarray:
+    """The OpenCV demos' input blob, (N, 3, 227, 227) float32."""
+    return cv2.dnn.blobFromImages(
+        [as_bgr(f) for f in faces], 1.0, (INPUT_SIZE, INPUT_SIZE), MEAN_BGR, swapRB=False, crop=False
+    )
+
+
+def torch_input(faces: Sequence[np.ndarray]) -> torch.Tensor:
+    """The same values as blob_from_faces, computed with cv2.resize + torch."""
+    return mean_subtract(torch.from_numpy(resize_faces(faces)).permute(0, 3, 1, 2))
+
+
+def net_files(folder: Path, task: str) -> tuple[Path, Path]:
+    """(prototxt, caffemodel) of one task's net in a model folder."""
+    stem = NET_NAMES[task]
+    return folder / f"{stem}.prototxt", folder / f"{stem}.caffemodel"
+
+
+def check_model_folder(folder: Path) -> None:
+    missing = [p.name for task in NET_NAMES for p in net_files(folder, task) if not p.is_file()]
+    if missing:
+        raise AgeGenderError(f"{folder} lacks {', '.join(missing)}: point to a caffenet model folder")
+
+
+class CaffenetPredictor:
+    """age_net + gender_net from a model folder, run by cv2.dnn ("opencv") or by the twin ("torch")."""
+
+    arch = "caffenet"
+
+    def __init__(
+        self, folder: Path, *, engine: str = "opencv", precision: str = "bf16", batch_size: int = 64
+    ) -> None:
+        if engine not in ENGINES:
+            raise AgeGenderError(f"unknown caffenet engine '{engine}': use one of {', '.join(ENGINES)}")
+        folder = Path(folder)
+        check_model_folder(folder)
+        self.engine = engine
+        self.batch_size = batch_size
+        self.bf16 = engine == "torch" and precision == "bf16"
+        load = _load_opencv if engine == "opencv" else _load_torch
+        self._nets = {task: load(*net_files(folder, task)) for task in NET_NAMES}
+        detail = "cv2.dnn" if engine == "opencv" else f"PyTorch twin, {'bf16' if self.bf16 else 'fp32'}"
+        self.description = f"Levi-Hassner age_net + gender_net ({detail}) from {folder}"
+
+    def predict(self, faces: Sequence[np.ndarray]) -> Prediction:
+        parts = [self._predict_batch(faces[i : i + self.batch_size]) for i in range(0, len(faces), self.batch_size)]
+        return Prediction.concat(parts)
+
+    def _predict_batch(self, faces: Sequence[np.ndarray]) -> Prediction:
+        if self.engine == "opencv":
+            probs = _opencv_probs(self._nets, blob_from_faces(faces))
+        else:
+            probs = _torch_probs(self._nets, torch_input(faces), self.bf16)
+        return Prediction(gender_prob=probs["gender"], age_prob=probs["age"])
+
+
+def _load_opencv(prototxt: Path, caffemodel: Path) -> cv2.dnn.Net:
+    try:
+        return cv2.dnn.readNetFromCaffe(str(prototxt), str(caffemodel))
+    except cv2.error as exc:
+        raise AgeGenderError(f"cv2.dnn cannot read {caffemodel} with {prototxt}: {_first_line(exc)}") from exc
+
+
+def _load_torch(prototxt: Path, caffemodel: Path) -> LeviHassnerNet:
+    # Imported here: caffemodel imports this module.
+    from agegender_cli.caffemodel import twin_from_caffemodel
+
+    return twin_from_caffemodel(prototxt, caffemodel).eval().to(memory_format=torch.channels_last)
+
+
+def _opencv_probs(nets: dict[str, cv2.dnn.Net], blob: np.ndarray) -> dict[str, np.ndarray]:
+    out = {}
+    for task, net in nets.items():
+        net.setInput(blob)
+        out[task] = net.forward().reshape(len(blob), -1).astype(np.float32)
+    return out
+
+
+def _torch_probs(nets: dict[str, LeviHassnerNet], x: torch.Tensor, bf16: bool) -> dict[str, np.ndarray]:
+    x = x.contiguous(memory_format=torch.channels_last)
+    out = {}
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        for task, net in nets.items():
+            out[task] = torch.softmax(net(x).float(), dim=1).numpy()
+    return out
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__

@@ -1,0 +1,42 @@
+"""The `agegender` Typer application: one command per module, registered lazily-light."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from agegender_cli import __version__
+from agegender_cli.cli.dataset import dataset
+from agegender_cli.cli.preprocess import preprocess
+
+app = typer.Typer(
+    name="agegender",
+    help="Gender and age group of faces: dataset, preprocess, train, predict, evaluate, compare.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"agegender {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """Gender and age group of faces: two architectures, trained, evaluated and compared."""
+
+
+app.command()(dataset)
+app.command()(preprocess)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,84 @@
+"""Shared pieces of the commands: consoles, error mapping, JSON output, progress bars."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from agegender_cli.errors import AgeGenderError
+from agegender_cli.progress import Reporter
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True)
+
+
+def fail_cleanly(fn: F) -> F:
+    """Turn the domain exception into one red line on stderr and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except AgeGenderError as exc:
+            stderr.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            stderr.print("[yellow]interrupted[/]")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def print_json(data: Any) -> None:
+    """Only JSON on stdout, nothing else."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+class RichReporter(Reporter):
+    """Progress bars and messages on stderr."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+        self._progress: Progress | None = None
+        self._task = None
+
+    def message(self, text: str) -> None:
+        if not self.quiet:
+            stderr.print(f"[dim]{text}[/]", highlight=False)
+
+    def start(self, description: str, total: int | None = None) -> None:
+        if self.quiet:
+            return
+        self.finish()
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+            console=stderr, transient=False,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task(description, total=total, info="")
+
+    def advance(self, steps: int = 1, **fields: object) -> None:
+        if self._progress is not None and self._task is not None:
+            info = "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in fields.items())
+            self._progress.update(self._task, advance=steps, **({"info": info} if fields else {}))
+
+    def finish(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+            self._task = None
+
+
+def split_option(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())

@@ -1,0 +1,108 @@
+"""Bootstrap intervals, McNemar's test and per-group accuracy for comparing the architectures."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+EXACT_BELOW = 25  # McNemar: b + c below this uses the exact binomial test
+
+
+def bootstrap_ci(
+    correct: np.ndarray, n_resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the accuracy of a boolean per-sample `correct` array."""
+    correct = np.asarray(correct, dtype=bool).reshape(-1)
+    if len(correct) == 0:
+        raise ValueError("bootstrap_ci needs at least one sample")
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    n = len(correct)
+    rng = np.random.default_rng(seed)
+    # The number of correct samples in a resample with replacement is exactly Binomial(n, accuracy),
+    # so drawing it directly is the same bootstrap without an (n_resamples, n) index array.
+    accuracies = rng.binomial(n, correct.mean(), size=n_resamples) / n
+    tail = (1 - level) / 2
+    low, high = np.quantile(accuracies, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:
+    """McNemar's test of paired correctness: b = only A right, c = only B right; two-sided p-value."""
+    correct_a = np.asarray(correct_a, dtype=bool).reshape(-1)
+    correct_b = np.asarray(correct_b, dtype=bool).reshape(-1)
+    if correct_a.shape != correct_b.shape:
+        raise ValueError(f"paired arrays differ in length: {len(correct_a)} and {len(correct_b)}")
+    b = int(np.sum(correct_a & ~correct_b))
+    c = int(np.sum(~correct_a & correct_b))
+    if b + c < EXACT_BELOW:
+        statistic, p_value, method = float(min(b, c)), _exact_binomial_p(b, c), "exact binomial"
+    else:
+        statistic = (abs(b - c) - 1) ** 2 / (b + c)
+        # chi-square survival function with one degree of freedom
+        p_value, method = math.erfc(math.sqrt(statistic / 2)), "chi-square with continuity correction"
+    return {"b": b, "c": c, "statistic": float(statistic), "p_value": float(p_value), "method": method}
+
+
+def _exact_binomial_p(b: int, c: int) -> float:
+    n = b + c
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(b, c) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def group_metrics(
+    groups: np.ndarray,
+    gender_true: np.ndarray,
+    gender_pred: np.ndarray,
+    age_true: np.ndarray,
+    age_pred: np.ndarray,
+) -> dict[str, dict]:
+    """Per group value (keyed by str(value), in sorted order): n, gender and age accuracy, age one-off."""
+    groups = np.asarray(groups).reshape(-1)
+    arrays = [np.asarray(a).reshape(-1) for a in (gender_true, gender_pred, age_true, age_pred)]
+    if any(len(a) != len(groups) for a in arrays):
+        raise ValueError("groups and predictions must have the same length")
+    gender_true, gender_pred, age_true, age_pred = arrays
+    result = {}
+    for value in np.unique(groups):
+        mask = groups == value
+        age_distance = np.abs(age_pred[mask].astype(np.int64) - age_true[mask].astype(np.int64))
+        result[str(value)] = {
+            "n": int(mask.sum()),
+            "gender_accuracy": float(np.mean(gender_pred[mask] == gender_true[mask])),
+            "age_accuracy": float(np.mean(age_distance == 0)),
+            "one_off": float(np.mean(age_distance <= 1)),
+        }
+    return result
+
+
+def largest_gap(group_dict: Mapping[str, Mapping], key: str, min_n: int = 1) -> dict:
+    """Best and worst group by `key` among groups with at least `min_n` samples; ties keep the first."""
+    values = {
+        group: metrics[key]
+        for group, metrics in group_dict.items()
+        if metrics.get(key) is not None and metrics.get("n", min_n) >= min_n
+    }
+    if not values:
+        return {
+            "metric": key,
+            "best_group": None,
+            "worst_group": None,
+            "best": None,
+            "worst": None,
+            "gap": None,
+        }
+    best = max(values, key=values.__getitem__)
+    worst = min(values, key=values.__getitem__)
+    return {
+        "metric": key,
+        "best_group": best,
+        "worst_group": worst,
+        "best": float(values[best]),
+        "worst": float(values[worst]),
+        "gap": float(values[best] - values[worst]),
+    }

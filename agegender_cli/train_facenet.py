@@ -1,0 +1,226 @@
+"""Training of architecture A, on cached trunk features when the trunk is frozen."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from agegender_cli.augment import make_view
+from agegender_cli.config import PREPROCESS_PRESETS, FacenetTrainConfig
+from agegender_cli.data import Record, read_manifest
+from agegender_cli.errors import AgeGenderError
+from agegender_cli.facenet_model import FORMAT, build, standardize
+from agegender_cli.fileio import atomic_torch_save, atomic_write_text
+from agegender_cli.labels import AGE_CLASSES, GENDERS
+from agegender_cli.preprocessing import config_key, preprocess
+from agegender_cli.progress import SILENT, Reporter
+from agegender_cli.runtime import autocast, pick_device, seed_everything
+
+
+def load_images(records: list[Record], preprocess_name: str, reporter: Reporter, side: int = 200) -> np.ndarray:
+    """Decode, preprocess and square every image once: (N, side, side, 3) BGR uint8."""
+    import cv2
+
+    from agegender_cli.service import read_image
+
+    cfg = PREPROCESS_PRESETS[preprocess_name]
+    out = np.empty((len(records), side, side, 3), np.uint8)
+    for i, record in enumerate(reporter.track(records, "decoding images", len(records))):
+        image = read_image(record.path)
+        if image.shape[:2] != (side, side):
+            image = cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA)
+        out[i] = preprocess(image, cfg)
+    return out
+
+
+@torch.no_grad()
+def extract_features(trunk, images: np.ndarray, size: int, seeds: list[int | None], device, precision: str,
+                     batch_size: int, reporter: Reporter, label: str) -> torch.Tensor:
+    """Trunk outputs of every image for every seed (None: the plain view); (views, N, ...) fp16."""
+    trunk.to(device).to(memory_format=torch.channels_last)
+    views = []
+    total = len(seeds) * len(images)
+    reporter.start(f"features {label}", total)
+    for seed in seeds:
+        rng = None if seed is None else np.random.default_rng(seed)
+        chunks = []
+        for start in range(0, len(images), batch_size):
+            batch = np.stack([make_view(im, size, rng) for im in images[start:start + batch_size]])
+            x = standardize(torch.from_numpy(batch)).to(device).contiguous(memory_format=torch.channels_last)
+            with autocast(device, precision):
+                chunks.append(trunk(x).to(torch.float16).cpu())
+            reporter.advance(len(batch))
+        views.append(torch.cat(chunks))
+    reporter.finish()
+    return torch.stack(views)
+
+
+def class_weights(age_classes: np.ndarray) -> torch.Tensor:
+    """Inverse-frequency weights of the 8 age classes, mean 1 over the training samples."""
+    counts = np.bincount(age_classes, minlength=len(AGE_CLASSES)).astype(np.float64)
+    weights = np.where(counts > 0, len(age_classes) / (len(AGE_CLASSES) * np.maximum(counts, 1)), 0.0)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def _labels(records: list[Record]) -> tuple[torch.Tensor, torch.Tensor]:
+    return (torch.tensor([r.gender for r in records]), torch.tensor([r.age_class for r in records]))
+
+
+def evaluate_tail(tail, features: torch.Tensor, genders, ages, loss_fns, device, precision, batch_size=256):
+    """Loss and accuracies of the tail on one view of features."""
+    tail.eval()
+    totals = {"loss": 0.0, "gender_acc": 0.0, "age_acc": 0.0}
+    with torch.no_grad():
+        for start in range(0, len(features), batch_size):
+            x = features[start:start + batch_size].to(device).float()
+            g, a = genders[start:start + batch_size].to(device), ages[start:start + batch_size].to(device)
+            with autocast(device, precision):
+                gl, al = tail(x)
+            gl, al = gl.float(), al.float()
+            totals["loss"] += (loss_fns[0](gl, g) + loss_fns[1](al, a)).item() * len(x)
+            totals["gender_acc"] += (gl.argmax(1) == g).sum().item()
+            totals["age_acc"] += (al.argmax(1) == a).sum().item()
+    return {k: v / max(len(features), 1) for k, v in totals.items()}
+
+
+def _cache_key(cfg: FacenetTrainConfig, backbone_sha: str, manifest: Path, n_views: int) -> str:
+    payload = json.dumps([backbone_sha, cfg.preprocess, config_key(PREPROCESS_PRESETS[cfg.preprocess]),
+                          cfg.unfreeze, n_views, cfg.seed, cfg.image_size,
+                          hashlib.sha256(manifest.read_bytes()).hexdigest()])
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def train_facenet(cfg: FacenetTrainConfig, reporter: Reporter = SILENT) -> dict:
+    """Train the heads (and the unfrozen blocks) of architecture A; returns the run summary."""
+    from agegender_cli.weights import load_backbone, resolve_backbone
+
+    if cfg.preprocess not in PREPROCESS_PRESETS:
+        raise AgeGenderError(f"--preprocess must be one of {', '.join(PREPROCESS_PRESETS)}")
+    seed_everything(cfg.seed)
+    device = pick_device(cfg.device)
+    train_records = read_manifest(cfg.manifest, "train")
+    val_records = read_manifest(cfg.manifest, "val")
+    if not train_records or not val_records:
+        raise AgeGenderError(f"{cfg.manifest}: the train and val splits must both hold images")
+    resolved = resolve_backbone(cfg.backbone, cfg.backbone_weights, log=reporter.message)
+    trunk, tail = build(load_backbone(resolved), cfg.unfreeze, cfg.head, cfg.hidden, cfg.dropout)
+    tail.to(device)
+
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    n_views = cfg.views if cfg.feature_cache else 1
+    cache_file = cfg.out / f"features-{_cache_key(cfg, resolved.sha256, cfg.manifest, n_views)}.pt"
+    timing = {}
+    if cache_file.exists():
+        cached = torch.load(cache_file, weights_only=True)
+        train_feats, val_feats = cached["train"], cached["val"]
+        reporter.message(f"features from the cache {cache_file}")
+    else:
+        started = time.perf_counter()
+        train_images = load_images(train_records, cfg.preprocess, reporter)
+        val_images = load_images(val_records, cfg.preprocess, reporter)
+        seeds = [cfg.seed * 1000 + v for v in range(n_views)]
+        train_feats = extract_features(trunk, train_images, cfg.image_size, seeds, device, cfg.precision,
+                                       cfg.batch_size, reporter, "train")
+        val_feats = extract_features(trunk, val_images, cfg.image_size, [None], device, cfg.precision,
+                                     cfg.batch_size, reporter, "val")[0]
+        timing["feature_seconds"] = time.perf_counter() - started
+        atomic_torch_save({"train": train_feats, "val": val_feats}, cache_file)
+    del trunk
+
+    g_train, a_train = _labels(train_records)
+    g_val, a_val = _labels(val_records)
+    loss_fns = (nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
+                nn.CrossEntropyLoss(weight=class_weights(a_train.numpy()).to(device),
+                                    label_smoothing=cfg.label_smoothing))
+    params = [p for p in tail.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=2)
+    state = {"epoch": 0, "best_loss": float("inf"), "best_epoch": 0, "bad_epochs": 0, "history": []}
+    progress_file = cfg.out / "progress.pt"
+    if cfg.resume and progress_file.exists():
+        saved = torch.load(progress_file, weights_only=True)
+        tail.load_state_dict(saved["tail"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        state = saved["state"]
+        reporter.message(f"resuming after epoch {state['epoch']}")
+
+    generator = torch.Generator().manual_seed(cfg.seed + state["epoch"])
+    reporter.start("training", cfg.epochs)
+    reporter.advance(state["epoch"])
+    epoch_seconds = []
+    while state["epoch"] < cfg.epochs and state["bad_epochs"] < cfg.patience:
+        started = time.perf_counter()
+        tail.train()
+        view = torch.randint(0, train_feats.shape[0], (train_feats.shape[1],), generator=generator)
+        order = torch.randperm(train_feats.shape[1], generator=generator)
+        sums = {"loss": 0.0, "gender_acc": 0.0, "age_acc": 0.0}
+        for start in range(0, len(order), cfg.batch_size):
+            idx = order[start:start + cfg.batch_size]
+            x = train_feats[view[idx], idx].to(device).float()
+            g, a = g_train[idx].to(device), a_train[idx].to(device)
+            with autocast(device, cfg.precision):
+                gl, al = tail(x)
+            gl, al = gl.float(), al.float()
+            loss = loss_fns[0](gl, g) + loss_fns[1](al, a)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            sums["loss"] += loss.item() * len(idx)
+            sums["gender_acc"] += (gl.argmax(1) == g).sum().item()
+            sums["age_acc"] += (al.argmax(1) == a).sum().item()
+        train_m = {k: v / len(order) for k, v in sums.items()}
+        val_m = evaluate_tail(tail, val_feats, g_val, a_val, loss_fns, device, cfg.precision)
+        scheduler.step(val_m["loss"])
+        state["epoch"] += 1
+        epoch_seconds.append(time.perf_counter() - started)
+        state["history"].append({
+            "epoch": state["epoch"], "lr": optimizer.param_groups[0]["lr"],
+            **{f"train_{k}": v for k, v in train_m.items()}, **{f"val_{k}": v for k, v in val_m.items()},
+        })
+        if val_m["loss"] < state["best_loss"]:
+            state.update(best_loss=val_m["loss"], best_epoch=state["epoch"], bad_epochs=0, best_val=val_m)
+            atomic_torch_save(checkpoint(cfg, tail, resolved, state), cfg.out / "model.pt")
+        else:
+            state["bad_epochs"] += 1
+        atomic_torch_save({"tail": tail.state_dict(), "optimizer": optimizer.state_dict(),
+                           "scheduler": scheduler.state_dict(), "state": state}, progress_file)
+        reporter.advance(1, loss=val_m["loss"], gender=val_m["gender_acc"], age=val_m["age_acc"])
+    reporter.finish()
+    history = state["history"]
+    atomic_write_text(cfg.out / "history.json", json.dumps(history, indent=2))
+    from agegender_cli.plots import plot_training_curves
+
+    plot_training_curves(history, cfg.out / "curves.png")
+    timing["epoch_seconds_mean"] = float(np.mean(epoch_seconds)) if epoch_seconds else None
+    return {
+        "arch": "facenet", "checkpoint": str(cfg.out / "model.pt"), "curves": str(cfg.out / "curves.png"),
+        "epochs": state["epoch"], "best_epoch": state["best_epoch"], "val": state.get("best_val"),
+        "backbone": {"name": resolved.name, "sha256": resolved.sha256, "source": resolved.source},
+        "timing": timing, "stopped_early": state["bad_epochs"] >= cfg.patience,
+    }
+
+
+def checkpoint(cfg: FacenetTrainConfig, tail, resolved, state: dict) -> dict:
+    """A self-describing checkpoint: everything needed to rebuild and explain the model."""
+    config = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(replace(cfg, resume=False)).items()}
+    return {
+        "format": FORMAT,
+        "arch": "facenet",
+        "config": config,
+        "classes": {"gender": list(GENDERS), "age": list(AGE_CLASSES)},
+        "preprocess": {"name": cfg.preprocess, **asdict(PREPROCESS_PRESETS[cfg.preprocess])},
+        "backbone": {"name": resolved.name, "sha256": resolved.sha256},
+        "image_size": cfg.image_size,
+        "epoch": state["epoch"],
+        "val_metrics": state.get("best_val", {}),
+        "history": state["history"],
+        "state_dict": {k: v.detach().cpu().clone() for k, v in tail.state_dict().items()},
+    }

@@ -1,0 +1,49 @@
+"""Shared fixtures: the real data folder when present, and tiny generated UTKFace-like folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_UTKFACE = REPO.parent / "shared" / "data" / "utkface_crop_part1"
+
+
+@pytest.fixture(scope="session")
+def shared_utkface() -> Path:
+    if not SHARED_UTKFACE.is_dir():
+        pytest.skip("../shared/data/utkface_crop_part1 is not here")
+    return SHARED_UTKFACE
+
+
+def write_jpeg(path: Path, seed: int = 0, size: int = 64) -> Path:
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    cv2.circle(image, (size // 2, size // 2), size // 3, (200, 180, 160), -1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), image)
+    return path
+
+
+@pytest.fixture
+def tiny_utkface(tmp_path: Path) -> Path:
+    """A folder of 200 small images over every age class and gender, plus a few bad files."""
+    folder = tmp_path / "utk"
+    ages = [1, 5, 10, 18, 28, 40, 50, 70]
+    n = 0
+    for age in ages:
+        for gender in (0, 1):
+            for k in range(12):
+                name = f"{age}_{gender}_{k % 5}_2017010{k % 9}1234567{n % 10}.jpg.chip.jpg"
+                write_jpeg(folder / f"sub{k % 2}" / name, seed=n, size=32)
+                n += 1
+    (folder / "35_0_0_20170101000000000.jpg").write_bytes(b"")  # gap age
+    (folder / "readme.txt").write_text("not an image")
+    (folder / "20_3_0_20170101000000001.jpg").write_bytes(b"x")  # bad gender
+    (folder / "25_1_0_20170101000000002.jpg").write_bytes(b"not a jpeg")  # corrupt
+    (folder / "hello.jpg").write_bytes(b"x")  # malformed name
+    return folder

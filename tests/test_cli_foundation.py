@@ -1,0 +1,107 @@
+"""The command line: help without heavy imports, dataset and preprocess through CliRunner."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agegender_cli import __version__
+from agegender_cli.cli.app import app
+
+runner = CliRunner()
+
+
+def test_help_and_version_do_not_import_torch_or_cv2():
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from agegender_cli.cli.app import app\n"
+        "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output\n"
+        "r = CliRunner().invoke(app, ['--version']); assert r.exit_code == 0, r.output\n"
+        "for cmd in ('dataset', 'preprocess', 'train', 'predict', 'evaluate', 'compare'):\n"
+        "    CliRunner().invoke(app, [cmd, '--help'])\n"
+        "heavy = [m for m in ('torch', 'cv2', 'sklearn', 'matplotlib') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_python_dash_m_works():
+    result = subprocess.run([sys.executable, "-m", "agegender_cli", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and __version__ in result.stdout
+
+
+def test_dataset_table(tiny_utkface, tmp_path):
+    result = runner.invoke(app, ["dataset", str(tiny_utkface), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    assert "Images per split and class" in result.stdout and "192 usable images" in result.stdout
+    assert (tmp_path / "o" / "manifest.csv").is_file()
+
+
+def test_dataset_json_is_only_json(tiny_utkface, tmp_path):
+    result = runner.invoke(app, ["dataset", str(tiny_utkface), "--out", str(tmp_path / "o"), "--json"])
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert data["n_usable"] == 192 and data["n_skipped"] == 5
+    assert {"file", "reason"} <= set(data["skipped"][0])
+    assert set(data["splits"]) == {"train", "val", "test"}
+
+
+def test_dataset_failure_is_one_line_and_exit_1(tmp_path):
+    result = runner.invoke(app, ["dataset", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "no such file or folder" in lines[0]
+
+
+def test_bad_usage_is_exit_2(tiny_utkface, tmp_path):
+    assert runner.invoke(app, ["dataset"]).exit_code == 2
+    assert runner.invoke(app, ["dataset", str(tiny_utkface), "--gaps", "bogus"]).exit_code == 2
+    assert runner.invoke(app, ["dataset", str(tiny_utkface), "--seed", "x"]).exit_code == 2
+    assert runner.invoke(app, ["preprocess", str(tiny_utkface)]).exit_code == 2  # no --out nor --preview
+    assert runner.invoke(app, ["nonsense"]).exit_code == 2
+
+
+def test_preprocess_folder_writes_pngs_and_preview(tiny_utkface, tmp_path):
+    sub = tiny_utkface / "sub0"
+    result = runner.invoke(app, ["preprocess", str(sub), "--out", str(tmp_path / "p"),
+                                 "--preview", str(tmp_path / "preview.png"), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["written"] == data["n_images"] == len(list(sub.glob("*.jpg")))
+    assert len(list((tmp_path / "p").glob("*.png"))) == data["written"]
+    assert (tmp_path / "preview.png").stat().st_size > 10_000
+
+
+def test_preprocess_manifest_split_and_switches(tiny_utkface, tmp_path):
+    runner.invoke(app, ["dataset", str(tiny_utkface), "--out", str(tmp_path / "d")])
+    result = runner.invoke(app, ["preprocess", "--manifest", str(tmp_path / "d" / "manifest.csv"), "--split", "val",
+                                 "--no-gabor", "--no-clahe", "--out", str(tmp_path / "v")])
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "v" / "val").glob("*.png"))) == 16
+
+
+def test_preprocess_bad_file_is_reported_and_exit_1(tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"nope")
+    result = runner.invoke(app, ["preprocess", str(bad), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert "bad.jpg" in result.stdout and "cannot decode" in result.stdout
+
+
+@pytest.mark.integration
+def test_shared_manifest_through_cli(shared_utkface, tmp_path):
+    result = runner.invoke(app, ["dataset", str(shared_utkface), "--out", str(tmp_path), "--json"])
+    assert json.loads(result.stdout)["n_usable"] == 6494
+    assert Path(tmp_path / "manifest.csv").read_text().count("\n") == 6495
