@@ -51,10 +51,7 @@ def deploy_prototxt(num_classes: int, name: str = "CaffeNet") -> str:
         _layer("fc8", "InnerProduct", "fc7", "fc8", f"inner_product_param {{ num_output: {num_classes} }}"),
         _layer("prob", "Softmax", "fc8", "prob"),
     ]
-    header = (
-        f'name: "{name}"\ninput: "data"\n'
-        f"input_shape {{ dim: 1 dim: 3 dim: {INPUT_SIZE} dim: {INPUT_SIZE} }}\n"
-    )
+    header = f'name: "{name}"\ninput: "data"\ninput_shape {{ dim: 1 dim: 3 dim: {INPUT_SIZE} dim: {INPUT_SIZE} }}\n'
     return header + "".join(layers)
 
 
@@ -67,6 +64,26 @@ def _layer(name: str, kind: str, bottom: str, top: str, params: str = "") -> str
     return "layer {\n" + body + (f"  {params}\n" if params else "") + "}\n"
 
 
+class CaffeLRN(nn.Module):
+    """Caffe's LRN across channels, local_size 5, alpha 1e-4, beta 0.75: the values of
+    nn.LocalResponseNorm(5, 1e-4, 0.75, k=1), computed in float32 even under bf16 autocast."""
+
+    def __init__(self, channels: int, size: int = 5, alpha: float = 1e-4, beta: float = 0.75) -> None:
+        super().__init__()
+        offsets = torch.arange(channels)[:, None] - torch.arange(channels)[None, :]
+        # The window sum over channels as one (C, C) matmul: about twice as fast as
+        # nn.LocalResponseNorm's avg_pool3d on CPU, forward and backward.
+        band = (offsets.abs() <= size // 2).float() * (alpha / size)
+        self.register_buffer("band", band, persistent=False)
+        self.beta = beta
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            x = x.float()
+            window = (x.square().permute(0, 2, 3, 1) @ self.band).permute(0, 3, 1, 2)
+            return x / (window + 1.0).pow(self.beta)
+
+
 class LeviHassnerNet(nn.Module):
     """PyTorch twin of the deploy prototxt: same layers, same names; forward returns the fc8 logits."""
 
@@ -76,11 +93,11 @@ class LeviHassnerNet(nn.Module):
         self.relu1 = nn.ReLU(inplace=True)
         # Caffe pooling rounds the output size up.
         self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.norm1 = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)
+        self.norm1 = CaffeLRN(96)
         self.conv2 = nn.Conv2d(96, 256, 5, padding=2)
         self.relu2 = nn.ReLU(inplace=True)
         self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.norm2 = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)
+        self.norm2 = CaffeLRN(256)
         self.conv3 = nn.Conv2d(256, 384, 3, padding=1)
         self.relu3 = nn.ReLU(inplace=True)
         self.pool5 = nn.MaxPool2d(3, 2, ceil_mode=True)
@@ -114,9 +131,13 @@ def as_bgr(face: np.ndarray) -> np.ndarray:
     return face
 
 
+def resize_face(face: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
+    """(size, size, 3) uint8: the whole face resized, as cv2.dnn.blobFromImages does."""
+    return cv2.resize(as_bgr(face), (size, size), interpolation=cv2.INTER_LINEAR)
+
+
 def resize_faces(faces: Sequence[np.ndarray], size: int = INPUT_SIZE) -> np.ndarray:
-    """(N, size, size, 3) uint8: each face resized whole, as cv2.dnn.blobFromImages does."""
-    return np.stack([cv2.resize(as_bgr(f), (size, size), interpolation=cv2.INTER_LINEAR) for f in faces])
+    return np.stack([resize_face(f, size) for f in faces])
 
 
 def mean_subtract(images: torch.Tensor) -> torch.Tensor:
@@ -154,9 +175,7 @@ class CaffenetPredictor:
 
     arch = "caffenet"
 
-    def __init__(
-        self, folder: Path, *, engine: str = "opencv", precision: str = "bf16", batch_size: int = 64
-    ) -> None:
+    def __init__(self, folder: Path, *, engine: str = "opencv", precision: str = "bf16", batch_size: int = 64) -> None:
         if engine not in ENGINES:
             raise AgeGenderError(f"unknown caffenet engine '{engine}': use one of {', '.join(ENGINES)}")
         folder = Path(folder)

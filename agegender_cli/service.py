@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agegender_cli.config import DatasetConfig, PreprocessConfig
+from agegender_cli.config import DatasetConfig, EvaluateConfig, PredictConfig, PreprocessConfig
 from agegender_cli.errors import AgeGenderError
 from agegender_cli.progress import SILENT, Reporter
 
@@ -94,3 +94,347 @@ def run_preprocess(
         atomic_write_bytes(out / relative.with_suffix(".png"), encoded.tobytes())
         result["written"] += 1
     return result
+
+
+def _evaluation_records(cfg: EvaluateConfig):
+    from agegender_cli.data import read_manifest, records_from_folder
+
+    if cfg.images is not None:
+        if not cfg.images.is_dir():
+            raise AgeGenderError(f"{cfg.images}: not a folder; give a folder of UTKFace-named images")
+        records, _ = records_from_folder(cfg.images)
+    else:
+        records = read_manifest(cfg.manifest, cfg.split)
+    if not records:
+        where = cfg.images or f"{cfg.manifest} split '{cfg.split}'"
+        raise AgeGenderError(f"{where}: no labelled images to evaluate on")
+    return records
+
+
+def _load_predictors(cfg: EvaluateConfig, reporter: Reporter) -> dict:
+    from agegender_cli.predictors import load_predictor
+
+    predictors = {}
+    for arch in cfg.archs:
+        reporter.message(f"loading {arch}")
+        predictors[arch] = load_predictor(
+            arch, facenet_model=cfg.facenet_model, caffenet_model=cfg.caffenet_model,
+            caffe_weights=cfg.caffe_weights, engine=cfg.engine, precision=cfg.precision,
+            batch_size=cfg.batch_size, log=reporter.message,
+        )
+    return predictors
+
+
+def run_on_records(predictors: dict, records, batch_size: int, reporter: Reporter):
+    """Every predictor on every record's image (decoded once); returns predictions, kept indices, failures."""
+    from agegender_cli.batches import iter_image_batches
+    from agegender_cli.predictor import Prediction
+
+    parts: dict[str, list] = {arch: [] for arch in predictors}
+    kept: list[int] = []
+    failed: list[dict] = []
+    reporter.start("evaluating " + " + ".join(predictors), len(records))
+    for batch in iter_image_batches([r.path for r in records], batch_size):
+        for arch, predictor in predictors.items():
+            if batch.images:
+                parts[arch].append(predictor.predict(batch.images))
+        kept += batch.indices
+        failed += [{"file": str(records[i].path), "error": error} for i, error in batch.failed]
+        reporter.advance(len(batch.indices) + len(batch.failed))
+    reporter.finish()
+    return {arch: Prediction.concat(p) for arch, p in parts.items()}, kept, failed
+
+
+def evaluate_models(cfg: EvaluateConfig, reporter: Reporter = SILENT) -> dict:
+    """`agegender evaluate` / the core of `compare`: metrics of each architecture on the same images."""
+    import numpy as np
+
+    from agegender_cli.metrics import evaluate_predictions
+
+    records = _evaluation_records(cfg)
+    predictors = _load_predictors(cfg, reporter)
+    predictions, kept, failed = run_on_records(predictors, records, cfg.batch_size, reporter)
+    if not kept:
+        raise AgeGenderError("none of the images could be read")
+    used = [records[i] for i in kept]
+    gender_true = np.array([r.gender for r in used])
+    age_true = np.array([r.age_class for r in used])
+    results = {}
+    for arch, prediction in predictions.items():
+        metrics = evaluate_predictions(gender_true, prediction.gender_prob, age_true, prediction.age_prob)
+        results[arch] = {"arch": arch, "model": predictors[arch].description, **metrics}
+    source = str(cfg.images) if cfg.images else f"{cfg.manifest}:{cfg.split}"
+    return {"source": source, "results": results, "failed": failed, "records": used,
+            "predictions": predictions, "truth": (gender_true, age_true)}
+
+
+def save_evaluation_plots(evaluation: dict, folder: Path) -> list[str]:
+    """ROC, confusion matrices and error distributions of every evaluated architecture."""
+    from agegender_cli import plots
+    from agegender_cli.labels import AGE_CLASSES, GENDERS
+
+    results = evaluation["results"]
+    written = []
+    curves = {a: (r["gender"]["roc"]["fpr"], r["gender"]["roc"]["tpr"], r["gender"]["auc"])
+              for a, r in results.items() if r["gender"]["roc"]}
+    if curves:
+        written.append(plots.plot_roc(curves, folder / "roc_gender.png"))
+    for arch, r in results.items():
+        written.append(plots.plot_confusion(r["gender"]["confusion"], list(GENDERS), f"{arch}: gender",
+                                            folder / f"confusion_gender_{arch}.png"))
+        written.append(plots.plot_confusion(r["age"]["confusion"], list(AGE_CLASSES), f"{arch}: age class",
+                                            folder / f"confusion_age_{arch}.png"))
+    written.append(plots.plot_error_distribution({a: r["age"]["error_hist"] for a, r in results.items()},
+                                                 folder / "age_error_distribution.png"))
+    return [str(p) for p in written]
+
+
+def evaluate(cfg: EvaluateConfig, reporter: Reporter = SILENT) -> dict:
+    """`agegender evaluate`: one architecture's metrics (the JSON schema of the report's tables)."""
+    evaluation = evaluate_models(cfg, reporter)
+    (arch,) = cfg.archs
+    result = {**evaluation["results"][arch], "source": evaluation["source"], "failed": evaluation["failed"]}
+    if cfg.plots is not None:
+        result["plots"] = save_evaluation_plots(evaluation, cfg.plots)
+    return result
+
+
+def train(arch: str, cfg, reporter: Reporter = SILENT) -> dict:
+    """`agegender train`: architecture A or B on a manifest's train split, chosen on val."""
+    if arch == "facenet":
+        from agegender_cli.train_facenet import train_facenet
+
+        return train_facenet(cfg, reporter)
+    if arch == "caffenet":
+        from agegender_cli.data import read_manifest
+        from agegender_cli.train_caffenet import train_caffenet
+
+        train_records, val_records = read_manifest(cfg.manifest, "train"), read_manifest(cfg.manifest, "val")
+        if not train_records or not val_records:
+            raise AgeGenderError(f"{cfg.manifest}: the train and val splits must both hold images")
+        reporter.start("training caffenet", cfg.epochs)
+
+        def progress(epoch: int, total: int, info: dict) -> None:
+            reporter.advance(1, **{k: v for k, v in info.items() if isinstance(v, int | float)})
+
+        try:
+            return {"arch": "caffenet", **train_caffenet(cfg, train_records, val_records, progress=progress,
+                                                         log=reporter.message)}
+        finally:
+            reporter.finish()
+    raise AgeGenderError(f"unknown architecture '{arch}': use facenet or caffenet")
+
+
+def _statistics(evaluation: dict, cfg: EvaluateConfig) -> dict:
+    """Bootstrap CIs, McNemar between architectures, metrics per race and per gender."""
+    import itertools
+
+    import numpy as np
+
+    from agegender_cli.labels import RACES
+    from agegender_cli.stats import bootstrap_ci, group_metrics, largest_gap, mcnemar
+
+    gender_true, age_true = evaluation["truth"]
+    records = evaluation["records"]
+    races = np.array([RACES[r.race] if r.race is not None else "unknown" for r in records])
+    genders = np.array(["male" if g == 0 else "female" for g in gender_true])
+    correct, per_arch = {}, {}
+    for arch, prediction in evaluation["predictions"].items():
+        gender_pred, age_pred = prediction.gender_prob.argmax(1), prediction.age_prob.argmax(1)
+        correct[arch] = {"gender": gender_pred == gender_true, "age": age_pred == age_true}
+        ci = {task: bootstrap_ci(hits, cfg.bootstrap, cfg.seed) for task, hits in correct[arch].items()}
+        ci["one_off"] = bootstrap_ci(np.abs(age_pred - age_true) <= 1, cfg.bootstrap, cfg.seed)
+        groups = {}
+        for name, labels in (("race", races), ("gender", genders)):
+            table = group_metrics(labels, gender_true, gender_pred, age_true, age_pred)
+            gaps = {key: largest_gap(table, key, min_n=20) for key in ("gender_accuracy", "age_accuracy")}
+            groups[name] = {"metrics": table, "largest_gap": gaps}
+        per_arch[arch] = {"ci95": ci, "groups": groups}
+    tests = {}
+    for a, b in itertools.combinations(correct, 2):
+        tests[f"{a} vs {b}"] = {task: mcnemar(correct[a][task], correct[b][task]) for task in ("gender", "age")}
+    return {"per_arch": per_arch, "mcnemar": tests}
+
+
+def compare(cfg: EvaluateConfig, reporter: Reporter = SILENT) -> dict:
+    """`agegender compare`: every architecture on the same images, the report's tables side by side."""
+    evaluation = evaluate_models(cfg, reporter)
+    stats = _statistics(evaluation, cfg)
+    result: dict = {}
+    for arch, metrics in evaluation["results"].items():
+        result[arch] = {**metrics, **stats["per_arch"][arch]}
+    result["mcnemar"] = stats["mcnemar"]
+    result["source"] = evaluation["source"]
+    result["failed"] = evaluation["failed"]
+    figures: list[str] = []
+    plots_dir = cfg.plots or (cfg.report.parent / f"{cfg.report.stem}_figures" if cfg.report else None)
+    if plots_dir is not None:
+        figures = save_evaluation_plots(evaluation, plots_dir)
+        result["plots"] = figures
+    if cfg.report is not None:
+        from agegender_cli.fileio import atomic_write_text
+        from agegender_cli.report import markdown_report
+
+        archs = {a: result[a] for a in evaluation["results"]}
+        atomic_write_text(cfg.report, markdown_report(archs, result["mcnemar"], result["source"], figures,
+                                                      cfg.report.parent))
+        result["report"] = str(cfg.report)
+    return result
+
+
+def _face_record(frame, index: int, detection, outputs: dict) -> dict:
+    return {"file": frame.source, "frame": frame.index, "face": index, "box": list(detection.box),
+            "score": round(float(detection.score), 4), **outputs}
+
+
+def _arch_output(gender_prob, age_prob) -> dict:
+    from agegender_cli.labels import AGE_CLASSES, GENDERS
+
+    g, a = int(gender_prob.argmax()), int(age_prob.argmax())
+    return {"gender": GENDERS[g], "gender_prob": round(float(gender_prob[g]), 4), "age": AGE_CLASSES[a],
+            "age_prob": round(float(age_prob[a]), 4),
+            "age_probs": {name: round(float(p), 4) for name, p in zip(AGE_CLASSES, age_prob, strict=True)}}
+
+
+class _CsvSink:
+    """Face rows written to a temp file as they come, renamed over the target at the end."""
+
+    COLUMNS = ("file", "frame", "face", "x1", "y1", "x2", "y2", "score", "error")
+
+    def __init__(self, path: Path, archs: tuple[str, ...]) -> None:
+        import csv
+        import tempfile
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in close(), after the last row
+            "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
+                                             delete=False, newline="")
+        self.handle, self.tmp = handle, Path(handle.name)
+        self.archs = archs
+        self.writer = csv.writer(handle)
+        self.writer.writerow(self.COLUMNS + tuple(f"{a}_{k}" for a in archs
+                                                  for k in ("gender", "gender_prob", "age", "age_prob")))
+
+    def write(self, row: dict) -> None:
+        box = row.get("box") or ["", "", "", ""]
+        values = [row["file"], "" if row.get("frame") is None else row["frame"], row.get("face", ""), *box,
+                  row.get("score", ""), row.get("error", "")]
+        for arch in self.archs:
+            out = row.get(arch) or {}
+            values += [out.get("gender", ""), out.get("gender_prob", ""), out.get("age", ""), out.get("age_prob", "")]
+        self.writer.writerow(values)
+
+    def close(self, ok: bool = True) -> None:
+        import os
+
+        self.handle.close()
+        if ok:
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
+def _annotate(frame, faces: list[dict], archs: tuple[str, ...], folder: Path) -> None:
+    from agegender_cli.annotate import draw_annotations, write_image_atomic
+
+    labelled = []
+    for face in faces:
+        lines = [f"{a}: {face[a]['gender']} {face[a]['gender_prob']:.2f}, {face[a]['age']}" for a in archs]
+        labelled.append((tuple(face["box"]), lines))
+    stem = Path(frame.source).stem + ("" if frame.index is None else f"_frame{frame.index:06d}")
+    write_image_atomic(folder / f"{stem}.jpg", draw_annotations(frame.image, labelled))
+
+
+def predict(cfg: PredictConfig, emit, reporter: Reporter = SILENT) -> dict:
+    """`agegender predict`: detect faces, run every architecture, stream one record per face to `emit`."""
+    import numpy as np
+
+    from agegender_cli.detection import crop_face, make_detector
+    from agegender_cli.inputs import expand_inputs, iter_frames
+    from agegender_cli.labels import AGE_CLASSES, GENDERS
+    from agegender_cli.predictors import framing_for, load_predictor
+
+    items = expand_inputs(cfg.inputs)
+    if not items:
+        raise AgeGenderError("no input: give image files, folders, globs, videos or - for paths on stdin")
+    predictors = {}
+    for arch in cfg.archs:
+        reporter.message(f"loading {arch}")
+        predictors[arch] = load_predictor(
+            arch, facenet_model=cfg.facenet_model, caffenet_model=cfg.caffenet_model,
+            caffe_weights=cfg.caffe_weights, engine=cfg.engine, precision=cfg.precision,
+            batch_size=cfg.batch_size, log=reporter.message)
+    framings = {arch: framing_for(arch, cfg.detector, cfg.caffe_weights) for arch in cfg.archs}
+    detector = make_detector(cfg.detector, min_face=cfg.min_face, min_score=cfg.min_score)
+    csv_sink = _CsvSink(cfg.csv, cfg.archs) if cfg.csv else None
+    counts = {arch: np.zeros((len(GENDERS), len(AGE_CLASSES)), int) for arch in cfg.archs}
+    stats = {"files": 0, "frames": 0, "faces": 0, "errors": 0}
+
+    def send(row: dict) -> None:
+        emit(row)
+        if csv_sink:
+            csv_sink.write(row)
+
+    def flush(frames: list) -> None:
+        detections = detector.detect([f.image for f in frames])
+        crops = {arch: [] for arch in cfg.archs}
+        owners = []
+        for frame, found in zip(frames, detections, strict=True):
+            for k, det in enumerate(found):
+                owners.append((frame, k, det))
+                for arch, framing in framings.items():
+                    crops[arch].append(crop_face(frame.image, det.box, framing=framing))
+        outputs = {arch: predictors[arch].predict(crops[arch]) if owners else None for arch in cfg.archs}
+        per_frame: dict[int, list[dict]] = {}
+        for n, (frame, k, det) in enumerate(owners):
+            row = _face_record(frame, k, det, {
+                arch: _arch_output(outputs[arch].gender_prob[n], outputs[arch].age_prob[n]) for arch in cfg.archs})
+            for arch in cfg.archs:
+                counts[arch][GENDERS.index(row[arch]["gender"]), AGE_CLASSES.index(row[arch]["age"])] += 1
+            per_frame.setdefault(id(frame), []).append(row)
+            send(row)
+        stats["faces"] += len(owners)
+        for frame, found in zip(frames, detections, strict=True):
+            if not found:
+                send({"file": frame.source, "frame": frame.index, "face": None, "box": None, "score": None,
+                      "note": "no face found"})
+            if cfg.annotate is not None:
+                _annotate(frame, per_frame.get(id(frame), []), cfg.archs, cfg.annotate)
+
+    ok = False
+    try:
+        pending: list = []
+        seen_sources: set[str] = set()
+        reporter.start("predicting", len(items))
+        for frame in iter_frames(items, every=cfg.every, workers=cfg.workers):
+            if frame.source not in seen_sources:
+                seen_sources.add(frame.source)
+                reporter.advance(1)
+            if frame.error is not None:
+                stats["errors"] += 1
+                send({"file": frame.source, "frame": frame.index, "error": frame.error})
+                continue
+            stats["frames"] += 1
+            pending.append(frame)
+            if len(pending) >= cfg.batch_size:
+                flush(pending)
+                pending = []
+        if pending:
+            flush(pending)
+        reporter.finish()
+        ok = True
+    finally:
+        if csv_sink:
+            csv_sink.close(ok)
+    stats["files"] = len(items)
+    summary = {"archs": list(cfg.archs), **stats,
+               "counts": {arch: {GENDERS[g]: {AGE_CLASSES[a]: int(c[g, a]) for a in range(len(AGE_CLASSES))}
+                                 for g in range(len(GENDERS))} for arch, c in counts.items()}}
+    if cfg.summary_plot is not None:
+        from agegender_cli.plots import plot_summary_bars
+
+        summary["summary_plot"] = str(plot_summary_bars(counts[cfg.archs[0]], cfg.summary_plot))
+    if cfg.csv:
+        summary["csv"] = str(cfg.csv)
+    return summary

@@ -116,10 +116,8 @@ def parse_shape(buf: memoryview) -> tuple[int, ...]:
 def _fill(values: list, shape: tuple[int, ...], dtype: np.dtype, dtype_id: int) -> np.ndarray:
     """Build a tensor from *_val fields; TF repeats the last value to fill the shape."""
     count = int(np.prod(shape, dtype=np.int64))
-    if dtype_id == 19:
-        flat = np.array(values, dtype=np.uint16).view(np.float16)
-    else:
-        flat = np.array(values, dtype=dtype)
+    flat = np.array(values, dtype=np.uint16 if dtype_id == 19 else dtype)
+    flat = flat.view(np.float16) if dtype_id == 19 else flat
     if flat.size == count:
         return flat.reshape(shape)
     if flat.size == 0:
@@ -206,11 +204,7 @@ def parse_node(buf: memoryview) -> Node:
 
 def parse_graph(data: bytes) -> list[Node]:
     """Every node (GraphDef.node = 1) of a serialized GraphDef, in file order."""
-    return [
-        parse_node(value)
-        for number, wire, value in iter_fields(memoryview(data))
-        if number == 1 and wire == 2
-    ]
+    return [parse_node(value) for number, wire, value in iter_fields(memoryview(data)) if number == 1 and wire == 2]
 
 
 def read_graph(path: Path | str) -> list[Node]:

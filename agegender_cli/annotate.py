@@ -1,0 +1,99 @@
+"""Draw face boxes with labels on an image and write images atomically."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from agegender_cli.errors import AgeGenderError
+
+Box = tuple[int, int, int, int]
+BOX_COLOR = (0, 200, 0)  # BGR
+TEXT_COLOR = (0, 0, 0)
+
+
+def draw_annotations(
+    image: np.ndarray, faces: Sequence[tuple[Box, Sequence[str]]], *, color: tuple[int, int, int] = BOX_COLOR
+) -> np.ndarray:
+    """A copy of the image with each face box and its label lines on a filled background."""
+    import cv2
+
+    out = image.copy()
+    style = _Style.for_image(out.shape)
+    for box, _lines in faces:
+        cv2.rectangle(out, box[:2], box[2:], color, style.thickness, cv2.LINE_AA)
+    for box, lines in faces:  # labels after all boxes so no box line crosses a label
+        if lines:
+            _draw_label(out, box, list(lines), color, style)
+    return out
+
+
+class _Style:
+    def __init__(self, scale: float, thickness: int) -> None:
+        self.scale = scale
+        self.thickness = thickness
+
+    @classmethod
+    def for_image(cls, shape: tuple[int, ...]) -> _Style:
+        # Text readable on a phone photo and not huge on a thumbnail: scale with the short side.
+        short = min(shape[:2])
+        scale = float(np.clip(short / 900, 0.4, 2.0))
+        return cls(scale, max(1, round(scale * 2)))
+
+
+def _draw_label(image: np.ndarray, box: Box, lines: list[str], color, style: _Style) -> None:
+    import cv2
+
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    sizes = [cv2.getTextSize(line, font, style.scale, style.thickness)[0] for line in lines]
+    pad = max(2, style.thickness * 2)
+    text_h = max(h for _w, h in sizes)
+    line_h = text_h * 3 // 2 + pad  # room for descenders (g, y, p) below the baseline
+    width = max(w for w, _h in sizes) + 2 * pad
+    height = line_h * len(lines) + pad
+    x, y = _label_origin(box, width, height, image.shape)
+    cv2.rectangle(image, (x, y), (x + width, y + height), color, cv2.FILLED)
+    for i, line in enumerate(lines):
+        origin = (x + pad, y + pad + i * line_h + text_h)
+        cv2.putText(image, line, origin, font, style.scale, TEXT_COLOR, style.thickness, cv2.LINE_AA)
+
+
+def _label_origin(box: Box, width: int, height: int, shape: tuple[int, ...]) -> tuple[int, int]:
+    img_h, img_w = shape[:2]
+    x = min(max(0, box[0]), max(0, img_w - width))
+    above = box[1] - height
+    y = above if above >= 0 else min(box[3], max(0, img_h - height))  # below the box if no room above
+    return x, y
+
+
+def write_image_atomic(path: str | os.PathLike[str], image: np.ndarray, *, jpeg_quality: int = 90) -> None:
+    """Encode by the file extension and replace `path` in one step (never a half-written file)."""
+    import cv2
+
+    target = Path(path)
+    params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if target.suffix.lower() in {".jpg", ".jpeg"} else []
+    try:
+        ok, data = cv2.imencode(target.suffix, image, params)
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise AgeGenderError(f"cannot write {target}: use an image extension such as .jpg or .png")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _replace_with_bytes(target, data.tobytes())
+
+
+def _replace_with_bytes(target: Path, data: bytes) -> None:
+    temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        # os.open with 0o666 lets the umask decide the mode, like a plain open() would.
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(temp, target)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        raise AgeGenderError(f"cannot write {target}: {exc.strerror or exc}") from exc

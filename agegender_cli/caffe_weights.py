@@ -1,0 +1,113 @@
+"""The original Levi-Hassner age_net/gender_net weights: from a user folder, the cache or a download."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from agegender_cli.caffemodel import read_params
+from agegender_cli.caffenet import NET_NAMES, NUM_CLASSES, deploy_prototxt, net_files
+from agegender_cli.errors import AgeGenderError
+from agegender_cli.fileio import atomic_write_text
+from agegender_cli.weights import Log, _download, _RouteFailed, cache_dir, print_to_stderr
+
+# A GitHub mirror of the files the authors published (Levi & Hassner, AMFG 2015), served raw.
+ORIGINAL_URL_BASE = "https://raw.githubusercontent.com/smahesh29/Gender-and-Age-Detection/master"
+# No sha256 of these files is published by the authors or the mirrors; where None, a download is
+# accepted only when cv2.dnn loads it into the Levi-Hassner architecture.
+ORIGINAL_SHA256: dict[str, str | None] = {"age_net.caffemodel": None, "gender_net.caffemodel": None}
+
+
+def original_cache_dir() -> Path:
+    """Where downloaded original weights (and the prototxts written for them) live."""
+    return cache_dir() / "levi-hassner"
+
+
+def resolve_caffe_weights(
+    folder: Path | None,
+    *,
+    online: bool,
+    timeout: float,
+    url_base: str | None = None,
+    sha256: Mapping[str, str | None] | None = None,
+    log: Log = print_to_stderr,
+) -> Path:
+    """A model folder for CaffenetPredictor holding the original nets: `folder` if given, else the cache,
+    filled by a download when `online` (sha256 checked where known, `sha256` overrides ORIGINAL_SHA256)."""
+    if folder is not None:
+        return _prepare_folder(Path(folder).expanduser(), _user_folder_message)
+    target = original_cache_dir()
+    missing = [name for name in ORIGINAL_SHA256 if not (target / name).is_file()]
+    if missing and not online:
+        raise AgeGenderError(_missing_message(target, "they are not cached and the tool is offline"))
+    expected = ORIGINAL_SHA256 if sha256 is None else sha256
+    base = (url_base or ORIGINAL_URL_BASE).rstrip("/")
+    for name in missing:
+        _fetch(f"{base}/{name}", target, expected.get(name), timeout, log)
+    return _prepare_folder(target, _missing_message)
+
+
+def _prepare_folder(folder: Path, message: Callable[[Path, str], str]) -> Path:
+    """Check the two .caffemodel files are there and write the deploy prototxts beside them."""
+    missing = [name for name in ORIGINAL_SHA256 if not (folder / name).is_file()]
+    if missing:
+        raise AgeGenderError(message(folder, f"{folder} lacks {' and '.join(missing)}"))
+    for task in NET_NAMES:
+        _write_prototxt(net_files(folder, task)[0], NUM_CLASSES[task])
+    return folder
+
+
+def _write_prototxt(path: Path, num_classes: int) -> None:
+    text = deploy_prototxt(num_classes)
+    if path.is_file() and path.read_text() == text:
+        return
+    try:
+        atomic_write_text(path, text)
+    except OSError as exc:
+        raise AgeGenderError(
+            f"cannot write {path} ({exc.strerror or exc}): copy the .caffemodel files to a writable folder"
+        ) from exc
+
+
+def _fetch(url: str, target: Path, expected: str | None, timeout: float, log: Log) -> None:
+    """Download `url` into `target` atomically, rejecting a wrong sha256 or an unloadable file."""
+    name = url.rsplit("/", 1)[-1]
+    target.mkdir(parents=True, exist_ok=True)
+    log(f"caffenet: downloading the original {name} from {url}")
+    with tempfile.TemporaryDirectory(dir=target, prefix=".download-") as tmp:
+        raw = Path(tmp) / name
+        try:
+            digest = _download(url, raw, timeout)
+        except _RouteFailed as exc:
+            raise AgeGenderError(_missing_message(target, f"cannot download {url}: {exc}")) from exc
+        if expected is not None and digest != expected:
+            raise AgeGenderError(_missing_message(target, f"{url} has sha256 {digest}, expected {expected}"))
+        if expected is None:
+            _check_loads(raw, name, url, target)
+        os.replace(raw, target / name)
+
+
+def _check_loads(caffemodel: Path, name: str, url: str, target: Path) -> None:
+    task = next(task for task, stem in NET_NAMES.items() if name == f"{stem}.caffemodel")
+    prototxt = caffemodel.with_suffix(".prototxt")
+    prototxt.write_text(deploy_prototxt(NUM_CLASSES[task]))
+    try:
+        read_params(prototxt, caffemodel)
+    except AgeGenderError as exc:
+        raise AgeGenderError(_missing_message(target, f"{url} is not the {name} expected ({exc})")) from exc
+
+
+def _missing_message(target: Path, reason: str) -> str:
+    return (
+        f"no original Levi-Hassner weights ({reason}): put age_net.caffemodel and gender_net.caffemodel"
+        f" from {ORIGINAL_URL_BASE}/ in {target}, or pass a folder holding them with --caffe-weights"
+    )
+
+
+def _user_folder_message(folder: Path, reason: str) -> str:
+    return (
+        f"--caffe-weights: {reason}; it must hold the original age_net.caffemodel and gender_net.caffemodel"
+        f" (from {ORIGINAL_URL_BASE}/)"
+    )

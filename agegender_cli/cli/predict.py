@@ -1,0 +1,118 @@
+"""`agegender predict`: gender and age group of every face in photos, folders, globs and videos."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from agegender_cli import service
+from agegender_cli.cli.common import RichReporter, fail_cleanly, stderr, stdout
+from agegender_cli.config import PredictConfig
+from agegender_cli.errors import AgeGenderError
+from agegender_cli.labels import AGE_CLASSES, GENDERS
+
+D = PredictConfig()
+
+
+@fail_cleanly
+def predict(
+    inputs: Annotated[list[str], typer.Argument(help="Images, folders, globs, videos, or - (paths on stdin).")],
+    arch: Annotated[str, typer.Option(help="facenet, caffenet or both.")] = "both",
+    detector: Annotated[str, typer.Option(help="mtcnn, haar, or none (inputs are face crops).")] = D.detector,
+    min_face: Annotated[int, typer.Option(help="Smallest face side in pixels.")] = D.min_face,
+    min_score: Annotated[float, typer.Option(help="Smallest detection score.")] = D.min_score,
+    every: Annotated[int, typer.Option(help="Video: every Nth frame.")] = D.every,
+    batch_size: Annotated[int, typer.Option(help="Frames per batch.")] = D.batch_size,
+    workers: Annotated[int, typer.Option(help="Decoding threads.")] = D.workers,
+    facenet_model: Annotated[Path | None, typer.Option(help="facenet checkpoint (default: bundled).")] = None,
+    caffenet_model: Annotated[Path | None, typer.Option(help="caffenet folder (default: bundled).")] = None,
+    caffe_weights: Annotated[Path | None, typer.Option(help="Folder with the original caffemodels.")] = None,
+    engine: Annotated[str, typer.Option(help="caffenet engine: auto, opencv or torch.")] = D.engine,
+    precision: Annotated[str, typer.Option(help="bf16 or fp32.")] = D.precision,
+    annotate: Annotated[Path | None, typer.Option(help="Write annotated copies into this folder.")] = None,
+    csv: Annotated[Path | None, typer.Option(help="Also write one CSV row per face.")] = None,
+    summary: Annotated[bool, typer.Option(help="Counts of gender x age class over all faces.")] = False,
+    summary_plot: Annotated[Path | None, typer.Option(help="Bar chart of the summary (PNG).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON Lines: one object per face.")] = False,
+) -> None:
+    """Detect faces (MTCNN by default) and tell each one's gender and age group with one or both models."""
+    from agegender_cli.predictors import parse_archs
+
+    try:
+        archs = parse_archs(arch)
+    except AgeGenderError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--arch") from None
+    if detector not in ("mtcnn", "haar", "none"):
+        raise typer.BadParameter("choose mtcnn, haar or none", param_hint="--detector")
+    if every < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--every")
+    cfg = PredictConfig(
+        inputs=tuple(inputs), archs=archs, detector=detector, min_face=min_face, min_score=min_score, every=every,
+        batch_size=batch_size, workers=workers, facenet_model=facenet_model, caffenet_model=caffenet_model,
+        caffe_weights=caffe_weights, engine=engine, precision=precision, annotate=annotate, csv=csv,
+        summary=summary, summary_plot=summary_plot,
+    )
+    rows: list[dict] = []
+
+    def emit(row: dict) -> None:
+        if as_json:
+            sys.stdout.write(json.dumps(row) + "\n")
+            sys.stdout.flush()
+        elif len(rows) < 10_000:
+            rows.append(row)
+
+    result = service.predict(cfg, emit, RichReporter())
+    if not as_json:
+        stdout.print(faces_table(rows, archs))
+        if len(rows) >= 10_000:
+            stderr.print("table shows the first 10,000 rows; use --json or --csv for all")
+    if summary or summary_plot:
+        (stderr if as_json else stdout).print(summary_table(result, archs))
+    stderr.print(f"{result['faces']} faces in {result['frames']} images/frames; {result['errors']} unreadable")
+    if result["errors"]:
+        raise typer.Exit(1)
+
+
+def faces_table(rows: list[dict], archs: tuple[str, ...]) -> Table:
+    table = Table(title="Faces")
+    for column in ("file", "face", "box", "score"):
+        table.add_column(column)
+    for arch in archs:
+        table.add_column(f"{arch} gender", justify="right")
+        table.add_column(f"{arch} age", justify="right")
+    for row in rows:
+        name = row["file"] + ("" if row.get("frame") is None else f" @{row['frame']}")
+        if "error" in row:
+            table.add_row(name, "", f"[red]{row['error']}[/]", "", *[""] * (2 * len(archs)))
+            continue
+        if row.get("box") is None:
+            table.add_row(name, "", "[yellow]no face found[/]", "", *[""] * (2 * len(archs)))
+            continue
+        cells = []
+        for arch in archs:
+            out = row[arch]
+            cells += [f"{out['gender']} {out['gender_prob']:.2f}", f"{out['age']} {out['age_prob']:.2f}"]
+        table.add_row(name, str(row["face"]), ",".join(map(str, row["box"])), f"{row['score']:.2f}", *cells)
+    return table
+
+
+def summary_table(result: dict, archs: tuple[str, ...]) -> Table:
+    table = Table(title="Summary: faces per gender and age class")
+    table.add_column("age")
+    for arch in archs:
+        for gender in GENDERS:
+            table.add_column(f"{arch} {gender}", justify="right")
+    totals = {arch: sum(sum(v.values()) for v in result["counts"][arch].values()) or 1 for arch in archs}
+    for age in AGE_CLASSES:
+        cells = []
+        for arch in archs:
+            for gender in GENDERS:
+                n = result["counts"][arch][gender][age]
+                cells.append(f"{n} ({n / totals[arch]:.0%})")
+        table.add_row(age, *cells)
+    return table

@@ -1,0 +1,360 @@
+"""Train the Levi-Hassner gender and age nets in PyTorch on face crops, then export them as Caffe models."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from agegender_cli.caffemodel import export_caffemodel
+from agegender_cli.caffenet import (
+    INPUT_SIZE,
+    NET_NAMES,
+    NUM_CLASSES,
+    LeviHassnerNet,
+    deploy_prototxt,
+    mean_subtract,
+    net_files,
+    resize_face,
+)
+from agegender_cli.config import CaffenetTrainConfig
+from agegender_cli.errors import AgeGenderError
+from agegender_cli.fileio import atomic_torch_save, atomic_write_text
+
+CHECKPOINT = "checkpoint.pt"
+HISTORY = "history.json"
+CHECKPOINT_FORMAT = "agegender-caffenet-train/1"
+# Settings a resumed run must share with its checkpoint (they fix the LR schedule and the data order).
+RESUME_KEYS = ("tasks", "epochs", "batch_size", "resize", "crop", "lr", "weight_decay", "seed")
+
+Progress = Callable[[int, int, dict[str, Any]], None]
+Log = Callable[[str], None]
+
+
+class FaceRecord(Protocol):
+    path: Path
+    gender: int
+    age_class: int
+
+
+@dataclasses.dataclass
+class _Run:
+    """Everything that changes during training and goes into the checkpoint."""
+
+    nets: dict[str, LeviHassnerNet]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    generator: torch.Generator
+    epoch: int = 0
+    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    best: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+
+def train_caffenet(
+    cfg: CaffenetTrainConfig,
+    train_records: Sequence[FaceRecord],
+    val_records: Sequence[FaceRecord],
+    *,
+    progress: Progress | None = None,
+    log: Log | None = None,
+    fp16: bool = True,
+) -> dict[str, Any]:
+    """Train one net per task of cfg.tasks, keep each task's best-val epoch, export Caffe models to cfg.out."""
+    log = log or (lambda _message: None)
+    _check_config(cfg, train_records)
+    started = time.time()
+    device = _device(cfg.device)
+    bf16 = cfg.precision == "bf16"
+    torch.manual_seed(cfg.seed)
+    log(f"caffenet: decoding {len(train_records)} training and {len(val_records)} validation images")
+    train_x, val_x = _load_images(train_records, cfg.resize), _load_images(val_records, INPUT_SIZE)
+    train_y, val_y = _labels(train_records, cfg.tasks), _labels(val_records, cfg.tasks)
+    criteria = _criteria(train_y, device)
+    run = _new_run(cfg, len(train_records), device)
+    checkpoint = Path(cfg.out) / CHECKPOINT
+    if cfg.resume:
+        _restore(run, checkpoint, cfg, len(train_records), log)
+    first = run.epoch + 1
+    for epoch in range(first, cfg.epochs + 1):
+        tic = time.time()
+        lr = run.scheduler.get_last_lr()[0]
+        train_metrics = _train_epoch(run, cfg, train_x, train_y, criteria, device, bf16)
+        val_metrics = _evaluate(run.nets, val_x, val_y, criteria, cfg.batch_size, device, bf16)
+        entry = {"epoch": epoch, "lr": lr, "seconds": round(time.time() - tic, 1), "train": train_metrics}
+        entry["val"] = val_metrics
+        run.epoch = epoch
+        run.history.append(entry)
+        _update_best(run, epoch, val_metrics)
+        _save(run, checkpoint, cfg, len(train_records))
+        atomic_write_text(Path(cfg.out) / HISTORY, json.dumps(run.history, indent=2) + "\n")
+        log(f"caffenet: epoch {epoch}/{cfg.epochs} {_describe(entry)}")
+        if progress is not None:
+            progress(epoch, cfg.epochs, entry)
+    files = _export(run, Path(cfg.out), fp16)
+    atomic_write_text(Path(cfg.out) / HISTORY, json.dumps(run.history, indent=2) + "\n")
+    best = {task: {k: v for k, v in info.items() if k != "state_dict"} for task, info in run.best.items()}
+    return {
+        "out": str(cfg.out),
+        "epochs": cfg.epochs,
+        "epochs_run": cfg.epochs - first + 1,
+        "best": best,
+        "files": [str(f) for f in files],
+        "history": str(Path(cfg.out) / HISTORY),
+        "fp16": fp16,
+        "seconds": round(time.time() - started, 1),
+    }
+
+
+def _check_config(cfg: CaffenetTrainConfig, train_records: Sequence[FaceRecord]) -> None:
+    if not train_records:
+        raise AgeGenderError("no training images: check the manifest's train split")
+    if not cfg.tasks or set(cfg.tasks) - set(NET_NAMES):
+        raise AgeGenderError(f"tasks {cfg.tasks} must be a non-empty subset of {tuple(NET_NAMES)}")
+    if cfg.crop != INPUT_SIZE or cfg.resize < cfg.crop:
+        raise AgeGenderError(f"crop must be {INPUT_SIZE} (the nets' input) and resize at least that")
+    if cfg.precision not in ("bf16", "fp32"):
+        raise AgeGenderError(f"precision '{cfg.precision}' is not bf16 or fp32")
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise AgeGenderError(f"device '{name}' is not available here: use --device cpu")
+    return torch.device(name)
+
+
+def _load_images(records: Sequence[FaceRecord], size: int) -> torch.Tensor:
+    """(N, size, size, 3) uint8 BGR: every image decoded and resized once, kept in memory."""
+    out = np.empty((len(records), size, size, 3), np.uint8)
+
+    def fill(index: int) -> None:
+        image = cv2.imread(str(records[index].path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise AgeGenderError(f"cannot read image {records[index].path}")
+        out[index] = resize_face(image, size)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(fill, range(len(records))))
+    return torch.from_numpy(out)
+
+
+def _labels(records: Sequence[FaceRecord], tasks: Sequence[str]) -> dict[str, torch.Tensor]:
+    fields = {"gender": "gender", "age": "age_class"}
+    return {task: torch.tensor([int(getattr(r, fields[task])) for r in records]) for task in tasks}
+
+
+def _criteria(train_y: dict[str, torch.Tensor], device: torch.device) -> dict[str, nn.Module]:
+    """Cross-entropy per task; age weighted by inverse class frequency (its classes are unbalanced)."""
+    criteria: dict[str, nn.Module] = {}
+    for task, y in train_y.items():
+        weight = None
+        if task == "age":
+            counts = torch.bincount(y, minlength=NUM_CLASSES[task]).clamp(min=1).float()
+            weight = (len(y) / (NUM_CLASSES[task] * counts)).to(device)
+        criteria[task] = nn.CrossEntropyLoss(weight=weight)
+    return criteria
+
+
+def _new_run(cfg: CaffenetTrainConfig, n_train: int, device: torch.device) -> _Run:
+    nets = {task: LeviHassnerNet(NUM_CLASSES[task]).to(device, memory_format=torch.channels_last) for task in cfg.tasks}
+    params = [p for net in nets.values() for p in net.parameters()]
+    # One optimizer over both nets is two independent Adams: they share no parameter.
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    total = cfg.epochs * math.ceil(n_train / cfg.batch_size)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    return _Run(nets, optimizer, scheduler, generator)
+
+
+def _train_epoch(
+    run: _Run,
+    cfg: CaffenetTrainConfig,
+    images: torch.Tensor,
+    labels: dict[str, torch.Tensor],
+    criteria: dict[str, nn.Module],
+    device: torch.device,
+    bf16: bool,
+) -> dict[str, dict[str, float]]:
+    for net in run.nets.values():
+        net.train()
+    totals = _Totals(run.nets)
+    order = torch.randperm(len(images), generator=run.generator)
+    for start in range(0, len(order), cfg.batch_size):
+        index = order[start : start + cfg.batch_size]
+        x = _augmented_batch(images, index, cfg.crop, run.generator).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = {task: net(x) for task, net in run.nets.items()}
+        losses = {task: criteria[task](out.float(), labels[task][index].to(device)) for task, out in logits.items()}
+        run.optimizer.zero_grad(set_to_none=True)
+        sum(losses.values()).backward()
+        run.optimizer.step()
+        run.scheduler.step()
+        totals.add(losses, logits, labels, index)
+    return totals.summary()
+
+
+def _augmented_batch(images: torch.Tensor, index: torch.Tensor, crop: int, generator: torch.Generator) -> torch.Tensor:
+    """Random crop + random horizontal flip of each (H, W, 3) image, as a mean-subtracted NCHW batch."""
+    span = images.shape[1] - crop + 1
+    tops = torch.randint(span, (len(index),), generator=generator).tolist()
+    lefts = torch.randint(span, (len(index),), generator=generator).tolist()
+    flips = (torch.rand(len(index), generator=generator) < 0.5).tolist()
+    crops = []
+    for i, top, left, flip in zip(index.tolist(), tops, lefts, flips, strict=True):
+        patch = images[i, top : top + crop, left : left + crop]
+        crops.append(patch.flip(1) if flip else patch)
+    # NHWC storage seen as NCHW is channels_last, the fast layout on CPU.
+    return mean_subtract(torch.stack(crops).permute(0, 3, 1, 2))
+
+
+@torch.inference_mode()
+def _evaluate(
+    nets: dict[str, LeviHassnerNet],
+    images: torch.Tensor,
+    labels: dict[str, torch.Tensor],
+    criteria: dict[str, nn.Module],
+    batch_size: int,
+    device: torch.device,
+    bf16: bool,
+) -> dict[str, dict[str, float]] | None:
+    """Loss and accuracy on whole faces resized to 227, exactly the inference input."""
+    if len(images) == 0:
+        return None
+    for net in nets.values():
+        net.eval()
+    totals = _Totals(nets)
+    for start in range(0, len(images), batch_size):
+        index = torch.arange(start, min(start + batch_size, len(images)))
+        x = mean_subtract(images[index].permute(0, 3, 1, 2)).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = {task: net(x) for task, net in nets.items()}
+        losses = {task: criteria[task](out.float(), labels[task][index].to(device)) for task, out in logits.items()}
+        totals.add(losses, logits, labels, index)
+    return totals.summary()
+
+
+class _Totals:
+    """Running sums of loss and correct predictions per task."""
+
+    def __init__(self, nets: dict[str, LeviHassnerNet]) -> None:
+        self.loss = dict.fromkeys(nets, 0.0)
+        self.correct = dict.fromkeys(nets, 0)
+        self.count = 0
+
+    def add(self, losses: dict, logits: dict, labels: dict[str, torch.Tensor], index: torch.Tensor) -> None:
+        for task, loss in losses.items():
+            self.loss[task] += loss.item() * len(index)
+            predicted = logits[task].argmax(1).cpu()
+            self.correct[task] += int((predicted == labels[task][index]).sum())
+        self.count += len(index)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        return {
+            task: {"loss": self.loss[task] / self.count, "acc": self.correct[task] / self.count} for task in self.loss
+        }
+
+
+def _update_best(run: _Run, epoch: int, val_metrics: dict[str, dict[str, float]] | None) -> None:
+    """Keep each task's best epoch: highest val accuracy, then lowest val loss (the last one without val)."""
+    for task, net in run.nets.items():
+        metrics = val_metrics[task] if val_metrics else None
+        previous = run.best.get(task)
+        if metrics and previous and (metrics["acc"], -metrics["loss"]) <= (previous["val_acc"], -previous["val_loss"]):
+            continue
+        state = {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
+        run.best[task] = {
+            "epoch": epoch,
+            "val_acc": metrics["acc"] if metrics else None,
+            "val_loss": metrics["loss"] if metrics else None,
+            "state_dict": state,
+        }
+
+
+def _config_dict(cfg: CaffenetTrainConfig) -> dict[str, Any]:
+    """The config as plain types (torch.load(weights_only=True) reads no Path or tuple)."""
+    plain = {}
+    for key, value in dataclasses.asdict(cfg).items():
+        plain[key] = str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple) else value
+    return plain
+
+
+def _save(run: _Run, path: Path, cfg: CaffenetTrainConfig, n_train: int) -> None:
+    atomic_torch_save(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "config": _config_dict(cfg),
+            "n_train": n_train,
+            "epoch": run.epoch,
+            "nets": {task: net.state_dict() for task, net in run.nets.items()},
+            "best": run.best,
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
+            "rng": {"generator": run.generator.get_state(), "torch": torch.get_rng_state()},
+            "history": run.history,
+        },
+        path,
+    )
+
+
+def _restore(run: _Run, path: Path, cfg: CaffenetTrainConfig, n_train: int, log: Log) -> None:
+    if not path.is_file():
+        log(f"caffenet: no checkpoint at {path}, starting from epoch 1")
+        return
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a file that is not a checkpoint
+        raise AgeGenderError(f"cannot read the checkpoint {path} ({type(exc).__name__}): delete it") from exc
+    if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
+        raise AgeGenderError(f"{path} is not a caffenet training checkpoint: delete it or choose another --out")
+    _check_resumable(saved, path, cfg, n_train)
+    for task, net in run.nets.items():
+        net.load_state_dict(saved["nets"][task])
+    run.optimizer.load_state_dict(saved["optimizer"])
+    run.scheduler.load_state_dict(saved["scheduler"])
+    run.generator.set_state(saved["rng"]["generator"])
+    torch.set_rng_state(saved["rng"]["torch"])
+    run.epoch, run.history, run.best = saved["epoch"], saved["history"], saved["best"]
+    log(f"caffenet: resuming {path} after epoch {run.epoch}")
+
+
+def _check_resumable(saved: dict[str, Any], path: Path, cfg: CaffenetTrainConfig, n_train: int) -> None:
+    now = _config_dict(cfg)
+    differ = [f"{key}={saved['config'].get(key)}" for key in RESUME_KEYS if saved["config"].get(key) != now[key]]
+    if saved.get("n_train") != n_train:
+        differ.append(f"{saved.get('n_train')} training images")
+    if differ:
+        raise AgeGenderError(
+            f"{path} was saved with {', '.join(differ)}: resume with the same settings, or train without --resume"
+        )
+
+
+def _export(run: _Run, out: Path, fp16: bool) -> list[Path]:
+    """Write each task's best weights as <net>.caffemodel with its deploy <net>.prototxt."""
+    files = []
+    for task in run.nets:
+        twin = LeviHassnerNet(NUM_CLASSES[task])
+        twin.load_state_dict(run.best[task]["state_dict"])
+        prototxt, caffemodel = net_files(out, task)
+        atomic_write_text(prototxt, deploy_prototxt(NUM_CLASSES[task]))
+        export_caffemodel(twin, caffemodel, fp16)
+        files += [prototxt, caffemodel]
+    return files
+
+
+def _describe(entry: dict[str, Any]) -> str:
+    parts = []
+    for split in ("train", "val"):
+        for task, m in (entry[split] or {}).items():
+            parts.append(f"{split} {task} loss {m['loss']:.3f} acc {m['acc']:.3f}")
+    return f"({entry['seconds']:.0f} s) " + ", ".join(parts)
