@@ -28,8 +28,8 @@ def original_cache_dir() -> Path:
 def resolve_caffe_weights(
     folder: Path | None,
     *,
-    online: bool,
-    timeout: float,
+    online: bool = True,
+    timeout: float = 10.0,
     url_base: str | None = None,
     sha256: Mapping[str, str | None] | None = None,
     log: Log = print_to_stderr,
@@ -39,13 +39,14 @@ def resolve_caffe_weights(
     if folder is not None:
         return _prepare_folder(Path(folder).expanduser(), _user_folder_message)
     target = original_cache_dir()
-    missing = [name for name in ORIGINAL_SHA256 if not (target / name).is_file()]
+    missing = [task for task in NET_NAMES if not net_files(target, task)[1].is_file()]
     if missing and not online:
         raise AgeGenderError(_missing_message(target, "they are not cached and the tool is offline"))
     expected = ORIGINAL_SHA256 if sha256 is None else sha256
     base = (url_base or ORIGINAL_URL_BASE).rstrip("/")
-    for name in missing:
-        _fetch(f"{base}/{name}", target, expected.get(name), timeout, log)
+    for task in missing:
+        name = net_files(target, task)[1].name
+        _fetch(f"{base}/{name}", task, target, expected.get(name), timeout, log)
     return _prepare_folder(target, _missing_message)
 
 
@@ -71,32 +72,27 @@ def _write_prototxt(path: Path, num_classes: int) -> None:
         ) from exc
 
 
-def _fetch(url: str, target: Path, expected: str | None, timeout: float, log: Log) -> None:
-    """Download `url` into `target` atomically, rejecting a wrong sha256 or an unloadable file."""
-    name = url.rsplit("/", 1)[-1]
+def _fetch(url: str, task: str, target: Path, expected: str | None, timeout: float, log: Log) -> None:
+    """Download one task's caffemodel into `target` atomically; reject a wrong sha256, or without one a
+    file that does not fit the net."""
     target.mkdir(parents=True, exist_ok=True)
-    log(f"caffenet: downloading the original {name} from {url}")
+    log(f"caffenet: downloading the original {NET_NAMES[task]} from {url}")
     with tempfile.TemporaryDirectory(dir=target, prefix=".download-") as tmp:
-        raw = Path(tmp) / name
+        prototxt, caffemodel = net_files(Path(tmp), task)
         try:
-            digest = _download(url, raw, timeout)
+            digest = _download(url, caffemodel, timeout)
         except _RouteFailed as exc:
             raise AgeGenderError(_missing_message(target, f"cannot download {url}: {exc}")) from exc
         if expected is not None and digest != expected:
             raise AgeGenderError(_missing_message(target, f"{url} has sha256 {digest}, expected {expected}"))
         if expected is None:
-            _check_loads(raw, name, url, target)
-        os.replace(raw, target / name)
-
-
-def _check_loads(caffemodel: Path, name: str, url: str, target: Path) -> None:
-    task = next(task for task, stem in NET_NAMES.items() if name == f"{stem}.caffemodel")
-    prototxt = caffemodel.with_suffix(".prototxt")
-    prototxt.write_text(deploy_prototxt(NUM_CLASSES[task]))
-    try:
-        read_params(prototxt, caffemodel)
-    except AgeGenderError as exc:
-        raise AgeGenderError(_missing_message(target, f"{url} is not the {name} expected ({exc})")) from exc
+            prototxt.write_text(deploy_prototxt(NUM_CLASSES[task]))
+            try:
+                read_params(prototxt, caffemodel)
+            except AgeGenderError as exc:
+                reason = f"{url} is not the {caffemodel.name} expected ({exc})"
+                raise AgeGenderError(_missing_message(target, reason)) from exc
+        os.replace(caffemodel, target / caffemodel.name)
 
 
 def _missing_message(target: Path, reason: str) -> str:

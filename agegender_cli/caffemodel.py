@@ -6,12 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
 
-from agegender_cli.caffenet import PARAM_LAYERS, LeviHassnerNet, _first_line
+from agegender_cli.caffenet import PARAM_LAYERS, LeviHassnerNet, cv2_errors, read_cv2_net
 from agegender_cli.errors import AgeGenderError
 from agegender_cli.fileio import atomic_write
 
@@ -56,10 +55,10 @@ def _blob(array: np.ndarray, fp16: bool, layer_name: str) -> bytes:
     message = _field(_BLOB_SHAPE, _field(_SHAPE_DIM, shape))
     if not fp16:
         return message + _field(_BLOB_DATA, array.astype("<f4").tobytes())
-    half = array.astype("<f2")
-    if not np.isfinite(half).all():
+    if np.abs(array).max(initial=0.0) > np.finfo(np.float16).max:
         raise AgeGenderError(f"layer {layer_name} has weights beyond the fp16 range: export it as fp32")
-    return message + _key(_BLOB_RAW_TYPE, _VARINT) + _varint(_TYPE_FLOAT16) + _field(_BLOB_RAW_DATA, half.tobytes())
+    raw = array.astype("<f2").tobytes()
+    return message + _key(_BLOB_RAW_TYPE, _VARINT) + _varint(_TYPE_FLOAT16) + _field(_BLOB_RAW_DATA, raw)
 
 
 def _field(number: int, payload: bytes) -> bytes:
@@ -82,11 +81,9 @@ def _varint(value: int) -> bytes:
 
 def read_params(prototxt: Path, caffemodel: Path) -> dict[str, list[np.ndarray]]:
     """The parameter blobs of PARAM_LAYERS as cv2.dnn loads them (fp16 blobs come back as float32)."""
-    try:
-        net = cv2.dnn.readNetFromCaffe(str(prototxt), str(caffemodel))
+    net = read_cv2_net(prototxt, caffemodel)
+    with cv2_errors(prototxt, caffemodel):
         return {name: [net.getParam(name, i) for i in range(2)] for name in PARAM_LAYERS}
-    except cv2.error as exc:
-        raise AgeGenderError(f"cv2.dnn cannot read {caffemodel} with {prototxt}: {_first_line(exc)}") from exc
 
 
 def twin_from_caffemodel(prototxt: Path, caffemodel: Path) -> LeviHassnerNet:

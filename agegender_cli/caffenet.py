@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -25,6 +26,9 @@ ENGINES = ("opencv", "torch")
 # and labels.AGE_CLASSES: (8-12) is read as 8-13 and (60-100) as 60+, the report's classes.
 ORIGINAL_GENDERS = ("Male", "Female")
 ORIGINAL_AGE_CLASSES = ("(0-2)", "(4-6)", "(8-12)", "(15-20)", "(25-32)", "(38-43)", "(48-53)", "(60-100)")
+
+_POOL = "pooling_param { pool: MAX kernel_size: 3 stride: 2 }"
+_LRN = "lrn_param { local_size: 5 alpha: 0.0001 beta: 0.75 }"
 
 
 def deploy_prototxt(num_classes: int, name: str = "CaffeNet") -> str:
@@ -53,10 +57,6 @@ def deploy_prototxt(num_classes: int, name: str = "CaffeNet") -> str:
     ]
     header = f'name: "{name}"\ninput: "data"\ninput_shape {{ dim: 1 dim: 3 dim: {INPUT_SIZE} dim: {INPUT_SIZE} }}\n'
     return header + "".join(layers)
-
-
-_POOL = "pooling_param { pool: MAX kernel_size: 3 stride: 2 }"
-_LRN = "lrn_param { local_size: 5 alpha: 0.0001 beta: 0.75 }"
 
 
 def _layer(name: str, kind: str, bottom: str, top: str, params: str = "") -> str:
@@ -183,31 +183,49 @@ class CaffenetPredictor:
         self.engine = engine
         self.batch_size = batch_size
         self.bf16 = engine == "torch" and precision == "bf16"
-        load = _load_opencv if engine == "opencv" else _load_torch
-        self._nets = {task: load(*net_files(folder, task)) for task in NET_NAMES}
+        self._nets = {task: self._load(folder, task) for task in NET_NAMES}
         detail = "cv2.dnn" if engine == "opencv" else f"PyTorch twin, {'bf16' if self.bf16 else 'fp32'}"
         self.description = f"Levi-Hassner age_net + gender_net ({detail}) from {folder}"
 
     def predict(self, faces: Sequence[np.ndarray]) -> Prediction:
-        parts = [self._predict_batch(faces[i : i + self.batch_size]) for i in range(0, len(faces), self.batch_size)]
+        parts = []
+        for start in range(0, len(faces), self.batch_size):
+            probs = self._probs(self._nets, faces[start : start + self.batch_size])
+            parts.append(Prediction(gender_prob=probs["gender"], age_prob=probs["age"]))
         return Prediction.concat(parts)
 
-    def _predict_batch(self, faces: Sequence[np.ndarray]) -> Prediction:
+    def _load(self, folder: Path, task: str) -> cv2.dnn.Net | LeviHassnerNet:
+        """Load one net and run it once on a blank face, so that a broken file fails here."""
+        prototxt, caffemodel = net_files(folder, task)
+        with cv2_errors(prototxt, caffemodel):
+            net = read_cv2_net(prototxt, caffemodel) if self.engine == "opencv" else _load_twin(prototxt, caffemodel)
+            classes = self._probs({task: net}, [np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.uint8)])[task].shape[1]
+        if classes != NUM_CLASSES[task]:
+            raise AgeGenderError(f"{caffemodel} gives {classes} classes; the {task} net must give {NUM_CLASSES[task]}")
+        return net
+
+    def _probs(self, nets: dict, faces: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         if self.engine == "opencv":
-            probs = _opencv_probs(self._nets, blob_from_faces(faces))
-        else:
-            probs = _torch_probs(self._nets, torch_input(faces), self.bf16)
-        return Prediction(gender_prob=probs["gender"], age_prob=probs["age"])
+            return _opencv_probs(nets, blob_from_faces(faces))
+        return _torch_probs(nets, torch_input(faces), self.bf16)
 
 
-def _load_opencv(prototxt: Path, caffemodel: Path) -> cv2.dnn.Net:
+@contextmanager
+def cv2_errors(prototxt: Path, caffemodel: Path) -> Iterator[None]:
+    """cv2.error as a one-line AgeGenderError naming the files (cv2 finds misfit weights only on use)."""
     try:
-        return cv2.dnn.readNetFromCaffe(str(prototxt), str(caffemodel))
+        yield
     except cv2.error as exc:
-        raise AgeGenderError(f"cv2.dnn cannot read {caffemodel} with {prototxt}: {_first_line(exc)}") from exc
+        reason = str(exc).strip().splitlines()[-1].rpartition("error: ")[2]
+        raise AgeGenderError(f"cv2.dnn cannot use {caffemodel} with {prototxt}: {reason}") from exc
 
 
-def _load_torch(prototxt: Path, caffemodel: Path) -> LeviHassnerNet:
+def read_cv2_net(prototxt: Path, caffemodel: Path) -> cv2.dnn.Net:
+    with cv2_errors(prototxt, caffemodel):
+        return cv2.dnn.readNetFromCaffe(str(prototxt), str(caffemodel))
+
+
+def _load_twin(prototxt: Path, caffemodel: Path) -> LeviHassnerNet:
     # Imported here: caffemodel imports this module.
     from agegender_cli.caffemodel import twin_from_caffemodel
 
@@ -229,8 +247,3 @@ def _torch_probs(nets: dict[str, LeviHassnerNet], x: torch.Tensor, bf16: bool) -
         for task, net in nets.items():
             out[task] = torch.softmax(net(x).float(), dim=1).numpy()
     return out
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[-1] if lines else type(exc).__name__

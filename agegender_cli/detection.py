@@ -27,6 +27,8 @@ DEFAULT_FRAMING = {"mtcnn": "utkface", "haar": "utkface", "none": "box"}
 UTKFACE_SCALE = 1.05
 UTKFACE_SHIFT = 0.07  # fraction of the crop side between box centre and crop centre (downwards)
 OPENCV_PADDING = 20  # the OpenCV age/gender demo pads the detector box by 20 px and clips
+# MTCNN's image pyramid for a batch lives in memory at once: 64 HD video frames would take GBs.
+MTCNN_BATCH_PIXELS = 16_000_000
 
 
 @dataclass(frozen=True)
@@ -82,12 +84,14 @@ class MtcnnDetector:
 
     def detect(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
         results: list[list[Detection]] = [[] for _ in images]
-        for indices in _group_by_shape(images).values():
-            batch = [images[i] for i in indices]
-            if min(batch[0].shape[:2]) < self.min_face:
+        for shape, indices in _group_by_shape(images).items():
+            if min(shape[:2]) < self.min_face:
                 continue  # MTCNN's image pyramid is empty (and it raises) below min_face
-            for i, found in zip(indices, self._detect_batch(batch), strict=True):
-                results[i] = found
+            step = max(1, MTCNN_BATCH_PIXELS // (shape[0] * shape[1]))
+            for start in range(0, len(indices), step):
+                chunk = indices[start : start + step]
+                for i, found in zip(chunk, self._detect_batch([images[i] for i in chunk]), strict=True):
+                    results[i] = found
         return results
 
     def _detect_batch(self, batch: list[np.ndarray]) -> list[list[Detection]]:

@@ -24,6 +24,7 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give what a plain open() would
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
@@ -33,6 +34,12 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:

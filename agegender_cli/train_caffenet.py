@@ -74,34 +74,28 @@ def train_caffenet(
     _check_config(cfg, train_records)
     started = time.time()
     device = _device(cfg.device)
-    bf16 = cfg.precision == "bf16"
     torch.manual_seed(cfg.seed)
     log(f"caffenet: decoding {len(train_records)} training and {len(val_records)} validation images")
-    train_x, val_x = _load_images(train_records, cfg.resize), _load_images(val_records, INPUT_SIZE)
-    train_y, val_y = _labels(train_records, cfg.tasks), _labels(val_records, cfg.tasks)
-    criteria = _criteria(train_y, device)
+    data = _Data(
+        _load_images(train_records, cfg.resize),
+        _labels(train_records, cfg.tasks),
+        _load_images(val_records, INPUT_SIZE),
+        _labels(val_records, cfg.tasks),
+    )
+    criteria = _criteria(data.train_y, device)
     run = _new_run(cfg, len(train_records), device)
     checkpoint = Path(cfg.out) / CHECKPOINT
     if cfg.resume:
         _restore(run, checkpoint, cfg, len(train_records), log)
     first = run.epoch + 1
     for epoch in range(first, cfg.epochs + 1):
-        tic = time.time()
-        lr = run.scheduler.get_last_lr()[0]
-        train_metrics = _train_epoch(run, cfg, train_x, train_y, criteria, device, bf16)
-        val_metrics = _evaluate(run.nets, val_x, val_y, criteria, cfg.batch_size, device, bf16)
-        entry = {"epoch": epoch, "lr": lr, "seconds": round(time.time() - tic, 1), "train": train_metrics}
-        entry["val"] = val_metrics
-        run.epoch = epoch
-        run.history.append(entry)
-        _update_best(run, epoch, val_metrics)
+        entry = _run_epoch(run, cfg, data, criteria, device, epoch)
         _save(run, checkpoint, cfg, len(train_records))
         atomic_write_text(Path(cfg.out) / HISTORY, json.dumps(run.history, indent=2) + "\n")
         log(f"caffenet: epoch {epoch}/{cfg.epochs} {_describe(entry)}")
         if progress is not None:
-            progress(epoch, cfg.epochs, entry)
+            progress(epoch, cfg.epochs, _flat(entry))
     files = _export(run, Path(cfg.out), fp16)
-    atomic_write_text(Path(cfg.out) / HISTORY, json.dumps(run.history, indent=2) + "\n")
     best = {task: {k: v for k, v in info.items() if k != "state_dict"} for task, info in run.best.items()}
     return {
         "out": str(cfg.out),
@@ -175,6 +169,32 @@ def _new_run(cfg: CaffenetTrainConfig, n_train: int, device: torch.device) -> _R
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total)
     generator = torch.Generator().manual_seed(cfg.seed)
     return _Run(nets, optimizer, scheduler, generator)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Data:
+    """Training images at cfg.resize, validation images at 227, (N, H, W, 3) uint8; labels per task."""
+
+    train_x: torch.Tensor
+    train_y: dict[str, torch.Tensor]
+    val_x: torch.Tensor
+    val_y: dict[str, torch.Tensor]
+
+
+def _run_epoch(
+    run: _Run, cfg: CaffenetTrainConfig, data: _Data, criteria: dict[str, nn.Module], device: torch.device, epoch: int
+) -> dict[str, Any]:
+    """Train one epoch, validate, record it in the history and keep the best weights."""
+    tic = time.time()
+    lr = run.scheduler.get_last_lr()[0]
+    bf16 = cfg.precision == "bf16"
+    train = _train_epoch(run, cfg, data.train_x, data.train_y, criteria, device, bf16)
+    val = _evaluate(run.nets, data.val_x, data.val_y, criteria, cfg.batch_size, device, bf16)
+    entry = {"epoch": epoch, "lr": lr, "seconds": round(time.time() - tic, 1), "train": train, "val": val}
+    run.epoch = epoch
+    run.history.append(entry)
+    _update_best(run, epoch, val)
+    return entry
 
 
 def _train_epoch(
@@ -350,6 +370,15 @@ def _export(run: _Run, out: Path, fp16: bool) -> list[Path]:
         export_caffemodel(twin, caffemodel, fp16)
         files += [prototxt, caffemodel]
     return files
+
+
+def _flat(entry: dict[str, Any]) -> dict[str, float]:
+    """A history entry as numbers only, e.g. val_age_acc, for a progress bar."""
+    flat = {key: entry[key] for key in ("epoch", "lr", "seconds")}
+    for split in ("train", "val"):
+        for task, metrics in (entry[split] or {}).items():
+            flat.update({f"{split}_{task}_{name}": value for name, value in metrics.items()})
+    return flat
 
 
 def _describe(entry: dict[str, Any]) -> str:
