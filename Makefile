@@ -20,7 +20,7 @@ demo: install
 	$(AG) compare --split test --manifest data/utkface/manifest.csv
 
 lint: install
-	$(VENV)/bin/ruff check agegender_cli tests benchmarks
+	$(VENV)/bin/ruff check agegender_cli tests benchmarks scripts
 
 test: install lint
 	$(VENV)/bin/pytest

@@ -76,6 +76,7 @@ class FacenetTrainConfig:
     views: int = 4  # augmented views per training image cached when features are cached
     feature_cache: bool = True
     label_smoothing: float = 0.0
+    select: str = "loss"  # best-val checkpoint by "loss" (the report) or "accuracy" (gender + age)
     device: str = "auto"
     precision: str = "bf16"  # bf16 (autocast on CPU with AMX / CUDA) or fp32
     seed: int = 0

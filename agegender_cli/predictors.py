@@ -12,6 +12,7 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 BUNDLED_FACENET = ASSETS / "facenet.pt"
 BUNDLED_CAFFENET = ASSETS / "caffenet"
 ARCHS = ("facenet", "caffenet")
+ORIGINAL = "original"
 
 
 def parse_archs(value: str | tuple[str, ...]) -> tuple[str, ...]:
@@ -43,7 +44,9 @@ def load_predictor(
         if caffe_weights is not None:
             from agegender_cli.caffe_weights import resolve_caffe_weights
 
-            folder = resolve_caffe_weights(caffe_weights)
+            # "original": the cached (or, online, downloaded) original Levi-Hassner files
+            wanted = None if str(caffe_weights) == ORIGINAL and not caffe_weights.exists() else caffe_weights
+            folder = resolve_caffe_weights(wanted, log=log or (lambda _: None))
         else:
             folder = caffenet_model or BUNDLED_CAFFENET
         # auto: the PyTorch twin, which tests prove agrees with cv2.dnn (the reference engine) on >= 99.5%

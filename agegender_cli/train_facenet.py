@@ -149,6 +149,8 @@ def train_facenet(cfg: FacenetTrainConfig, reporter: Reporter = SILENT) -> dict:
     """Train the heads (and the unfrozen blocks) of architecture A; returns the run summary."""
     from agegender_cli.weights import load_backbone, resolve_backbone
 
+    if cfg.select not in ("loss", "accuracy"):
+        raise AgeGenderError(f"--select must be loss or accuracy, not '{cfg.select}'")
     if cfg.preprocess not in PREPROCESS_PRESETS:
         raise AgeGenderError(f"--preprocess must be one of {', '.join(PREPROCESS_PRESETS)}")
     seed_everything(cfg.seed)
@@ -214,8 +216,10 @@ def train_facenet(cfg: FacenetTrainConfig, reporter: Reporter = SILENT) -> dict:
             "epoch": state["epoch"], "lr": optimizer.param_groups[0]["lr"],
             **{f"train_{k}": v for k, v in train_m.items()}, **{f"val_{k}": v for k, v in val_m.items()},
         })
-        if val_m["loss"] < state["best_loss"]:
-            state.update(best_loss=val_m["loss"], best_epoch=state["epoch"], bad_epochs=0, best_val=val_m)
+        # lower is better for both criteria
+        score = val_m["loss"] if cfg.select == "loss" else -(val_m["gender_acc"] + val_m["age_acc"])
+        if score < state["best_loss"]:
+            state.update(best_loss=score, best_epoch=state["epoch"], bad_epochs=0, best_val=val_m)
             atomic_torch_save(checkpoint(cfg, tail, resolved, state), cfg.out / "model.pt")
         else:
             state["bad_epochs"] += 1

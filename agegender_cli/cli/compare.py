@@ -23,7 +23,7 @@ def compare(
     images: Annotated[Path | None, typer.Option(help="A UTKFace-named folder, evaluated whole.")] = None,
     facenet_model: Annotated[Path | None, typer.Option(help="facenet checkpoint (default: bundled).")] = None,
     caffenet_model: Annotated[Path | None, typer.Option(help="caffenet folder (default: bundled).")] = None,
-    caffe_weights: Annotated[Path | None, typer.Option(help="Folder with the original caffemodels.")] = None,
+    caffe_weights: Annotated[Path | None, typer.Option(help="Original caffemodels folder, or 'original'.")] = None,
     engine: Annotated[str, typer.Option(help="caffenet engine: opencv (cv2.dnn) or torch.")] = "opencv",
     precision: Annotated[str, typer.Option(help="bf16 or fp32.")] = "bf16",
     plots: Annotated[Path | None, typer.Option(help="Folder for ROC, confusion and error figures.")] = None,

@@ -20,7 +20,7 @@ def evaluate(
     split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
     images: Annotated[Path | None, typer.Option(help="A UTKFace-named folder, evaluated whole.")] = None,
     model: Annotated[Path | None, typer.Option(help="facenet .pt or caffenet folder (default: bundled).")] = None,
-    caffe_weights: Annotated[Path | None, typer.Option(help="caffenet: folder with the original caffemodels.")] = None,
+    caffe_weights: Annotated[Path | None, typer.Option(help="Original caffemodels folder, or 'original'.")] = None,
     engine: Annotated[str, typer.Option(help="caffenet engine: opencv (cv2.dnn) or torch.")] = "opencv",
     precision: Annotated[str, typer.Option(help="bf16 or fp32.")] = "bf16",
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 64,

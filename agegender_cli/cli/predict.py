@@ -31,7 +31,7 @@ def predict(
     workers: Annotated[int, typer.Option(help="Decoding threads.")] = D.workers,
     facenet_model: Annotated[Path | None, typer.Option(help="facenet checkpoint (default: bundled).")] = None,
     caffenet_model: Annotated[Path | None, typer.Option(help="caffenet folder (default: bundled).")] = None,
-    caffe_weights: Annotated[Path | None, typer.Option(help="Folder with the original caffemodels.")] = None,
+    caffe_weights: Annotated[Path | None, typer.Option(help="Original caffemodels folder, or 'original'.")] = None,
     engine: Annotated[str, typer.Option(help="caffenet engine: auto, opencv or torch.")] = D.engine,
     precision: Annotated[str, typer.Option(help="bf16 or fp32.")] = D.precision,
     annotate: Annotated[Path | None, typer.Option(help="Write annotated copies into this folder.")] = None,

@@ -39,6 +39,7 @@ def train(
     views: Annotated[int, typer.Option(help="facenet: augmented views cached per training image.")] = F.views,
     feature_cache: Annotated[bool, typer.Option(help="facenet: train on cached trunk features.")] = True,
     label_smoothing: Annotated[float, typer.Option(help="facenet: label smoothing.")] = 0.0,
+    select: Annotated[str, typer.Option(help="facenet: best-val epoch by loss or accuracy.")] = F.select,
     as_json: Annotated[bool, typer.Option("--json", help="Print only JSON.")] = False,
 ) -> None:
     """Train an architecture on the train split; best-val checkpoint, curves, resumable."""
@@ -53,7 +54,7 @@ def train(
     if arch == "facenet":
         given.update(backbone=backbone, backbone_weights=backbone_weights, preprocess=preprocess,
                      unfreeze=unfreeze, head=head, hidden=hidden, dropout=dropout, patience=patience, views=views,
-                     feature_cache=feature_cache, label_smoothing=label_smoothing)
+                     feature_cache=feature_cache, label_smoothing=label_smoothing, select=select)
     base = FacenetTrainConfig() if arch == "facenet" else CaffenetTrainConfig()
     known = {f.name for f in fields(base)}
     cfg = replace(base, **{k: v for k, v in given.items() if k in known})
