@@ -41,8 +41,9 @@ class Frame:
     error: str | None = None
 
 
-def expand_inputs(specs: Sequence[str], *, stdin: TextIO = sys.stdin) -> list[InputItem]:
+def expand_inputs(specs: Sequence[str], *, stdin: TextIO | None = None) -> list[InputItem]:
     """Turn files, folders (recursive), globs and "-" (paths on stdin) into items, duplicates dropped."""
+    stdin = stdin if stdin is not None else sys.stdin  # looked up at call time, not import time
     items: list[InputItem] = []
     for spec in specs:
         if spec == "-":

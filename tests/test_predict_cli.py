@@ -92,7 +92,7 @@ def test_table_csv_annotate_and_summary(tmp_path, group_photo):
     result = runner.invoke(app, ["predict", str(group_photo), str(ASTRONAUT), "--arch", "both", "--csv", str(out_csv),
                                  "--annotate", str(annotated), "--summary", "--summary-plot", str(chart)])
     assert result.exit_code == 0, result.output
-    assert "Faces" in result.stdout and "facenet gender" in result.stdout and "Summary" in result.stdout
+    assert "Faces" in result.stdout and "facenet" in result.stdout and "Summary" in result.stdout
     rows = list(csv.DictReader(out_csv.open()))
     assert len(rows) == 4 and {"facenet_gender", "caffenet_age", "x1", "score"} <= set(rows[0])
     assert sorted(p.name for p in annotated.iterdir()) == ["astronaut.jpg", "group.jpg"]
