@@ -5,18 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from agegender_cli.formatting import METRIC_ROWS, num, pct
 from agegender_cli.labels import AGE_CLASSES, GENDERS
-
-_ROWS = (("precision", "Precision"), ("recall", "Recall"), ("f1", "F-score"),
-         ("miss_rate", "Miss rate (FNR)"), ("fall_out", "Fall-out (FPR)"))
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}%"
-
-
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -27,7 +17,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 def _ci(r: dict, task: str) -> str:
     low, high = r["ci95"][task]
-    return f"{_pct(r[task]['accuracy'])} ({100 * low:.1f}-{100 * high:.1f})"
+    return f"{pct(r[task]['accuracy'])} ({100 * low:.1f}-{100 * high:.1f})"
 
 
 def markdown_report(results: dict, mcnemar: dict, source: str, figures: list[str], base: Path) -> str:
@@ -37,31 +27,31 @@ def markdown_report(results: dict, mcnemar: dict, source: str, figures: list[str
            "Accuracies with bootstrap 95% confidence intervals.", ""]
     out += ["## Accuracy comparison", "", _table([""] + archs, [
         ["Gender accuracy"] + [_ci(results[a], "gender") for a in archs],
-        ["Gender AUC"] + [_num(results[a]["gender"]["auc"]) for a in archs],
+        ["Gender AUC"] + [num(results[a]["gender"]["auc"]) for a in archs],
         ["Age accuracy"] + [_ci(results[a], "age") for a in archs],
-        ["Age one-off accuracy"] + [_pct(results[a]["age"]["one_off"]) for a in archs],
-        ["Age macro-F1"] + [_num(results[a]["age"]["macro_f1"]) for a in archs],
-        ["Age class error, mean"] + [_num(results[a]["age"]["mean_error"]) for a in archs],
-        ["Age class error, std"] + [_num(results[a]["age"]["std_error"]) for a in archs],
+        ["Age one-off accuracy"] + [pct(results[a]["age"]["one_off"]) for a in archs],
+        ["Age macro-F1"] + [num(results[a]["age"]["macro_f1"]) for a in archs],
+        ["Age class error, mean"] + [num(results[a]["age"]["mean_error"]) for a in archs],
+        ["Age class error, std"] + [num(results[a]["age"]["std_error"]) for a in archs],
     ]), ""]
     out += ["## Gender metrics per class", "", _table(
         [""] + [f"{a} {g}" for a in archs for g in GENDERS],
-        [[label] + [_pct(results[a]["gender"]["per_class"][g][key]) for a in archs for g in GENDERS]
-         for key, label in _ROWS]), ""]
+        [[label] + [pct(results[a]["gender"]["per_class"][g][key]) for a in archs for g in GENDERS]
+         for key, label in METRIC_ROWS]), ""]
     for a in archs:
         out += [f"## Age metrics per class: {a}", "", _table(
-            ["class"] + [label for _, label in _ROWS] + ["n"],
-            [[c] + [_pct(results[a]["age"]["per_class"][c][key]) for key, _ in _ROWS]
+            ["class"] + [label for _, label in METRIC_ROWS] + ["n"],
+            [[c] + [pct(results[a]["age"]["per_class"][c][key]) for key, _ in METRIC_ROWS]
              + [str(results[a]["age"]["per_class"][c]["support"])] for c in AGE_CLASSES]), ""]
     if mcnemar:
         out += ["## McNemar's test", "", _table(["pair", "task", "b", "c", "statistic", "p-value", "method"], [
-            [pair, task, str(t["b"]), str(t["c"]), _num(t["statistic"]), f"{t['p_value']:.3g}", t["method"]]
+            [pair, task, str(t["b"]), str(t["c"]), num(t["statistic"]), f"{t['p_value']:.3g}", t["method"]]
             for pair, tasks in mcnemar.items() for task, t in tasks.items()]), "",
             "b: faces only the first architecture gets right; c: only the second.", ""]
     out += ["## Per group", ""]
     for a in archs:
         for group, data in results[a]["groups"].items():
-            rows = [[name, str(m["n"]), _pct(m["gender_accuracy"]), _pct(m["age_accuracy"]), _pct(m["one_off"])]
+            rows = [[name, str(m["n"]), pct(m["gender_accuracy"]), pct(m["age_accuracy"]), pct(m["one_off"])]
                     for name, m in data["metrics"].items()]
             out += [f"### {a}, per {group}", "", _table([group, "n", "gender acc.", "age acc.", "one-off"], rows), ""]
             for metric, gap in data["largest_gap"].items():

@@ -111,7 +111,8 @@ def _evaluation_records(cfg: EvaluateConfig):
     return records
 
 
-def _load_predictors(cfg: EvaluateConfig, reporter: Reporter) -> dict:
+def _load_predictors(cfg: EvaluateConfig | PredictConfig, reporter: Reporter) -> dict:
+    """Every architecture of the config, loaded once (bundled models unless files are given)."""
     from agegender_cli.predictors import load_predictor
 
     predictors = {}
@@ -353,18 +354,12 @@ def predict(cfg: PredictConfig, emit, reporter: Reporter = SILENT) -> dict:
     from agegender_cli.detection import crop_face, make_detector
     from agegender_cli.inputs import expand_inputs, iter_frames
     from agegender_cli.labels import AGE_CLASSES, GENDERS
-    from agegender_cli.predictors import framing_for, load_predictor
+    from agegender_cli.predictors import framing_for
 
     items = expand_inputs(cfg.inputs)
     if not items:
         raise AgeGenderError("no input: give image files, folders, globs, videos or - for paths on stdin")
-    predictors = {}
-    for arch in cfg.archs:
-        reporter.message(f"loading {arch}")
-        predictors[arch] = load_predictor(
-            arch, facenet_model=cfg.facenet_model, caffenet_model=cfg.caffenet_model,
-            caffe_weights=cfg.caffe_weights, engine=cfg.engine, precision=cfg.precision,
-            batch_size=cfg.batch_size, log=reporter.message)
+    predictors = _load_predictors(cfg, reporter)
     framings = {arch: framing_for(arch, cfg.detector, cfg.caffe_weights) for arch in cfg.archs}
     detector = make_detector(cfg.detector, min_face=cfg.min_face, min_score=cfg.min_score)
     csv_sink = _CsvSink(cfg.csv, cfg.archs) if cfg.csv else None

@@ -10,9 +10,10 @@ from rich.table import Table
 
 from agegender_cli import service
 from agegender_cli.cli.common import RichReporter, fail_cleanly, print_json, stderr, stdout
-from agegender_cli.cli.tables import num, pct, report_tables
+from agegender_cli.cli.tables import report_tables
 from agegender_cli.config import DEFAULT_MANIFEST, EvaluateConfig
 from agegender_cli.errors import AgeGenderError
+from agegender_cli.formatting import num, pct
 
 
 @fail_cleanly

@@ -4,18 +4,8 @@ from __future__ import annotations
 
 from rich.table import Table
 
+from agegender_cli.formatting import METRIC_ROWS, num, pct
 from agegender_cli.labels import AGE_CLASSES, GENDERS
-
-METRIC_ROWS = (("precision", "Precision"), ("recall", "Recall"), ("f1", "F-score"),
-               ("miss_rate", "Miss rate (FNR)"), ("fall_out", "Fall-out (FPR)"))
-
-
-def pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}%"
-
-
-def num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
 
 
 def accuracy_table(results: dict, cis: dict | None = None) -> Table:
