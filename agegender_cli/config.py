@@ -118,6 +118,7 @@ class PredictConfig:
     facenet_model: Path | None = None
     caffenet_model: Path | None = None
     caffe_weights: Path | None = None  # folder with the original age_net/gender_net .caffemodel
+    backbone_weights: Path | None = None  # facenet backbone .pt/.pb for offline use
     engine: str = "auto"  # caffenet engine: auto | opencv | torch
     precision: str = "bf16"
     annotate: Path | None = None
@@ -137,6 +138,7 @@ class EvaluateConfig:
     facenet_model: Path | None = None
     caffenet_model: Path | None = None
     caffe_weights: Path | None = None
+    backbone_weights: Path | None = None
     engine: str = "opencv"
     precision: str = "bf16"
     batch_size: int = 64

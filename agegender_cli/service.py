@@ -121,7 +121,7 @@ def _load_predictors(cfg: EvaluateConfig | PredictConfig, reporter: Reporter) ->
         predictors[arch] = load_predictor(
             arch, facenet_model=cfg.facenet_model, caffenet_model=cfg.caffenet_model,
             caffe_weights=cfg.caffe_weights, engine=cfg.engine, precision=cfg.precision,
-            batch_size=cfg.batch_size, log=reporter.message,
+            batch_size=cfg.batch_size, backbone_weights=cfg.backbone_weights, log=reporter.message,
         )
     return predictors
 

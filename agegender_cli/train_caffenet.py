@@ -96,6 +96,7 @@ def train_caffenet(
         if progress is not None:
             progress(epoch, cfg.epochs, _flat(entry))
     files = _export(run, Path(cfg.out), fp16)
+    curves = plot_curves(run.history, Path(cfg.out) / "curves.png")
     best = {task: {k: v for k, v in info.items() if k != "state_dict"} for task, info in run.best.items()}
     return {
         "out": str(cfg.out),
@@ -104,9 +105,25 @@ def train_caffenet(
         "best": best,
         "files": [str(f) for f in files],
         "history": str(Path(cfg.out) / HISTORY),
+        "curves": str(curves),
         "fp16": fp16,
         "seconds": round(time.time() - started, 1),
     }
+
+
+def plot_curves(history: list[dict], path: Path) -> Path:
+    """The loss/accuracy figure of both nets (losses summed over the tasks)."""
+    from agegender_cli.plots import plot_training_curves
+
+    rows = []
+    for entry in history:
+        row = {"epoch": entry["epoch"]}
+        for split in ("train", "val"):
+            row[f"{split}_loss"] = sum(entry[split][task]["loss"] for task in entry[split])
+            for task in entry[split]:
+                row[f"{split}_{task}_acc"] = entry[split][task]["acc"]
+        rows.append(row)
+    return plot_training_curves(rows, path, title="caffenet: age_net + gender_net")
 
 
 def _check_config(cfg: CaffenetTrainConfig, train_records: Sequence[FaceRecord]) -> None:

@@ -25,6 +25,7 @@ def compare(
     facenet_model: Annotated[Path | None, typer.Option(help="facenet checkpoint (default: bundled).")] = None,
     caffenet_model: Annotated[Path | None, typer.Option(help="caffenet folder (default: bundled).")] = None,
     caffe_weights: Annotated[Path | None, typer.Option(help="Original caffemodels folder, or 'original'.")] = None,
+    backbone_weights: Annotated[Path | None, typer.Option(help="facenet backbone .pt/.pb (offline use).")] = None,
     engine: Annotated[str, typer.Option(help="caffenet engine: opencv (cv2.dnn) or torch.")] = "opencv",
     precision: Annotated[str, typer.Option(help="bf16 or fp32.")] = "bf16",
     plots: Annotated[Path | None, typer.Option(help="Folder for ROC, confusion and error figures.")] = None,
@@ -41,9 +42,20 @@ def compare(
     except AgeGenderError as exc:
         raise typer.BadParameter(str(exc), param_hint="--arch") from None
     cfg = EvaluateConfig(
-        archs=archs, manifest=manifest, split=split, images=images, facenet_model=facenet_model,
-        caffenet_model=caffenet_model, caffe_weights=caffe_weights, engine=engine, precision=precision,
-        plots=plots, report=report, bootstrap=bootstrap, seed=seed,
+        archs=archs,
+        manifest=manifest,
+        split=split,
+        images=images,
+        facenet_model=facenet_model,
+        caffenet_model=caffenet_model,
+        caffe_weights=caffe_weights,
+        backbone_weights=backbone_weights,
+        engine=engine,
+        precision=precision,
+        plots=plots,
+        report=report,
+        bootstrap=bootstrap,
+        seed=seed,
     )
     result = service.compare(cfg, RichReporter())
     if as_json:
@@ -69,8 +81,7 @@ def mcnemar_table(tests: dict) -> Table:
         table.add_column(column)
     for pair, tasks in tests.items():
         for task, t in tasks.items():
-            table.add_row(pair, task, str(t["b"]), str(t["c"]), num(t["statistic"]), f"{t['p_value']:.3g}",
-                          t["method"])
+            table.add_row(pair, task, str(t["b"]), str(t["c"]), num(t["statistic"]), f"{t['p_value']:.3g}", t["method"])
     return table
 
 
@@ -89,7 +100,11 @@ def groups_table(results: dict, group: str) -> Table:
     for arch, r in results.items():
         for metric, gap in r["groups"][group]["largest_gap"].items():
             if gap and gap.get("gap") is not None:
-                table.add_row(f"[dim]{arch}: largest {metric.split('_')[0]} gap[/]",
-                              *([f"{gap['best_group']} vs {gap['worst_group']}: {100 * gap['gap']:.1f} pts"]
-                                + [""] * (len(results) - 1)))
+                table.add_row(
+                    f"[dim]{arch}: largest {metric.split('_')[0]} gap[/]",
+                    *(
+                        [f"{gap['best_group']} vs {gap['worst_group']}: {100 * gap['gap']:.1f} pts"]
+                        + [""] * (len(results) - 1)
+                    ),
+                )
     return table

@@ -21,6 +21,7 @@ def evaluate(
     images: Annotated[Path | None, typer.Option(help="A UTKFace-named folder, evaluated whole.")] = None,
     model: Annotated[Path | None, typer.Option(help="facenet .pt or caffenet folder (default: bundled).")] = None,
     caffe_weights: Annotated[Path | None, typer.Option(help="Original caffemodels folder, or 'original'.")] = None,
+    backbone_weights: Annotated[Path | None, typer.Option(help="facenet backbone .pt/.pb (offline use).")] = None,
     engine: Annotated[str, typer.Option(help="caffenet engine: opencv (cv2.dnn) or torch.")] = "opencv",
     precision: Annotated[str, typer.Option(help="bf16 or fp32.")] = "bf16",
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 64,
@@ -31,9 +32,18 @@ def evaluate(
     if arch not in ("facenet", "caffenet"):
         raise typer.BadParameter("choose facenet or caffenet", param_hint="--arch")
     cfg = EvaluateConfig(
-        archs=(arch,), manifest=manifest, split=split, images=images, caffe_weights=caffe_weights,
-        facenet_model=model if arch == "facenet" else None, caffenet_model=model if arch == "caffenet" else None,
-        engine=engine, precision=precision, batch_size=batch_size, plots=plots,
+        archs=(arch,),
+        manifest=manifest,
+        split=split,
+        images=images,
+        caffe_weights=caffe_weights,
+        backbone_weights=backbone_weights,
+        facenet_model=model if arch == "facenet" else None,
+        caffenet_model=model if arch == "caffenet" else None,
+        engine=engine,
+        precision=precision,
+        batch_size=batch_size,
+        plots=plots,
     )
     result = service.evaluate(cfg, RichReporter())
     if as_json:

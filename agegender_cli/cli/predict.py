@@ -32,6 +32,7 @@ def predict(
     facenet_model: Annotated[Path | None, typer.Option(help="facenet checkpoint (default: bundled).")] = None,
     caffenet_model: Annotated[Path | None, typer.Option(help="caffenet folder (default: bundled).")] = None,
     caffe_weights: Annotated[Path | None, typer.Option(help="Original caffemodels folder, or 'original'.")] = None,
+    backbone_weights: Annotated[Path | None, typer.Option(help="facenet backbone .pt/.pb (offline use).")] = None,
     engine: Annotated[str, typer.Option(help="caffenet engine: auto, opencv or torch.")] = D.engine,
     precision: Annotated[str, typer.Option(help="bf16 or fp32.")] = D.precision,
     annotate: Annotated[Path | None, typer.Option(help="Write annotated copies into this folder.")] = None,
@@ -52,10 +53,24 @@ def predict(
     if every < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--every")
     cfg = PredictConfig(
-        inputs=tuple(inputs), archs=archs, detector=detector, min_face=min_face, min_score=min_score, every=every,
-        batch_size=batch_size, workers=workers, facenet_model=facenet_model, caffenet_model=caffenet_model,
-        caffe_weights=caffe_weights, engine=engine, precision=precision, annotate=annotate, csv=csv,
-        summary=summary, summary_plot=summary_plot,
+        inputs=tuple(inputs),
+        archs=archs,
+        detector=detector,
+        min_face=min_face,
+        min_score=min_score,
+        every=every,
+        batch_size=batch_size,
+        workers=workers,
+        facenet_model=facenet_model,
+        caffenet_model=caffenet_model,
+        caffe_weights=caffe_weights,
+        backbone_weights=backbone_weights,
+        engine=engine,
+        precision=precision,
+        annotate=annotate,
+        csv=csv,
+        summary=summary,
+        summary_plot=summary_plot,
     )
     rows: list[dict] = []
 
