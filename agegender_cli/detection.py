@@ -193,6 +193,8 @@ def crop_region(image: np.ndarray, region: Box) -> np.ndarray:
     """Copy image[y1:y2, x1:x2], replicating the border pixels where the region leaves the image."""
     x1, y1, x2, y2 = region
     height, width = image.shape[:2]
+    if 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height:  # inside: a plain slice is enough
+        return np.ascontiguousarray(image[y1:y2, x1:x2])
     rows = np.clip(np.arange(y1, max(y2, y1 + 1)), 0, height - 1)
     cols = np.clip(np.arange(x1, max(x2, x1 + 1)), 0, width - 1)
     return np.ascontiguousarray(image[np.ix_(rows, cols)])

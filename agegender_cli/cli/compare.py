@@ -41,6 +41,8 @@ def compare(
         archs = parse_archs(arch)
     except AgeGenderError as exc:
         raise typer.BadParameter(str(exc), param_hint="--arch") from None
+    if split not in ("train", "val", "test"):
+        raise typer.BadParameter("choose train, val or test", param_hint="--split")
     cfg = EvaluateConfig(
         archs=archs,
         manifest=manifest,

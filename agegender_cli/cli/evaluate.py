@@ -31,6 +31,8 @@ def evaluate(
     """Accuracy, per-class precision/recall/F/FNR/FPR, ROC-AUC, age-class error: the report's tables."""
     if arch not in ("facenet", "caffenet"):
         raise typer.BadParameter("choose facenet or caffenet", param_hint="--arch")
+    if split not in ("train", "val", "test"):
+        raise typer.BadParameter("choose train, val or test", param_hint="--split")
     cfg = EvaluateConfig(
         archs=(arch,),
         manifest=manifest,
