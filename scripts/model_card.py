@@ -48,7 +48,7 @@ split; the test split was used once, for the numbers below (`python scripts/mode
 - Trained: `{c['unfreeze']}` onwards + `{c['head']}` heads; preprocessing `{ckpt['preprocess']['name']}`;
   {c['views']} cached augmented views per image; Adam lr {c['lr']}, weight decay {c['weight_decay']},
   label smoothing {c['label_smoothing']}, batch {c['batch_size']}, best epoch {ckpt['epoch']} chosen by
-  val {c['select']}.
+  val {c.get('select', 'loss')}.
 - Val: gender {val.get('gender_acc', float('nan')):.4f}, age {val.get('age_acc', float('nan')):.4f}.
 - Stored in fp16 ({BUNDLED_FACENET.stat().st_size / 1e6:.1f} MB); computed in bf16 autocast or fp32.
 
