@@ -35,10 +35,14 @@ def dataset(
     stdout.print(
         f"{summary['n_usable']} usable images, {summary['n_skipped']} skipped; manifest: {summary['manifest']}"
     )
-    for item in summary["skipped"][:10]:
-        stderr.print(f"skipped {item['file']}: {item['reason']}", highlight=False)
-    if summary["n_skipped"] > 10:
-        stderr.print(f"... and {summary['n_skipped'] - 10} more (see --json)")
+    gap_ages = [s for s in summary["skipped"] if "between the age classes" in s["reason"]]
+    others = [s for s in summary["skipped"] if s not in gap_ages]
+    if gap_ages:
+        stderr.print(f"skipped {len(gap_ages)} images whose age lies between the classes (--gaps nearest keeps them)")
+    for item in others[:20]:
+        stderr.print(f"skipped {item['file']}: {item['reason']}", highlight=False, soft_wrap=True)
+    if len(others) > 20:
+        stderr.print(f"... and {len(others) - 20} more skipped files (see --json)")
 
 
 def counts_table(summary: dict) -> Table:
