@@ -9,10 +9,17 @@ import typer
 from rich.table import Table
 
 from agegender_cli import service
-from agegender_cli.cli.common import RichReporter, fail_cleanly, print_json, stderr, stdout
+from agegender_cli.cli.common import (
+    RichReporter,
+    check_split_option,
+    fail_cleanly,
+    parse_arch_option,
+    print_json,
+    stderr,
+    stdout,
+)
 from agegender_cli.cli.tables import report_tables
 from agegender_cli.config import DEFAULT_MANIFEST, EvaluateConfig
-from agegender_cli.errors import AgeGenderError
 from agegender_cli.formatting import num, pct
 
 
@@ -35,14 +42,8 @@ def compare(
     as_json: Annotated[bool, typer.Option("--json", help="Print only JSON.")] = False,
 ) -> None:
     """The report's tables for every architecture, bootstrap CIs, McNemar's test, per-race/gender gaps."""
-    from agegender_cli.predictors import parse_archs
-
-    try:
-        archs = parse_archs(arch)
-    except AgeGenderError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--arch") from None
-    if split not in ("train", "val", "test"):
-        raise typer.BadParameter("choose train, val or test", param_hint="--split")
+    archs = parse_arch_option(arch)
+    check_split_option(split)
     cfg = EvaluateConfig(
         archs=archs,
         manifest=manifest,

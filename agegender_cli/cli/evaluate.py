@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from agegender_cli import service
-from agegender_cli.cli.common import RichReporter, fail_cleanly, print_json, stderr, stdout
+from agegender_cli.cli.common import RichReporter, check_split_option, fail_cleanly, print_json, stderr, stdout
 from agegender_cli.cli.tables import report_tables
 from agegender_cli.config import DEFAULT_MANIFEST, EvaluateConfig
 
@@ -31,8 +31,7 @@ def evaluate(
     """Accuracy, per-class precision/recall/F/FNR/FPR, ROC-AUC, age-class error: the report's tables."""
     if arch not in ("facenet", "caffenet"):
         raise typer.BadParameter("choose facenet or caffenet", param_hint="--arch")
-    if split not in ("train", "val", "test"):
-        raise typer.BadParameter("choose train, val or test", param_hint="--split")
+    check_split_option(split)
     cfg = EvaluateConfig(
         archs=(arch,),
         manifest=manifest,

@@ -11,9 +11,8 @@ import typer
 from rich.table import Table
 
 from agegender_cli import service
-from agegender_cli.cli.common import RichReporter, fail_cleanly, stderr, stdout
+from agegender_cli.cli.common import RichReporter, fail_cleanly, parse_arch_option, stderr, stdout
 from agegender_cli.config import PredictConfig
-from agegender_cli.errors import AgeGenderError
 from agegender_cli.labels import AGE_CLASSES, GENDERS
 
 D = PredictConfig()
@@ -42,12 +41,7 @@ def predict(
     as_json: Annotated[bool, typer.Option("--json", help="JSON Lines: one object per face.")] = False,
 ) -> None:
     """Detect faces (MTCNN by default) and tell each one's gender and age group with one or both models."""
-    from agegender_cli.predictors import parse_archs
-
-    try:
-        archs = parse_archs(arch)
-    except AgeGenderError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--arch") from None
+    archs = parse_arch_option(arch)
     if detector not in ("mtcnn", "haar", "none"):
         raise typer.BadParameter("choose mtcnn, haar or none", param_hint="--detector")
     if every < 1:
