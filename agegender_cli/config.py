@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_DATA_DIR = Path("data/utkface")
@@ -146,4 +146,3 @@ class EvaluateConfig:
     report: Path | None = None
     bootstrap: int = 1000
     seed: int = 0
-    extra_groups: tuple[str, ...] = field(default=("race", "gender"))

@@ -30,6 +30,7 @@ from agegender_cli.caffenet import (
 from agegender_cli.config import CaffenetTrainConfig
 from agegender_cli.errors import AgeGenderError
 from agegender_cli.fileio import atomic_torch_save, atomic_write_text
+from agegender_cli.runtime import pick_device
 
 CHECKPOINT = "checkpoint.pt"
 HISTORY = "history.json"
@@ -73,7 +74,7 @@ def train_caffenet(
     log = log or (lambda _message: None)
     _check_config(cfg, train_records)
     started = time.time()
-    device = _device(cfg.device)
+    device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     log(f"caffenet: decoding {len(train_records)} training and {len(val_records)} validation images")
     data = _Data(
@@ -135,14 +136,6 @@ def _check_config(cfg: CaffenetTrainConfig, train_records: Sequence[FaceRecord])
         raise AgeGenderError(f"crop must be {INPUT_SIZE} (the nets' input) and resize at least that")
     if cfg.precision not in ("bf16", "fp32"):
         raise AgeGenderError(f"precision '{cfg.precision}' is not bf16 or fp32")
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise AgeGenderError(f"device '{name}' is not available here: use --device cpu")
-    return torch.device(name)
 
 
 def _load_images(records: Sequence[FaceRecord], size: int) -> torch.Tensor:
