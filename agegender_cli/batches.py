@@ -21,14 +21,10 @@ class ImageBatch:
 
 
 def _decode(path: Path) -> np.ndarray | str:
-    import cv2
+    from agegender_cli.inputs import read_image
 
-    try:
-        data = np.fromfile(str(path), dtype=np.uint8)
-    except OSError as exc:
-        return f"{path}: cannot read ({exc.strerror or exc})"
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    return image if image is not None else f"{path}: cannot decode: not an image or corrupt file"
+    image, error = read_image(str(path))
+    return image if image is not None else f"{path}: {error}"
 
 
 def _decode_batch(paths: Sequence[Path], start: int) -> ImageBatch:

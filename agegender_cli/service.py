@@ -21,16 +21,11 @@ def make_dataset(cfg: DatasetConfig, reporter: Reporter = SILENT) -> dict:
 
 def read_image(path: Path):
     """Decode an image file as BGR uint8, or raise a one-line error naming it."""
-    import cv2
-    import numpy as np
+    from agegender_cli.inputs import read_image as decode
 
-    try:
-        data = np.fromfile(str(path), dtype=np.uint8)
-    except OSError as exc:
-        raise AgeGenderError(f"{path}: cannot read ({exc.strerror})") from exc
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    image, error = decode(str(path))
     if image is None:
-        raise AgeGenderError(f"{path}: cannot decode: not an image or corrupt file")
+        raise AgeGenderError(f"{path}: {error}")
     return image
 
 
