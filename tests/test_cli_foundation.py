@@ -105,3 +105,19 @@ def test_shared_manifest_through_cli(shared_utkface, tmp_path):
     result = runner.invoke(app, ["dataset", str(shared_utkface), "--out", str(tmp_path), "--json"])
     assert json.loads(result.stdout)["n_usable"] == 6494
     assert Path(tmp_path / "manifest.csv").read_text().count("\n") == 6495
+
+
+def test_threads_option_reaches_torch(tiny_utkface, tmp_path):
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from agegender_cli.cli.app import app\n"
+        f"args = ['--threads', '1', 'dataset', {str(tiny_utkface)!r}, '--out', {str(tmp_path)!r}]\n"
+        "r = CliRunner().invoke(app, args)\n"
+        "assert r.exit_code == 0, r.output\n"
+        "import torch\n"
+        "print(torch.get_num_threads())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "1"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -34,8 +35,14 @@ def root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = False,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="CPU threads for torch and OpenCV (default: all cores).")
+    ] = None,
 ) -> None:
     """Gender and age group of faces: two architectures, trained, evaluated and compared."""
+    if threads is not None:
+        # read by torch and OpenCV when they are first imported, which happens after this
+        os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
 app.command()(dataset)
