@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from agegender_cli.errors import AgeGenderError
+from agegender_cli.fileio import atomic_write_bytes
 
 Box = tuple[int, int, int, int]
 BOX_COLOR = (0, 200, 0)  # BGR
@@ -82,18 +82,7 @@ def write_image_atomic(path: str | os.PathLike[str], image: np.ndarray, *, jpeg_
         ok = False
     if not ok:
         raise AgeGenderError(f"cannot write {target}: use an image extension such as .jpg or .png")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _replace_with_bytes(target, data.tobytes())
-
-
-def _replace_with_bytes(target: Path, data: bytes) -> None:
-    temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
     try:
-        # os.open with 0o666 lets the umask decide the mode, like a plain open() would.
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(temp, target)
+        atomic_write_bytes(target, data.tobytes())
     except OSError as exc:
-        temp.unlink(missing_ok=True)
         raise AgeGenderError(f"cannot write {target}: {exc.strerror or exc}") from exc

@@ -15,6 +15,8 @@ from typing import TextIO
 
 import numpy as np
 
+from agegender_cli.errors import AgeGenderError
+
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm"})
 GLOB_CHARS = frozenset("*?[")
@@ -209,6 +211,14 @@ def read_image(path: str) -> tuple[np.ndarray | None, str | None]:
     except cv2.error:
         image = None
     return (None, DECODE_ERROR) if image is None else (image, None)
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Decode an image file as BGR uint8, or raise a one-line AgeGenderError naming it."""
+    image, error = read_image(str(path))
+    if image is None:
+        raise AgeGenderError(f"{path}: {error}")
+    return image
 
 
 def read_video(path: str, *, every: int = 1) -> Iterator[Frame]:

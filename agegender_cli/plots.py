@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from agegender_cli.fileio import atomic_write
 from agegender_cli.labels import AGE_CLASSES, GENDERS
 
 if TYPE_CHECKING:
@@ -172,15 +172,5 @@ def _figure(size: tuple[float, float]) -> Figure:
 def _save(fig: Figure, path: str | os.PathLike) -> Path:
     """Write to a temp file beside `path`, then rename it into place, so readers never see half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fmt = path.suffix.lstrip(".").lower() or "png"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, format=fmt, dpi=DPI)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda handle: fig.savefig(handle, format=fmt, dpi=DPI))

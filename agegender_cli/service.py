@@ -21,12 +21,9 @@ def make_dataset(cfg: DatasetConfig, reporter: Reporter = SILENT) -> dict:
 
 def read_image(path: Path):
     """Decode an image file as BGR uint8, or raise a one-line error naming it."""
-    from agegender_cli.inputs import read_image as decode
+    from agegender_cli.inputs import load_image
 
-    image, error = decode(str(path))
-    if image is None:
-        raise AgeGenderError(f"{path}: {error}")
-    return image
+    return load_image(path)
 
 
 def _preprocess_sources(

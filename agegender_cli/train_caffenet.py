@@ -11,7 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -30,6 +29,7 @@ from agegender_cli.caffenet import (
 from agegender_cli.config import CaffenetTrainConfig
 from agegender_cli.errors import AgeGenderError
 from agegender_cli.fileio import atomic_torch_save, atomic_write_text
+from agegender_cli.inputs import load_image
 from agegender_cli.runtime import pick_device
 
 CHECKPOINT = "checkpoint.pt"
@@ -143,10 +143,7 @@ def _load_images(records: Sequence[FaceRecord], size: int) -> torch.Tensor:
     out = np.empty((len(records), size, size, 3), np.uint8)
 
     def fill(index: int) -> None:
-        image = cv2.imread(str(records[index].path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise AgeGenderError(f"cannot read image {records[index].path}")
-        out[index] = resize_face(image, size)
+        out[index] = resize_face(load_image(records[index].path), size)
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         list(pool.map(fill, range(len(records))))

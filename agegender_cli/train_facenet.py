@@ -18,6 +18,7 @@ from agegender_cli.data import Record, read_manifest
 from agegender_cli.errors import AgeGenderError
 from agegender_cli.facenet_model import FORMAT, build, standardize
 from agegender_cli.fileio import atomic_torch_save, atomic_write_text
+from agegender_cli.inputs import load_image
 from agegender_cli.labels import AGE_CLASSES, GENDERS
 from agegender_cli.preprocessing import config_key, preprocess
 from agegender_cli.progress import SILENT, Reporter
@@ -28,12 +29,10 @@ def load_images(records: list[Record], preprocess_name: str, reporter: Reporter,
     """Decode, preprocess and square every image once: (N, side, side, 3) BGR uint8."""
     import cv2
 
-    from agegender_cli.service import read_image
-
     cfg = PREPROCESS_PRESETS[preprocess_name]
     out = np.empty((len(records), side, side, 3), np.uint8)
     for i, record in enumerate(reporter.track(records, "decoding images", len(records))):
-        image = read_image(record.path)
+        image = load_image(record.path)
         if image.shape[:2] != (side, side):
             image = cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA)
         out[i] = preprocess(image, cfg)
