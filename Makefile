@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 AG := $(VENV)/bin/agegender
-DATA ?= ../shared/data/utkface_crop_part1
+DATA ?= ../shared/data
 
 .PHONY: install demo test lint clean
 
@@ -14,8 +14,11 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# The crop_part1 split the first bundled models were trained on stays fixed (--keep-splits-from), so that
+# no bundled model has seen a val/test face; copies of one photo stay inside one split.
 demo: install
-	$(AG) dataset $(DATA) --out data/utkface
+	$(AG) dataset $(DATA)/utkface_crop_part1 --duplicates ignore --out data/part1 > /dev/null
+	$(AG) dataset $(DATA) --keep-splits-from data/part1/manifest.csv --out data/utkface
 	$(AG) predict examples/ --arch both
 	$(AG) compare --split test --manifest data/utkface/manifest.csv
 

@@ -7,19 +7,37 @@ from pathlib import Path
 
 DEFAULT_DATA_DIR = Path("data/utkface")
 DEFAULT_MANIFEST = DEFAULT_DATA_DIR / "manifest.csv"
-SHARED_UTKFACE = Path("../shared/data/utkface_crop_part1")
+DEFAULT_RUNS_DIR = Path("runs")
+ASSETS_DIR = Path(__file__).resolve().parent / "assets"  # the bundled trained models
+SHARED_DATA = Path("../shared/data")  # UTKFace crop_part1 + more, beside the checkout (never copied into it)
+
+# The values a user may choose, checked once at the command line (torch-free).
+SPLITS = ("train", "val", "test")
+GAPS = ("drop", "nearest")
+DUPLICATE_POLICIES = ("group", "drop", "ignore")
+DETECTORS = ("mtcnn", "haar", "none")
+ENGINES = ("auto", "opencv", "torch")
+PRECISIONS = ("auto", "bf16", "fp32")  # auto: bf16 where the hardware runs it natively
+DEVICES = ("auto", "cpu", "cuda")
+BACKBONES = ("vggface2", "casia-webface")
+UNFREEZE_POINTS = ("last_linear", "block8", "repeat_3")  # the backbone trains from this block on
+HEADS = ("linear", "mlp")
+SELECT_BY = ("loss", "accuracy")
 
 
 @dataclass(frozen=True)
 class DatasetConfig:
     """How `agegender dataset` reads a UTKFace source and splits it."""
 
-    source: Path
+    sources: tuple[Path, ...] = (SHARED_DATA,)
     out: Path = DEFAULT_DATA_DIR
-    gaps: str = "drop"  # "drop" (the report's protocol) or "nearest"
+    gaps: str = "drop"  # one of GAPS: "drop" (the report's protocol) or "nearest"
     seed: int = 0
     fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
     check_images: bool = True  # decode every file to catch unreadable ones
+    duplicates: str = "group"  # one of DUPLICATE_POLICIES: copies of one photo share a split, or one is kept
+    duplicate_threshold: float = 0.95  # thumbnail correlation from which two images are copies (data/duplicates)
+    keep_splits_from: Path | None = None  # an earlier manifest whose images keep their split (a fixed test set)
 
 
 @dataclass(frozen=True)
@@ -59,7 +77,7 @@ class FacenetTrainConfig:
     """Architecture A: InceptionResnetV1 backbone with gender and age heads."""
 
     manifest: Path = DEFAULT_MANIFEST
-    out: Path = Path("runs/facenet")
+    out: Path = DEFAULT_RUNS_DIR / "facenet"
     backbone: str = "vggface2"  # or "casia-webface"
     backbone_weights: Path | None = None
     preprocess: str = "paper"  # "paper" or "none"
@@ -78,7 +96,7 @@ class FacenetTrainConfig:
     label_smoothing: float = 0.0
     select: str = "loss"  # best-val checkpoint by "loss" (the report) or "accuracy" (gender + age)
     device: str = "auto"
-    precision: str = "bf16"  # bf16 (autocast on CPU with AMX / CUDA) or fp32
+    precision: str = "auto"  # one of PRECISIONS
     seed: int = 0
     resume: bool = False
     image_size: int = 160
@@ -89,8 +107,9 @@ class CaffenetTrainConfig:
     """Architecture B: the two Levi-Hassner nets, trained in PyTorch, exported to Caffe."""
 
     manifest: Path = DEFAULT_MANIFEST
-    out: Path = Path("runs/caffenet")
+    out: Path = DEFAULT_RUNS_DIR / "caffenet"
     tasks: tuple[str, ...] = ("gender", "age")
+    init: Path | None = None  # a trained model folder to start from (fine-tuning); None: from scratch
     lr: float = 1e-4
     weight_decay: float = 5e-4
     epochs: int = 60
@@ -98,9 +117,26 @@ class CaffenetTrainConfig:
     resize: int = 256
     crop: int = 227
     device: str = "auto"
-    precision: str = "bf16"
+    precision: str = "auto"
     seed: int = 0
     resume: bool = False
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Which trained models run, and how: shared by predict, evaluate and compare."""
+
+    models: tuple[tuple[str, Path], ...] = ()  # (architecture, model file or folder); default: bundled
+    caffe_weights: Path | None = None  # folder with the original Levi-Hassner .caffemodel files, or "original"
+    backbone_weights: Path | None = None  # InceptionResnetV1 backbone .pt/.pb for offline use
+    engine: str = "opencv"  # Caffe nets: opencv (cv2.dnn, the reference), torch (the PyTorch twin) or auto
+    precision: str = "auto"
+    device: str = "auto"
+    batch_size: int = 64
+
+    def model_for(self, arch: str) -> Path | None:
+        """The model file or folder given for `arch`, or None for the bundled one."""
+        return dict(self.models).get(arch)
 
 
 @dataclass(frozen=True)
@@ -108,19 +144,13 @@ class PredictConfig:
     """`agegender predict`: inputs, detector, architectures and outputs."""
 
     inputs: tuple[str, ...] = ()
-    archs: tuple[str, ...] = ("facenet", "caffenet")
-    detector: str = "mtcnn"  # mtcnn | haar | none
+    archs: tuple[str, ...] = ()  # empty: every registered architecture
+    detector: str = "mtcnn"  # one of DETECTORS
     min_face: int = 20
     min_score: float = 0.9
     every: int = 30  # video: every Nth frame
-    batch_size: int = 64
     workers: int = 2
-    facenet_model: Path | None = None
-    caffenet_model: Path | None = None
-    caffe_weights: Path | None = None  # folder with the original age_net/gender_net .caffemodel
-    backbone_weights: Path | None = None  # facenet backbone .pt/.pb for offline use
-    engine: str = "auto"  # caffenet engine: auto | opencv | torch
-    precision: str = "bf16"
+    options: ModelOptions = ModelOptions(engine="auto")
     annotate: Path | None = None
     csv: Path | None = None
     summary: bool = False
@@ -131,17 +161,11 @@ class PredictConfig:
 class EvaluateConfig:
     """`agegender evaluate` / `compare`: which images, which models, which extras."""
 
-    archs: tuple[str, ...] = ("facenet",)
+    archs: tuple[str, ...] = ()
     manifest: Path = DEFAULT_MANIFEST
     split: str = "test"
     images: Path | None = None
-    facenet_model: Path | None = None
-    caffenet_model: Path | None = None
-    caffe_weights: Path | None = None
-    backbone_weights: Path | None = None
-    engine: str = "opencv"
-    precision: str = "bf16"
-    batch_size: int = 64
+    options: ModelOptions = ModelOptions()
     plots: Path | None = None
     report: Path | None = None
     bootstrap: int = 1000

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agegender_cli.config import DatasetConfig, EvaluateConfig, PredictConfig, PreprocessConfig
+from agegender_cli.config import DatasetConfig, EvaluateConfig, ModelOptions, PredictConfig, PreprocessConfig
 from agegender_cli.errors import AgeGenderError
 from agegender_cli.progress import SILENT, Reporter
 
 
 def make_dataset(cfg: DatasetConfig, reporter: Reporter = SILENT) -> dict:
-    """`agegender dataset`: scan a UTKFace source, split it, write manifest.csv."""
-    from agegender_cli.data import build_dataset
+    """`agegender dataset`: scan UTKFace sources, group copies, split them, write manifest.csv."""
+    from agegender_cli.data.utkface import build_dataset
     from agegender_cli.labels import GAP_RULE
 
     summary = build_dataset(cfg, progress=reporter.message)
@@ -19,18 +19,12 @@ def make_dataset(cfg: DatasetConfig, reporter: Reporter = SILENT) -> dict:
     return summary
 
 
-def read_image(path: Path):
-    """Decode an image file as BGR uint8, or raise a one-line error naming it."""
-    from agegender_cli.inputs import load_image
-
-    return load_image(path)
-
-
 def _preprocess_sources(
     inputs: list[Path], manifest: Path | None, split: str | None
 ) -> list[tuple[Path, Path]]:
     """(image, name relative to the output folder) for every image to process."""
-    from agegender_cli.data import IMAGE_EXTENSIONS, read_manifest
+    from agegender_cli.data.utkface import read_manifest
+    from agegender_cli.faces.inputs import IMAGE_EXTENSIONS
 
     pairs: list[tuple[Path, Path]] = []
     if manifest is not None:
@@ -63,22 +57,23 @@ def run_preprocess(
     """`agegender preprocess`: write processed images under `out` and/or a preview figure."""
     import cv2
 
+    from agegender_cli.data.preprocessing import config_key, preprocess, stages
+    from agegender_cli.faces.inputs import load_image
     from agegender_cli.fileio import atomic_write_bytes
-    from agegender_cli.preprocessing import config_key, preprocess, stages
 
     pairs = _preprocess_sources(inputs, manifest, split)
     result: dict = {"settings": config_key(cfg), "n_images": len(pairs), "written": 0, "failed": []}
     if preview is not None:
-        from agegender_cli.preview import save_stage_figure
+        from agegender_cli.data.preview import save_stage_figure
 
-        rows = [(src.name, stages(read_image(src), cfg)) for src, _ in pairs[:preview_count]]
+        rows = [(src.name, stages(load_image(src), cfg)) for src, _ in pairs[:preview_count]]
         result["preview"] = str(save_stage_figure(rows, preview))
     if out is None:
         return result
     result["out"] = str(out)
     for source, relative in reporter.track(pairs, "preprocessing", len(pairs)):
         try:
-            image = preprocess(read_image(source), cfg)
+            image = preprocess(load_image(source), cfg)
         except AgeGenderError as exc:
             result["failed"].append({"file": str(source), "error": str(exc)})
             continue
@@ -89,7 +84,7 @@ def run_preprocess(
 
 
 def _evaluation_records(cfg: EvaluateConfig):
-    from agegender_cli.data import read_manifest, records_from_folder
+    from agegender_cli.data.utkface import read_manifest, records_from_folder
 
     if cfg.images is not None:
         if not cfg.images.is_dir():
@@ -103,25 +98,21 @@ def _evaluation_records(cfg: EvaluateConfig):
     return records
 
 
-def _load_predictors(cfg: EvaluateConfig | PredictConfig, reporter: Reporter) -> dict:
-    """Every architecture of the config, loaded once (bundled models unless files are given)."""
-    from agegender_cli.predictors import load_predictor
+def _load_predictors(archs: tuple[str, ...], options: ModelOptions, reporter: Reporter) -> dict:
+    """Every architecture asked for, loaded once (bundled models unless files are given)."""
+    from agegender_cli.archs.registry import load_predictor
 
     predictors = {}
-    for arch in cfg.archs:
+    for arch in archs:
         reporter.message(f"loading {arch}")
-        predictors[arch] = load_predictor(
-            arch, facenet_model=cfg.facenet_model, caffenet_model=cfg.caffenet_model,
-            caffe_weights=cfg.caffe_weights, engine=cfg.engine, precision=cfg.precision,
-            batch_size=cfg.batch_size, backbone_weights=cfg.backbone_weights, log=reporter.message,
-        )
+        predictors[arch] = load_predictor(arch, options, log=reporter.message)
     return predictors
 
 
 def run_on_records(predictors: dict, records, batch_size: int, reporter: Reporter):
     """Every predictor on every record's image (decoded once); returns predictions, kept indices, failures."""
-    from agegender_cli.batches import iter_image_batches
-    from agegender_cli.predictor import Prediction
+    from agegender_cli.archs.base import Prediction
+    from agegender_cli.faces.batches import iter_image_batches
 
     parts: dict[str, list] = {arch: [] for arch in predictors}
     kept: list[int] = []
@@ -142,11 +133,11 @@ def evaluate_models(cfg: EvaluateConfig, reporter: Reporter = SILENT) -> dict:
     """`agegender evaluate` / the core of `compare`: metrics of each architecture on the same images."""
     import numpy as np
 
-    from agegender_cli.metrics import evaluate_predictions
+    from agegender_cli.evaluation.metrics import evaluate_predictions
 
     records = _evaluation_records(cfg)
-    predictors = _load_predictors(cfg, reporter)
-    predictions, kept, failed = run_on_records(predictors, records, cfg.batch_size, reporter)
+    predictors = _load_predictors(cfg.archs, cfg.options, reporter)
+    predictions, kept, failed = run_on_records(predictors, records, cfg.options.batch_size, reporter)
     if not kept:
         raise AgeGenderError("none of the images could be read")
     used = [records[i] for i in kept]
@@ -163,7 +154,7 @@ def evaluate_models(cfg: EvaluateConfig, reporter: Reporter = SILENT) -> dict:
 
 def save_evaluation_plots(evaluation: dict, folder: Path) -> list[str]:
     """ROC, confusion matrices and error distributions of every evaluated architecture."""
-    from agegender_cli import plots
+    from agegender_cli.evaluation import plots
     from agegender_cli.labels import AGE_CLASSES, GENDERS
 
     results = evaluation["results"]
@@ -193,29 +184,10 @@ def evaluate(cfg: EvaluateConfig, reporter: Reporter = SILENT) -> dict:
 
 
 def train(arch: str, cfg, reporter: Reporter = SILENT) -> dict:
-    """`agegender train`: architecture A or B on a manifest's train split, chosen on val."""
-    if arch == "facenet":
-        from agegender_cli.train_facenet import train_facenet
+    """`agegender train`: one architecture's trainer on a manifest's train split, chosen on val."""
+    from agegender_cli.archs.registry import trainer
 
-        return train_facenet(cfg, reporter)
-    if arch == "caffenet":
-        from agegender_cli.data import read_manifest
-        from agegender_cli.train_caffenet import train_caffenet
-
-        train_records, val_records = read_manifest(cfg.manifest, "train"), read_manifest(cfg.manifest, "val")
-        if not train_records or not val_records:
-            raise AgeGenderError(f"{cfg.manifest}: the train and val splits must both hold images")
-        reporter.start("training caffenet", cfg.epochs)
-
-        def progress(epoch: int, total: int, info: dict) -> None:
-            reporter.advance(1, **{k: v for k, v in info.items() if isinstance(v, int | float)})
-
-        try:
-            return {"arch": "caffenet", **train_caffenet(cfg, train_records, val_records, progress=progress,
-                                                         log=reporter.message)}
-        finally:
-            reporter.finish()
-    raise AgeGenderError(f"unknown architecture '{arch}': use facenet or caffenet")
+    return trainer(arch)(cfg, reporter).to_dict()
 
 
 def _statistics(evaluation: dict, cfg: EvaluateConfig) -> dict:
@@ -224,8 +196,8 @@ def _statistics(evaluation: dict, cfg: EvaluateConfig) -> dict:
 
     import numpy as np
 
+    from agegender_cli.evaluation.stats import bootstrap_ci, group_metrics, largest_gap, mcnemar
     from agegender_cli.labels import RACES
-    from agegender_cli.stats import bootstrap_ci, group_metrics, largest_gap, mcnemar
 
     gender_true, age_true = evaluation["truth"]
     records = evaluation["records"]
@@ -265,8 +237,8 @@ def compare(cfg: EvaluateConfig, reporter: Reporter = SILENT) -> dict:
         figures = save_evaluation_plots(evaluation, plots_dir)
         result["plots"] = figures
     if cfg.report is not None:
+        from agegender_cli.evaluation.report import markdown_report
         from agegender_cli.fileio import atomic_write_text
-        from agegender_cli.report import markdown_report
 
         archs = {a: result[a] for a in evaluation["results"]}
         atomic_write_text(cfg.report, markdown_report(archs, result["mcnemar"], result["source"], figures,
@@ -329,7 +301,7 @@ class _CsvSink:
 
 
 def _annotate(frame, faces: list[dict], archs: tuple[str, ...], folder: Path) -> None:
-    from agegender_cli.annotate import draw_annotations, write_image_atomic
+    from agegender_cli.faces.annotate import draw_annotations, write_image_atomic
 
     labelled = []
     for face in faces:
@@ -343,16 +315,16 @@ def predict(cfg: PredictConfig, emit, reporter: Reporter = SILENT) -> dict:
     """`agegender predict`: detect faces, run every architecture, stream one record per face to `emit`."""
     import numpy as np
 
-    from agegender_cli.detection import crop_face, make_detector
-    from agegender_cli.inputs import expand_inputs, iter_frames
+    from agegender_cli.archs.registry import framing as framing_for
+    from agegender_cli.faces.detection import crop_face, make_detector
+    from agegender_cli.faces.inputs import expand_inputs, iter_frames
     from agegender_cli.labels import AGE_CLASSES, GENDERS
-    from agegender_cli.predictors import framing_for
 
     items = expand_inputs(cfg.inputs)
     if not items:
         raise AgeGenderError("no input: give image files, folders, globs, videos or - for paths on stdin")
-    predictors = _load_predictors(cfg, reporter)
-    framings = {arch: framing_for(arch, cfg.detector, cfg.caffe_weights) for arch in cfg.archs}
+    predictors = _load_predictors(cfg.archs, cfg.options, reporter)
+    framings = {arch: framing_for(arch, cfg.detector, cfg.options) for arch in cfg.archs}
     detector = make_detector(cfg.detector, min_face=cfg.min_face, min_score=cfg.min_score)
     csv_sink = _CsvSink(cfg.csv, cfg.archs) if cfg.csv else None
     counts = {arch: np.zeros((len(GENDERS), len(AGE_CLASSES)), int) for arch in cfg.archs}
@@ -404,7 +376,7 @@ def predict(cfg: PredictConfig, emit, reporter: Reporter = SILENT) -> dict:
                 continue
             stats["frames"] += 1
             pending.append(frame)
-            if len(pending) >= cfg.batch_size:
+            if len(pending) >= cfg.options.batch_size:
                 flush(pending)
                 pending = []
         if pending:
@@ -419,7 +391,7 @@ def predict(cfg: PredictConfig, emit, reporter: Reporter = SILENT) -> dict:
                "counts": {arch: {GENDERS[g]: {AGE_CLASSES[a]: int(c[g, a]) for a in range(len(AGE_CLASSES))}
                                  for g in range(len(GENDERS))} for arch, c in counts.items()}}
     if cfg.summary_plot is not None:
-        from agegender_cli.plots import plot_summary_bars
+        from agegender_cli.evaluation.plots import plot_summary_bars
 
         summary["summary_plot"] = str(plot_summary_bars(counts[cfg.archs[0]], cfg.summary_plot))
     if cfg.csv:

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from agegender_cli.config import PredictConfig
-from agegender_cli.data import Record, label_record
-from agegender_cli.predictors import load_predictor
-from agegender_cli.service import predict, read_image
+from agegender_cli.archs.registry import load_predictor, names
+from agegender_cli.config import ModelOptions, PredictConfig
+from agegender_cli.data.utkface import Record, label_record
+from agegender_cli.faces.inputs import load_image
+from agegender_cli.service import predict
 
 
 def accuracy(prediction, records) -> tuple[float, float]:
@@ -36,25 +37,24 @@ def main() -> None:
     records = [r for r in (label_record(p, "drop") for p in sorted(args.data.iterdir())) if isinstance(r, Record)]
     records = records[:: max(1, len(records) // args.images)][: args.images]
     paths = [str(r.path) for r in records]
-    faces = [read_image(r.path) for r in records]
+    faces = [load_image(r.path) for r in records]
 
-    fast = {a: load_predictor(a, engine="torch", precision="bf16", batch_size=args.batch_size)
-            for a in ("facenet", "caffenet")}
+    fast_options = ModelOptions(engine="torch", precision="bf16", batch_size=args.batch_size)
+    fast = {a: load_predictor(a, fast_options) for a in names()}
     for predictor in fast.values():  # warm-up
         predictor.predict(faces[:8])
     started = time.perf_counter()
     fast_out = {a: p.predict(faces) for a, p in fast.items()}
     ceiling = len(faces) / (time.perf_counter() - started)
 
-    cfg = PredictConfig(inputs=tuple(paths), archs=("facenet", "caffenet"), detector="none",
-                        batch_size=args.batch_size, engine="torch", precision="bf16")
+    cfg = PredictConfig(inputs=tuple(paths), archs=names(), detector="none", options=fast_options)
     rows = []
     started = time.perf_counter()
     predict(cfg, rows.append)
     end_to_end = len(paths) / (time.perf_counter() - started)
 
-    exact = {"facenet": load_predictor("facenet", precision="fp32", batch_size=args.batch_size),
-             "caffenet": load_predictor("caffenet", engine="opencv", batch_size=args.batch_size)}
+    exact_options = ModelOptions(engine="opencv", precision="fp32", batch_size=args.batch_size)
+    exact = {a: load_predictor(a, exact_options) for a in names()}
     exact_out = {a: p.predict(faces) for a, p in exact.items()}
 
     demo = exact["caffenet"]
@@ -69,7 +69,7 @@ def main() -> None:
     print(f"forward-only ceiling (decoded in memory, bf16):        {ceiling:7.1f} images/s")
     print(f"ratio end to end / ceiling:                             {end_to_end / ceiling:7.2f}")
     print(f"OpenCV demo loop (cv2.dnn fp32, one face at a time):   {demo_rate:7.1f} images/s (caffenet only)")
-    for arch in ("facenet", "caffenet"):
+    for arch in names():
         g_fast, a_fast = accuracy(fast_out[arch], records)
         g_exact, a_exact = accuracy(exact_out[arch], records)
         reference = "fp32" if arch == "facenet" else "cv2.dnn fp32"

@@ -14,10 +14,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from agegender_cli.data import read_manifest
-from agegender_cli.detection import box_iou, crop_face, make_detector
-from agegender_cli.predictors import framing_for, load_predictor
-from agegender_cli.service import read_image
+from agegender_cli.archs.registry import framing as framing_for
+from agegender_cli.archs.registry import load_predictor
+from agegender_cli.config import ModelOptions
+from agegender_cli.data.utkface import read_manifest
+from agegender_cli.faces.detection import box_iou, crop_face, make_detector
+from agegender_cli.faces.inputs import load_image
 
 
 def scene(face: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, tuple[int, int, int, int]]:
@@ -40,7 +42,7 @@ def main() -> None:
     detector = make_detector(args.detector)
     faces, crops, found = [], [], []
     for record in records:
-        face = read_image(record.path)
+        face = load_image(record.path)
         photo, pasted = scene(face, rng)
         detections = detector.detect([photo])[0]
         best = max(detections, key=lambda d: box_iou(d.box, pasted), default=None)
@@ -55,8 +57,8 @@ def main() -> None:
     age = np.array([r.age_class for r in kept])
     print(f"{len(records)} test faces pasted into scenes; {args.detector} found {len(kept)} ({np.mean(found):.1%})")
     for arch in ("facenet", "caffenet"):
-        predictor = load_predictor(arch, engine="torch")
-        framing = framing_for(arch, args.detector, None)
+        predictor = load_predictor(arch, ModelOptions(engine="torch"))
+        framing = framing_for(arch, args.detector, ModelOptions())
         direct = predictor.predict(faces)
         detected = predictor.predict([crop_face(photo, box, framing=framing) for photo, box in crops])
         for name, p in (("crop as given", direct), ("detected in the scene", detected)):

@@ -9,9 +9,12 @@ import argparse
 import shutil
 from pathlib import Path
 
-from agegender_cli.facenet_predictor import load_checkpoint
+from agegender_cli.archs.caffenet import ARCH as CAFFENET
+from agegender_cli.archs.facenet import ARCH as FACENET
+from agegender_cli.archs.facenet.predictor import load_checkpoint
 from agegender_cli.fileio import atomic_torch_save
-from agegender_cli.predictors import BUNDLED_CAFFENET, BUNDLED_FACENET
+
+BUNDLED_FACENET, BUNDLED_CAFFENET = FACENET.bundled, CAFFENET.bundled
 
 
 def bundle_facenet(source: Path) -> None:

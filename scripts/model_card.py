@@ -11,10 +11,15 @@ from pathlib import Path
 
 import torch
 
+from agegender_cli.archs.caffenet import ARCH as CAFFENET
+from agegender_cli.archs.facenet import ARCH as FACENET
+from agegender_cli.archs.registry import names
+from agegender_cli.config import ASSETS_DIR as ASSETS
 from agegender_cli.config import EvaluateConfig
 from agegender_cli.fileio import atomic_write_text
-from agegender_cli.predictors import ASSETS, BUNDLED_CAFFENET, BUNDLED_FACENET
 from agegender_cli.service import evaluate
+
+BUNDLED_FACENET, BUNDLED_CAFFENET = FACENET.bundled, CAFFENET.bundled
 
 
 def line(r: dict) -> str:
@@ -28,7 +33,7 @@ def main() -> None:
     parser.add_argument("--manifest", type=Path, default=Path("data/utkface/manifest.csv"))
     args = parser.parse_args()
     results = {arch: evaluate(EvaluateConfig(archs=(arch,), manifest=args.manifest, split="test"))
-               for arch in ("facenet", "caffenet")}
+               for arch in names()}
     ckpt = torch.load(BUNDLED_FACENET, weights_only=True)
     c, val = ckpt["config"], ckpt["val_metrics"]
     history = json.loads((BUNDLED_CAFFENET / "history.json").read_text()) \

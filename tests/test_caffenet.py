@@ -16,27 +16,27 @@ import numpy as np
 import pytest
 import torch
 
-from agegender_cli import caffe_weights
-from agegender_cli.caffe_weights import resolve_caffe_weights
-from agegender_cli.caffemodel import _field, _key, _varint, export_caffemodel, twin_from_caffemodel
-from agegender_cli.caffenet import (
+from agegender_cli.archs.caffenet import original as caffe_weights
+from agegender_cli.archs.caffenet.caffemodel import _field, _key, _varint, export_caffemodel, twin_from_caffemodel
+from agegender_cli.archs.caffenet.net import (
     NET_NAMES,
     NUM_CLASSES,
     ORIGINAL_AGE_CLASSES,
     ORIGINAL_GENDERS,
     PARAM_LAYERS,
     CaffeLRN,
-    CaffenetPredictor,
     LeviHassnerNet,
     blob_from_faces,
     deploy_prototxt,
     net_files,
     torch_input,
 )
+from agegender_cli.archs.caffenet.original import resolve_caffe_weights
+from agegender_cli.archs.caffenet.predictor import CaffenetPredictor
+from agegender_cli.archs.caffenet.train import CHECKPOINT, HISTORY, train_caffenet
 from agegender_cli.config import CaffenetTrainConfig
 from agegender_cli.errors import AgeGenderError
 from agegender_cli.labels import AGE_CLASSES, GENDERS
-from agegender_cli.train_caffenet import CHECKPOINT, HISTORY, train_caffenet
 
 UTKFACE = Path(__file__).resolve().parents[2] / "shared" / "data" / "utkface_crop_part1"
 PARITY_TOLERANCE = 1e-4
@@ -354,7 +354,7 @@ def test_training_resumes_and_exports_caffe_models(tmp_path: Path) -> None:
 
     resumed = CaffenetTrainConfig(out=cfg.out, epochs=2, batch_size=6, lr=1e-3, resume=True)
     summary = train_caffenet(resumed, train, val, progress=stop_after_first_epoch, fp16=False)
-    assert seen == [1, 2] and summary["epochs_run"] == 1
+    assert seen == [1, 2] and summary["epochs_run"] == 2
     history = json.loads((cfg.out / HISTORY).read_text())
     assert [entry["epoch"] for entry in history] == [1, 2]
     assert set(history[1]["train"]) == set(history[1]["val"]) == {"gender", "age"}
@@ -362,3 +362,20 @@ def test_training_resumes_and_exports_caffe_models(tmp_path: Path) -> None:
     faces = [cv2.imread(str(r.path)) for r in val]
     prediction = CaffenetPredictor(cfg.out).predict(faces)
     assert prediction.gender_prob.shape == (3, 2) and np.isfinite(prediction.age_prob).all()
+
+
+def test_fine_tuning_starts_from_a_model_folder_and_keeps_it_unless_beaten(tmp_path: Path) -> None:
+    train, val = _face_records(tmp_path / "img", 6, 0), _face_records(tmp_path / "img", 3, 100)
+    first = train_caffenet(CaffenetTrainConfig(out=tmp_path / "a", epochs=1, batch_size=6, lr=1e-3), train, val,
+                           fp16=False)
+    logged: list[str] = []
+    tuned = train_caffenet(CaffenetTrainConfig(out=tmp_path / "b", init=Path(first["out"]), epochs=1, batch_size=6,
+                                               lr=1e-12), train, val, log=logged.append, fp16=False)
+    assert any("starting from" in line for line in logged)
+    faces = [cv2.imread(str(r.path)) for r in val]
+    before = CaffenetPredictor(Path(first["out"]), engine="opencv").predict(faces)
+    after = CaffenetPredictor(Path(tuned["out"]), engine="opencv").predict(faces)
+    assert {info["epoch"] for info in tuned["best"].values()} <= {0, 1}
+    np.testing.assert_allclose(after.age_prob, before.age_prob, atol=1e-4)  # lr 1e-12: the same nets
+    with pytest.raises(AgeGenderError, match="lacks"):
+        train_caffenet(CaffenetTrainConfig(out=tmp_path / "c", init=tmp_path, epochs=1, batch_size=6), train, val)

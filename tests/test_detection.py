@@ -8,9 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from agegender_cli import detection
-from agegender_cli.annotate import draw_annotations
-from agegender_cli.detection import (
+from agegender_cli.errors import AgeGenderError
+from agegender_cli.faces import detection
+from agegender_cli.faces.annotate import draw_annotations
+from agegender_cli.faces.detection import (
     DEFAULT_FRAMING,
     Detection,
     box_iou,
@@ -19,7 +20,6 @@ from agegender_cli.detection import (
     face_region,
     make_detector,
 )
-from agegender_cli.errors import AgeGenderError
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"

@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from agegender_cli.augment import make_view, view_matrix
+from agegender_cli.archs.base import class_weights
+from agegender_cli.archs.facenet.model import build, standardize
 from agegender_cli.config import DatasetConfig, FacenetTrainConfig
-from agegender_cli.data import build_dataset
-from agegender_cli.facenet_model import build, standardize
-from agegender_cli.train_facenet import class_weights
+from agegender_cli.data.augment import make_view, view_matrix
+from agegender_cli.data.utkface import build_dataset
 
 
 def test_class_weights_are_inverse_frequency():
     # counts 6, 2, 0 x6 of 8 samples: weight = 8 / (8 * count)
-    weights = class_weights(np.array([0, 0, 0, 0, 0, 0, 1, 1]))
+    weights = class_weights(np.array([0, 0, 0, 0, 0, 0, 1, 1]), 8)
     assert weights[:2].tolist() == pytest.approx([8 / 48, 8 / 16])
     assert weights[2:].tolist() == [0.0] * 6
 
@@ -71,7 +71,7 @@ def tiny_manifest(tmp_path_factory, shared_utkface) -> Path:
     """60 real faces (4 per class x gender where possible) split by the dataset command."""
     folder = tmp_path_factory.mktemp("tiny")
     picked: dict[tuple[int, int], int] = {}
-    from agegender_cli.data import label_record
+    from agegender_cli.data.utkface import label_record
 
     for path in sorted(shared_utkface.iterdir()):
         record = label_record(path, "drop")
@@ -79,23 +79,24 @@ def tiny_manifest(tmp_path_factory, shared_utkface) -> Path:
             picked[(record.age_class, record.gender)] = picked.get((record.age_class, record.gender), 0) + 1
             (folder / "images").mkdir(exist_ok=True)
             (folder / "images" / path.name).symlink_to(path)
-    build_dataset(DatasetConfig(source=folder / "images", out=folder, fractions=(0.6, 0.2, 0.2)))
+    build_dataset(DatasetConfig(sources=(folder / "images",), out=folder, fractions=(0.6, 0.2, 0.2)))
     return folder / "manifest.csv"
 
 
 @pytest.mark.integration
 def test_training_on_a_tiny_set_resumes_and_round_trips(tiny_manifest, tmp_path):
-    from agegender_cli.facenet_predictor import FacenetPredictor, load_checkpoint
-    from agegender_cli.service import read_image
-    from agegender_cli.train_facenet import train_facenet
+    from agegender_cli.archs.facenet.predictor import FacenetPredictor, load_checkpoint
+    from agegender_cli.archs.facenet.train import train_facenet
+    from agegender_cli.faces.inputs import load_image
 
     cfg = FacenetTrainConfig(manifest=tiny_manifest, out=tmp_path / "run", preprocess="none", views=2, epochs=2,
                              batch_size=16, lr=1e-3)
     first = train_facenet(cfg)
-    assert first["epochs"] == 2 and Path(first["checkpoint"]).is_file()
-    assert Path(first["curves"]).stat().st_size > 5000
+    assert first.epochs_run == 2 and Path(first.checkpoint).is_file()
+    assert first.best_epoch["gender"] == first.best_epoch["age"] in (1, 2)
+    assert Path(first.curves).stat().st_size > 5000
     resumed = train_facenet(replace(cfg, epochs=3, resume=True))
-    assert resumed["epochs"] == 3
+    assert resumed.epochs_run == 3
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3]
 
@@ -105,7 +106,7 @@ def test_training_on_a_tiny_set_resumes_and_round_trips(tiny_manifest, tmp_path)
     assert ckpt["preprocess"]["name"] == "none" and "val_gender_acc" in ckpt["history"][0]
 
     predictor = FacenetPredictor(tmp_path / "run" / "model.pt", precision="fp32")
-    faces = [read_image(p) for p in sorted(tiny_manifest.parent.joinpath("images").iterdir())[:5]]
+    faces = [load_image(p) for p in sorted(tiny_manifest.parent.joinpath("images").iterdir())[:5]]
     prediction = predictor.predict(faces)
     assert prediction.gender_prob.shape == (5, 2) and prediction.age_prob.shape == (5, 8)
     assert np.allclose(prediction.gender_prob.sum(1), 1, atol=1e-5)
@@ -116,12 +117,12 @@ def test_training_on_a_tiny_set_resumes_and_round_trips(tiny_manifest, tmp_path)
 
 @pytest.mark.integration
 def test_uncached_training_runs_the_trunk_each_epoch(tiny_manifest, tmp_path):
-    from agegender_cli.train_facenet import train_facenet
+    from agegender_cli.archs.facenet.train import train_facenet
 
     cfg = FacenetTrainConfig(manifest=tiny_manifest, out=tmp_path / "nocache", preprocess="paper",
                              feature_cache=False, epochs=1, batch_size=16, head="mlp")
     result = train_facenet(cfg)
-    assert result["epochs"] == 1 and Path(result["checkpoint"]).is_file()
+    assert result.epochs_run == 1 and Path(result.checkpoint).is_file()
 
 
 def test_interrupted_save_leaves_no_broken_file(tmp_path, monkeypatch):

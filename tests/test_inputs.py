@@ -11,10 +11,10 @@ import cv2
 import numpy as np
 import pytest
 
-from agegender_cli import inputs
-from agegender_cli.annotate import write_image_atomic
 from agegender_cli.errors import AgeGenderError
-from agegender_cli.inputs import DECODE_ERROR, Frame, InputItem, expand_inputs, iter_frames
+from agegender_cli.faces import inputs
+from agegender_cli.faces.annotate import write_image_atomic
+from agegender_cli.faces.inputs import DECODE_ERROR, Frame, InputItem, expand_inputs, iter_frames
 
 
 def write_image(path: Path, value: int = 100, shape=(24, 32, 3)) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agegender_cli.data import ParsedName, parse_name
+from agegender_cli.data.utkface import ParsedName, parse_name
 from agegender_cli.labels import AGE_RANGES, age_to_class
 
 

@@ -1,4 +1,4 @@
-"""Metrics of agegender_cli.metrics against values computed by hand on tiny arrays."""
+"""Metrics of agegender_cli.evaluation.metrics against values computed by hand on tiny arrays."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from agegender_cli.metrics import evaluate_predictions
+from agegender_cli.evaluation.metrics import evaluate_predictions
 
 # Gender, 6 faces (0 = male, 1 = female); predicted = female prob > 0.5.
 GENDER_TRUE = np.array([0, 0, 0, 0, 1, 1])

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agegender_cli import plots
+from agegender_cli.evaluation import plots
 from agegender_cli.labels import AGE_CLASSES, GENDERS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -42,7 +42,7 @@ def small_set(tmp_path_factory, shared_utkface) -> Path:
     """40 labelled UTKFace crops (links), 5 per age class."""
     folder = tmp_path_factory.mktemp("small")
     taken: dict[str, int] = {}
-    from agegender_cli.data import Record, label_record
+    from agegender_cli.data.utkface import Record, label_record
 
     for path in sorted(shared_utkface.iterdir()):
         record = label_record(path, "drop")

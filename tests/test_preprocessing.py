@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from agegender_cli.config import PreprocessConfig
-from agegender_cli.preprocessing import config_key, preprocess, stages
+from agegender_cli.data.preprocessing import config_key, preprocess, stages
 
 
 def _face(size: int = 64) -> np.ndarray:

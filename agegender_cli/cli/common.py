@@ -78,18 +78,3 @@ class RichReporter(Reporter):
             self._progress.stop()
             self._progress = None
             self._task = None
-
-
-def parse_arch_option(value: str) -> tuple[str, ...]:
-    """--arch facenet|caffenet|both (or a comma list) as a tuple; a bad name is a usage error (exit 2)."""
-    from agegender_cli.predictors import parse_archs
-
-    try:
-        return parse_archs(value)
-    except AgeGenderError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--arch") from None
-
-
-def check_split_option(split: str) -> None:
-    if split not in ("train", "val", "test"):
-        raise typer.BadParameter("choose train, val or test", param_hint="--split")

@@ -11,61 +11,37 @@ import typer
 from rich.table import Table
 
 from agegender_cli import service
-from agegender_cli.cli.common import RichReporter, fail_cleanly, parse_arch_option, stderr, stdout
-from agegender_cli.config import PredictConfig
+from agegender_cli.cli import options as o
+from agegender_cli.cli.common import RichReporter, fail_cleanly, stderr, stdout
+from agegender_cli.config import ModelOptions, PredictConfig
 from agegender_cli.labels import AGE_CLASSES, GENDERS
 
 D = PredictConfig()
+M = D.options
 
 
 @fail_cleanly
+@o.with_model_options(M)
 def predict(
     inputs: Annotated[list[str], typer.Argument(help="Images, folders, globs, videos, or - (paths on stdin).")],
-    arch: Annotated[str, typer.Option(help="facenet, caffenet or both.")] = "both",
-    detector: Annotated[str, typer.Option(help="mtcnn, haar, or none (inputs are face crops).")] = D.detector,
-    min_face: Annotated[int, typer.Option(help="Smallest face side in pixels.")] = D.min_face,
-    min_score: Annotated[float, typer.Option(help="Smallest detection score.")] = D.min_score,
-    every: Annotated[int, typer.Option(help="Video: every Nth frame.")] = D.every,
-    batch_size: Annotated[int, typer.Option(help="Frames per batch.")] = D.batch_size,
-    workers: Annotated[int, typer.Option(help="Decoding threads.")] = D.workers,
-    facenet_model: Annotated[Path | None, typer.Option(help="facenet checkpoint (default: bundled).")] = None,
-    caffenet_model: Annotated[Path | None, typer.Option(help="caffenet folder (default: bundled).")] = None,
-    caffe_weights: Annotated[Path | None, typer.Option(help="Original caffemodels folder, or 'original'.")] = None,
-    backbone_weights: Annotated[Path | None, typer.Option(help="facenet backbone .pt/.pb (offline use).")] = None,
-    engine: Annotated[str, typer.Option(help="caffenet engine: auto, opencv or torch.")] = D.engine,
-    precision: Annotated[str, typer.Option(help="bf16 or fp32.")] = D.precision,
-    annotate: Annotated[Path | None, typer.Option(help="Write annotated copies into this folder.")] = None,
-    csv: Annotated[Path | None, typer.Option(help="Also write one CSV row per face.")] = None,
-    summary: Annotated[bool, typer.Option(help="Counts of gender x age class over all faces.")] = False,
-    summary_plot: Annotated[Path | None, typer.Option(help="Bar chart of the summary (PNG).")] = None,
+    arch: o.Archs = "both",
+    detector: o.Detector = D.detector,
+    min_face: Annotated[int, typer.Option(min=1, help="Smallest face side in pixels.")] = D.min_face,
+    min_score: Annotated[float, typer.Option(min=0.0, max=1.0, help="Smallest detection score.")] = D.min_score,
+    every: Annotated[int, typer.Option(min=1, help="Video: every Nth frame.")] = D.every,
+    workers: Annotated[int, typer.Option(min=1, help="Decoding threads.")] = D.workers,
+    annotate: Annotated[Path | None, typer.Option(help="Write annotated copies into this folder.")] = D.annotate,
+    csv: Annotated[Path | None, typer.Option(help="Also write one CSV row per face.")] = D.csv,
+    summary: Annotated[bool, typer.Option(help="Counts of gender x age class over all faces.")] = D.summary,
+    summary_plot: Annotated[Path | None, typer.Option(help="Bar chart of the summary (PNG).")] = D.summary_plot,
     as_json: Annotated[bool, typer.Option("--json", help="JSON Lines: one object per face.")] = False,
+    options: ModelOptions = M,
 ) -> None:
     """Detect faces (MTCNN by default) and tell each one's gender and age group with one or both models."""
-    archs = parse_arch_option(arch)
-    if detector not in ("mtcnn", "haar", "none"):
-        raise typer.BadParameter("choose mtcnn, haar or none", param_hint="--detector")
-    if every < 1:
-        raise typer.BadParameter("must be at least 1", param_hint="--every")
-    cfg = PredictConfig(
-        inputs=tuple(inputs),
-        archs=archs,
-        detector=detector,
-        min_face=min_face,
-        min_score=min_score,
-        every=every,
-        batch_size=batch_size,
-        workers=workers,
-        facenet_model=facenet_model,
-        caffenet_model=caffenet_model,
-        caffe_weights=caffe_weights,
-        backbone_weights=backbone_weights,
-        engine=engine,
-        precision=precision,
-        annotate=annotate,
-        csv=csv,
-        summary=summary,
-        summary_plot=summary_plot,
-    )
+    archs = o.parse_archs(arch)
+    cfg = PredictConfig(inputs=tuple(inputs), archs=archs, detector=detector, min_face=min_face,
+                        min_score=min_score, every=every, workers=workers, options=options, annotate=annotate,
+                        csv=csv, summary=summary, summary_plot=summary_plot)
     rows: list[dict] = []
 
     def emit(row: dict) -> None:

@@ -1,71 +1,87 @@
-"""`agegender train`: train architecture A (facenet) or B (caffenet) on a manifest."""
+"""`agegender train`: train one architecture on a manifest's train split, chosen on val."""
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from agegender_cli import service
+from agegender_cli.archs import registry
+from agegender_cli.cli import options as o
 from agegender_cli.cli.common import RichReporter, fail_cleanly, print_json, stdout
-from agegender_cli.config import DEFAULT_MANIFEST, CaffenetTrainConfig, FacenetTrainConfig
+from agegender_cli.config import BACKBONES, DEFAULT_MANIFEST, HEADS, PREPROCESS_PRESETS, SELECT_BY, UNFREEZE_POINTS
+from agegender_cli.errors import AgeGenderError
 
-F = FacenetTrainConfig()
+Backbone, Preprocess, Unfreeze = o.choice(BACKBONES), o.choice(tuple(PREPROCESS_PRESETS)), o.choice(UNFREEZE_POINTS)
+Head, SelectBy = o.choice(HEADS), o.choice(SELECT_BY)
+
+
+def _default(field: str) -> str:
+    """' (default ...)' from the training configs of the architectures that have `field`."""
+    values = {}
+    for name in registry.names():
+        config = registry.get(name).train_config()
+        if hasattr(config, field):
+            values[name] = getattr(config, field)
+    if len(set(map(str, values.values()))) == 1:
+        return f" (default {next(iter(values.values()))})"
+    return " (default " + ", ".join(f"{k} {v}" for k, v in values.items()) + ")"
+
+
+def _option(help_text: str, field: str, **kwargs: Any) -> Any:
+    return typer.Option(help=help_text + _default(field), show_default=False, **kwargs)
 
 
 @fail_cleanly
 def train(
-    arch: Annotated[str, typer.Option(help="facenet (A) or caffenet (B).")] = "facenet",
-    manifest: Annotated[Path, typer.Option(help="Manifest from `agegender dataset`.")] = DEFAULT_MANIFEST,
-    out: Annotated[Path | None, typer.Option(help="Run folder (default runs/ARCH).")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Most epochs (default 30 facenet, 60 caffenet).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 64,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-4,
-    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
-    precision: Annotated[str, typer.Option(help="bf16 (autocast) or fp32.")] = "bf16",
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    arch: o.OneArch = o.FIRST_ARCH,
+    manifest: o.Manifest = DEFAULT_MANIFEST,
+    out: Annotated[Path | None, _option("Run folder.", "out")] = None,
+    epochs: Annotated[int | None, _option("Most epochs.", "epochs", min=1)] = None,
+    batch_size: Annotated[int | None, _option("Batch size.", "batch_size", min=1)] = None,
+    lr: Annotated[float | None, _option("Learning rate.", "lr", min=0.0, callback=o.positive)] = None,
+    weight_decay: Annotated[float | None, _option("Weight decay.", "weight_decay", min=0.0)] = None,
+    device: Annotated[o.DeviceName | None, _option("auto, cpu or cuda.", "device")] = None,
+    precision: Annotated[o.PrecisionName | None, _option("bf16 or fp32.", "precision")] = None,
+    seed: Annotated[int | None, _option("Random seed.", "seed", min=0)] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in the same folder.")] = False,
-    backbone: Annotated[str, typer.Option(help="facenet: vggface2 or casia-webface.")] = F.backbone,
-    backbone_weights: Annotated[Path | None, typer.Option(help="facenet: backbone .pt or .pb file.")] = None,
-    preprocess: Annotated[str, typer.Option(help="facenet: paper (the report's) or none.")] = F.preprocess,
-    unfreeze: Annotated[str, typer.Option(help="facenet: last_linear, block8 or repeat_3.")] = F.unfreeze,
-    head: Annotated[str, typer.Option(help="facenet: linear or mlp heads.")] = F.head,
-    hidden: Annotated[int, typer.Option(help="facenet: MLP hidden units.")] = F.hidden,
-    dropout: Annotated[float, typer.Option(help="facenet: MLP dropout.")] = F.dropout,
-    weight_decay: Annotated[float | None, typer.Option(help="Adam weight decay.")] = None,
-    patience: Annotated[int, typer.Option(help="facenet: early-stopping patience (epochs).")] = F.patience,
-    views: Annotated[int, typer.Option(help="facenet: augmented views cached per training image.")] = F.views,
-    feature_cache: Annotated[bool, typer.Option(help="facenet: train on cached trunk features.")] = True,
-    label_smoothing: Annotated[float, typer.Option(help="facenet: label smoothing.")] = 0.0,
-    select: Annotated[str, typer.Option(help="facenet: best-val epoch by loss or accuracy.")] = F.select,
-    as_json: Annotated[bool, typer.Option("--json", help="Print only JSON.")] = False,
+    init: Annotated[Path | None, typer.Option(help="Start from this trained model folder (fine-tuning).")] = None,
+    backbone: Annotated[Backbone | None, _option("Pretrained backbone.", "backbone")] = None,
+    backbone_weights: o.BackboneWeights = None,
+    preprocess: Annotated[Preprocess | None, _option("paper (the report's) or none.", "preprocess")] = None,
+    unfreeze: Annotated[Unfreeze | None, _option("Backbone block from which on it trains.", "unfreeze")] = None,
+    head: Annotated[Head | None, _option("Heads: linear or mlp.", "head")] = None,
+    hidden: Annotated[int | None, _option("MLP hidden units.", "hidden", min=1)] = None,
+    dropout: Annotated[float | None, _option("MLP dropout.", "dropout", min=0.0, max=1.0)] = None,
+    patience: Annotated[int | None, _option("Early-stopping patience (epochs).", "patience", min=1)] = None,
+    views: Annotated[int | None, _option("Augmented views cached per training image.", "views", min=1)] = None,
+    feature_cache: Annotated[bool | None, _option("Train on cached trunk features.", "feature_cache")] = None,
+    label_smoothing: Annotated[float | None, _option("Label smoothing.", "label_smoothing", min=0.0, max=1.0,
+)] = None,
+    select: Annotated[SelectBy | None, _option("Best-val epoch by loss or accuracy.", "select")] = None,
+    as_json: o.Json = False,
 ) -> None:
     """Train an architecture on the train split; best-val checkpoint, curves, resumable."""
-    if arch not in ("facenet", "caffenet"):
-        raise typer.BadParameter("choose facenet or caffenet", param_hint="--arch")
-    given = dict(manifest=manifest, batch_size=batch_size, lr=lr, device=device, precision=precision,
-                 seed=seed, resume=resume, out=out or Path("runs") / arch)
-    if epochs is not None:
-        given["epochs"] = epochs
-    if weight_decay is not None:
-        given["weight_decay"] = weight_decay
-    if arch == "facenet":
-        given.update(backbone=backbone, backbone_weights=backbone_weights, preprocess=preprocess,
-                     unfreeze=unfreeze, head=head, hidden=hidden, dropout=dropout, patience=patience, views=views,
-                     feature_cache=feature_cache, label_smoothing=label_smoothing, select=select)
-    base = FacenetTrainConfig() if arch == "facenet" else CaffenetTrainConfig()
-    known = {f.name for f in fields(base)}
-    cfg = replace(base, **{k: v for k, v in given.items() if k in known})
-    result = service.train(arch, cfg, RichReporter())
+    (name,) = o.parse_archs(arch, one=True)
+    given = dict(manifest=manifest, out=out, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                 device=device, precision=precision, seed=seed, resume=resume or None, init=init, backbone=backbone,
+                 backbone_weights=backbone_weights, preprocess=preprocess, unfreeze=unfreeze, head=head,
+                 hidden=hidden, dropout=dropout, patience=patience, views=views, feature_cache=feature_cache,
+                 label_smoothing=label_smoothing, select=select)
+    try:
+        cfg = registry.train_config(name, given)
+    except AgeGenderError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    result = service.train(name, cfg, RichReporter())
     if as_json:
         print_json(result)
         return
-    stdout.print(f"[bold]{arch}[/] trained: {result.get('epochs')} epochs, best epoch {result.get('best_epoch')}")
-    for key in ("checkpoint", "model_dir", "curves"):
+    best = ", ".join(f"{task} {epoch}" for task, epoch in result["best_epoch"].items())
+    stdout.print(f"[bold]{name}[/] trained: {result['epochs_run']} epochs, best epoch {best}")
+    for key in ("checkpoint", "curves", "history"):
         if result.get(key):
             stdout.print(f"{key}: {result[key]}")
     if result.get("val"):
-        stdout.print("val: " + ", ".join(f"{k} {v:.4f}" for k, v in result["val"].items()
-                                         if isinstance(v, float)))
+        stdout.print("val: " + ", ".join(f"{k} {v:.4f}" for k, v in result["val"].items() if isinstance(v, float)))

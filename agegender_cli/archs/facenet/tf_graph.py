@@ -1,13 +1,18 @@
-"""Read a frozen TensorFlow GraphDef (.pb) from its protobuf wire format, without TensorFlow."""
+"""Read a frozen TensorFlow GraphDef (.pb) without TensorFlow, and map its FaceNet scopes onto torch names."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from agegender_cli.cache import RouteFailed
+
+BN_EPS = 1e-3  # facenet-pytorch's BasicConv2d / last_bn eps, the value the TF graphs were trained with
 
 # TensorFlow DataType enum -> numpy dtype (the ones frozen weights use).
 _DTYPES: dict[int, np.dtype] = {
@@ -220,3 +225,167 @@ def constants(nodes: list[Node]) -> dict[str, np.ndarray]:
 def read_constants(path: Path | str) -> dict[str, np.ndarray]:
     """Every Const tensor of the frozen GraphDef file at `path`, by node name."""
     return constants(read_graph(path))
+
+
+# --------------------------------------------------------------------------- TF scopes -> torch names
+
+_STEM = {
+    "Conv2d_1a_3x3": "conv2d_1a",
+    "Conv2d_2a_3x3": "conv2d_2a",
+    "Conv2d_2b_3x3": "conv2d_2b",
+    "Conv2d_3b_1x1": "conv2d_3b",
+    "Conv2d_4a_3x3": "conv2d_4a",
+    "Conv2d_4b_3x3": "conv2d_4b",
+}
+# TF repeat scope -> (torch Sequential, TF block prefix, block kind, residual scale in facenet-pytorch)
+_REPEATS = {
+    "Repeat": ("repeat_1", "block35_", "block35", 0.17),
+    "Repeat_1": ("repeat_2", "block17_", "block17", 0.10),
+    "Repeat_2": ("repeat_3", "block8_", "block8", 0.20),
+}
+# Block kind -> {TF "Branch_n/Conv..." -> torch submodule}
+_BRANCHES = {
+    "block35": {
+        "Branch_0/Conv2d_1x1": "branch0",
+        "Branch_1/Conv2d_0a_1x1": "branch1.0",
+        "Branch_1/Conv2d_0b_3x3": "branch1.1",
+        "Branch_2/Conv2d_0a_1x1": "branch2.0",
+        "Branch_2/Conv2d_0b_3x3": "branch2.1",
+        "Branch_2/Conv2d_0c_3x3": "branch2.2",
+    },
+    "block17": {
+        "Branch_0/Conv2d_1x1": "branch0",
+        "Branch_1/Conv2d_0a_1x1": "branch1.0",
+        "Branch_1/Conv2d_0b_1x7": "branch1.1",
+        "Branch_1/Conv2d_0c_7x1": "branch1.2",
+    },
+    "block8": {
+        "Branch_0/Conv2d_1x1": "branch0",
+        "Branch_1/Conv2d_0a_1x1": "branch1.0",
+        "Branch_1/Conv2d_0b_1x3": "branch1.1",
+        "Branch_1/Conv2d_0c_3x1": "branch1.2",
+    },
+    "mixed_6a": {
+        "Branch_0/Conv2d_1a_3x3": "branch0",
+        "Branch_1/Conv2d_0a_1x1": "branch1.0",
+        "Branch_1/Conv2d_0b_3x3": "branch1.1",
+        "Branch_1/Conv2d_1a_3x3": "branch1.2",
+    },
+    "mixed_7a": {
+        "Branch_0/Conv2d_0a_1x1": "branch0.0",
+        "Branch_0/Conv2d_1a_3x3": "branch0.1",
+        "Branch_1/Conv2d_0a_1x1": "branch1.0",
+        "Branch_1/Conv2d_1a_3x3": "branch1.1",
+        "Branch_2/Conv2d_0a_1x1": "branch2.0",
+        "Branch_2/Conv2d_0b_3x3": "branch2.1",
+        "Branch_2/Conv2d_1a_3x3": "branch2.2",
+    },
+}
+_BLOCK_SCALES = {"Block8": ("block8", 1.0)}
+_ROOT = "InceptionResnetV1/"
+
+
+def _block_prefix(scope: str) -> tuple[str, str, float | None, str]:
+    """Split a TF scope into (torch block prefix, block kind, residual scale, rest of the scope)."""
+    head, _, rest = scope.partition("/")
+    if head in _STEM and not rest:
+        return _STEM[head], "stem", None, ""
+    if head in ("Mixed_6a", "Mixed_7a"):
+        return head.lower(), head.lower(), None, rest
+    if head in _BLOCK_SCALES:
+        torch_name, scale = _BLOCK_SCALES[head]
+        return torch_name, "block8", scale, rest
+    if head in _REPEATS:
+        seq, tf_prefix, kind, scale = _REPEATS[head]
+        block, _, rest = rest.partition("/")
+        match = re.fullmatch(re.escape(tf_prefix) + r"(\d+)", block)
+        if match:
+            return f"{seq}.{int(match.group(1)) - 1}", kind, scale, rest
+    raise KeyError(scope)
+
+
+def torch_module_for(scope: str) -> str:
+    """The facenet-pytorch module path of a TF conv scope, e.g. "Repeat/block35_2/Branch_1/Conv2d_0a_1x1"
+    -> "repeat_1.1.branch1.0"; the residual projection "…/Conv2d_1x1" -> "….conv2d"."""
+    prefix, kind, _, rest = _block_prefix(scope)
+    if kind == "stem":
+        return prefix
+    if rest == "Conv2d_1x1" and kind in ("block35", "block17", "block8"):
+        return f"{prefix}.conv2d"
+    return f"{prefix}.{_BRANCHES[kind][rest]}"
+
+
+def hwio_to_oihw(weights: np.ndarray) -> np.ndarray:
+    """TF conv kernel (height, width, in, out) -> torch (out, in, height, width)."""
+    if weights.ndim != 4:
+        raise ValueError(f"conv kernel must be 4-D, got shape {weights.shape}")
+    return np.ascontiguousarray(weights.transpose(3, 2, 0, 1))
+
+
+def _folded_bn(offset: np.ndarray) -> dict[str, np.ndarray]:
+    """BatchNorm whose eval-mode output is exactly x + offset (the graph folded BN into the conv)."""
+    n = offset.shape[0]
+    return {
+        "weight": np.ones(n, np.float32),
+        "bias": offset.astype(np.float32),
+        "running_mean": np.zeros(n, np.float32),
+        "running_var": np.full(n, 1.0 - BN_EPS, np.float32),
+        "num_batches_tracked": np.zeros((), np.int64),
+    }
+
+
+def _convert_layer(scope: str, leaf: str, value: np.ndarray, out: dict[str, np.ndarray]) -> None:
+    """One `<scope>/<leaf>` constant into its state-dict entries."""
+    module = torch_module_for(scope)
+    residual = module.endswith(".conv2d")
+    if leaf == "weights":
+        out[f"{module}.weight" if residual else f"{module}.conv.weight"] = hwio_to_oihw(value)
+    elif leaf == "biases" and residual:
+        out[f"{module}.bias"] = value.astype(np.float32)
+    elif leaf == "Conv2D_bn_offset" and not residual:
+        out.update({f"{module}.bn.{k}": v for k, v in _folded_bn(value).items()})
+    else:
+        raise KeyError(f"{scope}/{leaf}")
+
+
+def _convert_bottleneck(consts: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> None:
+    """Bottleneck: MatMul by weights (1792, 512), then FusedBatchNorm(scale=Const, offset=beta, eps 1e-3)."""
+    bn = _ROOT + "Bottleneck/BatchNorm/"
+    weights = consts[_ROOT + "Bottleneck/weights"]
+    n = weights.shape[1]
+    out["last_linear.weight"] = np.ascontiguousarray(weights.T)
+    out["last_bn.weight"] = consts.get(bn + "Const", np.ones(n, np.float32)).astype(np.float32)
+    out["last_bn.bias"] = consts.get(bn + "beta", np.zeros(n, np.float32)).astype(np.float32)
+    out["last_bn.running_mean"] = consts[bn + "moving_mean"].astype(np.float32)
+    out["last_bn.running_var"] = consts[bn + "moving_variance"].astype(np.float32)
+    out["last_bn.num_batches_tracked"] = np.zeros((), np.int64)
+
+
+def _check_scale(name: str, value: np.ndarray) -> None:
+    """A block's residual scale (`…/mul/x`) must be the one facenet-pytorch hard-codes."""
+    _, _, scale, _ = _block_prefix(name[len(_ROOT) : -len("/mul/x")])
+    found = value.reshape(-1)[0] if value.size == 1 else np.nan
+    if scale is None or not abs(float(found) - scale) <= 1e-6:
+        raise RouteFailed(f"graph residual scale {name}={value.tolist()} differs from facenet-pytorch's {scale}")
+
+
+def graph_to_state_dict(consts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Map a FaceNet frozen graph's Const tensors onto InceptionResnetV1 state-dict arrays."""
+    out: dict[str, np.ndarray] = {}
+    for name, value in consts.items():
+        skip = not name.startswith(_ROOT) or "/Bottleneck/" in name or "/Logits/" in name
+        if skip or name.endswith("/concat/axis"):
+            continue
+        scope, _, leaf = name[len(_ROOT) :].rpartition("/")
+        try:
+            if name.endswith("/mul/x"):
+                _check_scale(name, value)
+            else:
+                _convert_layer(scope, leaf, value, out)
+        except KeyError as exc:
+            raise RouteFailed(f"graph constant {name} has no InceptionResnetV1 counterpart") from exc
+    try:
+        _convert_bottleneck(consts, out)
+    except KeyError as exc:
+        raise RouteFailed(f"graph lacks the Bottleneck constant {exc}") from exc
+    return out

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agegender_cli.augment import make_view
+from agegender_cli.archs.base import Prediction
+from agegender_cli.archs.facenet.model import FORMAT, build, standardize
 from agegender_cli.config import PreprocessConfig
+from agegender_cli.data.augment import make_view
+from agegender_cli.data.preprocessing import preprocess
 from agegender_cli.errors import AgeGenderError
-from agegender_cli.facenet_model import FORMAT, build, standardize
-from agegender_cli.predictor import Prediction
-from agegender_cli.preprocessing import preprocess
-from agegender_cli.runtime import autocast, pick_device
+from agegender_cli.runtime import autocast, describe_precision, pick_device, resolve_precision
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -37,9 +37,9 @@ class FacenetPredictor:
 
     def __init__(
         self, checkpoint_path: Path, *, backbone_weights: Path | None = None, device: str = "auto",
-        precision: str = "bf16", batch_size: int = 64, log: Callable[[str], None] | None = None,
+        precision: str = "auto", batch_size: int = 64, log: Callable[[str], None] | None = None,
     ) -> None:
-        from agegender_cli.weights import load_backbone, resolve_backbone
+        from agegender_cli.archs.facenet.backbone import load_backbone, resolve_backbone
 
         ckpt = load_checkpoint(checkpoint_path)
         cfg = ckpt["config"]
@@ -53,7 +53,7 @@ class FacenetPredictor:
                                    for k, v in ckpt["state_dict"].items()})
         self.tail.eval()
         self.device = pick_device(device)
-        self.precision = precision
+        self.precision = resolve_precision(precision, self.device)
         self.batch_size = batch_size
         self.image_size = int(ckpt["image_size"])
         self.preprocess_cfg = PreprocessConfig(**{k: v for k, v in ckpt["preprocess"].items() if k != "name"})
@@ -61,7 +61,7 @@ class FacenetPredictor:
         self.tail.to(self.device)
         self.checkpoint = ckpt
         self.description = (f"InceptionResnetV1 ({ckpt['backbone']['name']}) + {cfg['head']} heads, "
-                            f"preprocess {ckpt['preprocess']['name']}, {precision}")
+                            f"preprocess {ckpt['preprocess']['name']}, {describe_precision(precision, self.device)}")
 
     def _batch(self, faces: Sequence[np.ndarray]) -> torch.Tensor:
         views = [make_view(preprocess(face, self.preprocess_cfg), self.image_size) for face in faces]

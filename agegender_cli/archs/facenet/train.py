@@ -12,17 +12,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from agegender_cli.augment import make_view
+from agegender_cli.archs.base import TrainResult, class_weights
+from agegender_cli.archs.facenet.model import FORMAT, build, standardize
+from agegender_cli.cache import cache_dir
 from agegender_cli.config import PREPROCESS_PRESETS, FacenetTrainConfig
-from agegender_cli.data import Record, read_manifest
+from agegender_cli.data.augment import make_view
+from agegender_cli.data.preprocessing import config_key, preprocess
+from agegender_cli.data.utkface import Record, read_manifest
 from agegender_cli.errors import AgeGenderError
-from agegender_cli.facenet_model import FORMAT, build, standardize
+from agegender_cli.faces.inputs import load_image
 from agegender_cli.fileio import atomic_torch_save, atomic_write_text
-from agegender_cli.inputs import load_image
 from agegender_cli.labels import AGE_CLASSES, GENDERS
-from agegender_cli.preprocessing import config_key, preprocess
 from agegender_cli.progress import SILENT, Reporter
-from agegender_cli.runtime import autocast, pick_device, seed_everything
+from agegender_cli.runtime import autocast, describe_precision, pick_device, resolve_precision, seed_everything
 
 
 def load_images(records: list[Record], preprocess_name: str, reporter: Reporter, side: int = 200) -> np.ndarray:
@@ -61,13 +63,6 @@ def extract_features(trunk, images: np.ndarray, size: int, seeds: list[int | Non
     return torch.stack(views)
 
 
-def class_weights(age_classes: np.ndarray) -> torch.Tensor:
-    """Inverse-frequency weights of the 8 age classes, mean 1 over the training samples."""
-    counts = np.bincount(age_classes, minlength=len(AGE_CLASSES)).astype(np.float64)
-    weights = np.where(counts > 0, len(age_classes) / (len(AGE_CLASSES) * np.maximum(counts, 1)), 0.0)
-    return torch.tensor(weights, dtype=torch.float32)
-
-
 def _labels(records: list[Record]) -> tuple[torch.Tensor, torch.Tensor]:
     return (torch.tensor([r.gender for r in records]), torch.tensor([r.age_class for r in records]))
 
@@ -98,8 +93,6 @@ def _cache_key(cfg: FacenetTrainConfig, backbone_sha: str, manifest: Path, n_vie
 
 def _features(cfg, trunk, resolved, train_records, val_records, device, reporter, timing):
     """(train features (views, N, ...) or None, val features, train images or None)."""
-    from agegender_cli.weights import cache_dir
-
     # shared between runs: the same trunk, views and images give the same features
     n_views = cfg.views if cfg.feature_cache else 0
     cache_file = cache_dir() / "features" / f"{_cache_key(cfg, resolved.sha256, cfg.manifest, n_views)}.pt"
@@ -144,16 +137,19 @@ def _epoch_batches(cfg, epoch, generator, train_feats, train_images, trunk, devi
         yield idx, features
 
 
-def train_facenet(cfg: FacenetTrainConfig, reporter: Reporter = SILENT) -> dict:
+def train_facenet(cfg: FacenetTrainConfig, reporter: Reporter = SILENT) -> TrainResult:
     """Train the heads (and the unfrozen blocks) of architecture A; returns the run summary."""
-    from agegender_cli.weights import load_backbone, resolve_backbone
+    from agegender_cli.archs.facenet.backbone import load_backbone, resolve_backbone
 
     if cfg.select not in ("loss", "accuracy"):
         raise AgeGenderError(f"--select must be loss or accuracy, not '{cfg.select}'")
     if cfg.preprocess not in PREPROCESS_PRESETS:
         raise AgeGenderError(f"--preprocess must be one of {', '.join(PREPROCESS_PRESETS)}")
+    run_started = time.perf_counter()
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
+    reporter.message(f"facenet: {device.type}, precision {describe_precision(cfg.precision, device)}")
+    cfg = replace(cfg, precision=resolve_precision(cfg.precision, device))
     train_records = read_manifest(cfg.manifest, "train")
     val_records = read_manifest(cfg.manifest, "val")
     if not train_records or not val_records:
@@ -170,8 +166,9 @@ def train_facenet(cfg: FacenetTrainConfig, reporter: Reporter = SILENT) -> dict:
 
     g_train, a_train = _labels(train_records)
     g_val, a_val = _labels(val_records)
+    age_weights = class_weights(a_train.numpy(), len(AGE_CLASSES))
     loss_fns = (nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
-                nn.CrossEntropyLoss(weight=class_weights(a_train.numpy()).to(device),
+                nn.CrossEntropyLoss(weight=torch.from_numpy(age_weights).to(device),
                                     label_smoothing=cfg.label_smoothing))
     params = [p for p in tail.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -228,16 +225,18 @@ def train_facenet(cfg: FacenetTrainConfig, reporter: Reporter = SILENT) -> dict:
     reporter.finish()
     history = state["history"]
     atomic_write_text(cfg.out / "history.json", json.dumps(history, indent=2))
-    from agegender_cli.plots import plot_training_curves
+    from agegender_cli.evaluation.plots import plot_training_curves
 
     plot_training_curves(history, cfg.out / "curves.png")
     timing["epoch_seconds_mean"] = float(np.mean(epoch_seconds)) if epoch_seconds else None
-    return {
-        "arch": "facenet", "checkpoint": str(cfg.out / "model.pt"), "curves": str(cfg.out / "curves.png"),
-        "epochs": state["epoch"], "best_epoch": state["best_epoch"], "val": state.get("best_val"),
-        "backbone": {"name": resolved.name, "sha256": resolved.sha256, "source": resolved.source},
-        "timing": timing, "stopped_early": state["bad_epochs"] >= cfg.patience,
-    }
+    best_epoch = state["best_epoch"]
+    return TrainResult(
+        arch="facenet", checkpoint=str(cfg.out / "model.pt"), best_epoch={"gender": best_epoch, "age": best_epoch},
+        epochs_run=state["epoch"], val=state.get("best_val") or {}, history=str(cfg.out / "history.json"),
+        curves=str(cfg.out / "curves.png"), seconds=round(time.perf_counter() - run_started, 1),
+        details={"backbone": {"name": resolved.name, "sha256": resolved.sha256, "source": resolved.source},
+                 "timing": timing, "stopped_early": state["bad_epochs"] >= cfg.patience},
+    )
 
 
 def checkpoint(cfg: FacenetTrainConfig, tail, resolved, state: dict) -> dict:

@@ -15,12 +15,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from agegender_cli.caffemodel import export_caffemodel
-from agegender_cli.caffenet import (
+from agegender_cli.archs.base import TrainResult, class_weights
+from agegender_cli.archs.caffenet.caffemodel import export_caffemodel, twin_from_caffemodel
+from agegender_cli.archs.caffenet.net import (
     INPUT_SIZE,
     NET_NAMES,
     NUM_CLASSES,
     LeviHassnerNet,
+    check_model_folder,
     deploy_prototxt,
     mean_subtract,
     net_files,
@@ -28,15 +30,16 @@ from agegender_cli.caffenet import (
 )
 from agegender_cli.config import CaffenetTrainConfig
 from agegender_cli.errors import AgeGenderError
+from agegender_cli.faces.inputs import load_image
 from agegender_cli.fileio import atomic_torch_save, atomic_write_text
-from agegender_cli.inputs import load_image
-from agegender_cli.runtime import pick_device
+from agegender_cli.progress import SILENT, Reporter
+from agegender_cli.runtime import describe_precision, pick_device, resolve_precision
 
 CHECKPOINT = "checkpoint.pt"
 HISTORY = "history.json"
 CHECKPOINT_FORMAT = "agegender-caffenet-train/1"
 # Settings a resumed run must share with its checkpoint (they fix the LR schedule and the data order).
-RESUME_KEYS = ("tasks", "epochs", "batch_size", "resize", "crop", "lr", "weight_decay", "seed")
+RESUME_KEYS = ("tasks", "init", "epochs", "batch_size", "resize", "crop", "lr", "weight_decay", "seed")
 
 Progress = Callable[[int, int, dict[str, Any]], None]
 Log = Callable[[str], None]
@@ -61,6 +64,32 @@ class _Run:
     best: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
 
+def fit(cfg: CaffenetTrainConfig, reporter: Reporter = SILENT) -> TrainResult:
+    """The Trainer of architecture B: both nets on the manifest's train split, each kept at its best val epoch."""
+    from agegender_cli.data.utkface import read_manifest
+
+    train_records, val_records = read_manifest(cfg.manifest, "train"), read_manifest(cfg.manifest, "val")
+    if not train_records or not val_records:
+        raise AgeGenderError(f"{cfg.manifest}: the train and val splits must both hold images")
+    reporter.start("training caffenet", cfg.epochs)
+
+    def progress(epoch: int, total: int, info: dict[str, Any]) -> None:
+        reporter.advance(1, **{k: v for k, v in info.items() if isinstance(v, int | float)})
+
+    try:
+        run = train_caffenet(cfg, train_records, val_records, progress=progress, log=reporter.message)
+    finally:
+        reporter.finish()
+    best = run["best"]
+    return TrainResult(
+        arch="caffenet", checkpoint=run["out"], best_epoch={task: info["epoch"] for task, info in best.items()},
+        epochs_run=run["epochs_run"], history=run["history"], curves=run["curves"], seconds=run["seconds"],
+        val={f"{task}_acc": info["val_acc"] for task, info in best.items() if info["val_acc"] is not None}
+        | {f"{task}_loss": info["val_loss"] for task, info in best.items() if info["val_loss"] is not None},
+        details={"files": run["files"], "fp16": run["fp16"], "best": best},
+    )
+
+
 def train_caffenet(
     cfg: CaffenetTrainConfig,
     train_records: Sequence[FaceRecord],
@@ -75,6 +104,7 @@ def train_caffenet(
     _check_config(cfg, train_records)
     started = time.time()
     device = pick_device(cfg.device)
+    log(f"caffenet: {device.type}, precision {describe_precision(cfg.precision, device)}")
     torch.manual_seed(cfg.seed)
     log(f"caffenet: decoding {len(train_records)} training and {len(val_records)} validation images")
     data = _Data(
@@ -88,6 +118,13 @@ def train_caffenet(
     checkpoint = Path(cfg.out) / CHECKPOINT
     if cfg.resume:
         _restore(run, checkpoint, cfg, len(train_records), log)
+    if cfg.init is not None and run.epoch == 0:
+        # the starting nets are epoch 0: fine-tuning keeps them unless an epoch beats them on val
+        start = _evaluate(run.nets, data.val_x, data.val_y, criteria, cfg.batch_size, device,
+                          resolve_precision(cfg.precision, device) == "bf16")
+        _update_best(run, 0, start)
+        log(f"caffenet: starting from {cfg.init}: " + ", ".join(
+            f"val {task} acc {m['acc']:.3f}" for task, m in (start or {}).items()))
     first = run.epoch + 1
     for epoch in range(first, cfg.epochs + 1):
         entry = _run_epoch(run, cfg, data, criteria, device, epoch)
@@ -102,7 +139,7 @@ def train_caffenet(
     return {
         "out": str(cfg.out),
         "epochs": cfg.epochs,
-        "epochs_run": cfg.epochs - first + 1,
+        "epochs_run": run.epoch,
         "best": best,
         "files": [str(f) for f in files],
         "history": str(Path(cfg.out) / HISTORY),
@@ -114,7 +151,7 @@ def train_caffenet(
 
 def plot_curves(history: list[dict], path: Path) -> Path:
     """The loss/accuracy figure of both nets (losses summed over the tasks)."""
-    from agegender_cli.plots import plot_training_curves
+    from agegender_cli.evaluation.plots import plot_training_curves
 
     rows = []
     for entry in history:
@@ -134,8 +171,6 @@ def _check_config(cfg: CaffenetTrainConfig, train_records: Sequence[FaceRecord])
         raise AgeGenderError(f"tasks {cfg.tasks} must be a non-empty subset of {tuple(NET_NAMES)}")
     if cfg.crop != INPUT_SIZE or cfg.resize < cfg.crop:
         raise AgeGenderError(f"crop must be {INPUT_SIZE} (the nets' input) and resize at least that")
-    if cfg.precision not in ("bf16", "fp32"):
-        raise AgeGenderError(f"precision '{cfg.precision}' is not bf16 or fp32")
 
 
 def _load_images(records: Sequence[FaceRecord], size: int) -> torch.Tensor:
@@ -161,14 +196,18 @@ def _criteria(train_y: dict[str, torch.Tensor], device: torch.device) -> dict[st
     for task, y in train_y.items():
         weight = None
         if task == "age":
-            counts = torch.bincount(y, minlength=NUM_CLASSES[task]).clamp(min=1).float()
-            weight = (len(y) / (NUM_CLASSES[task] * counts)).to(device)
+            weight = torch.from_numpy(class_weights(y.numpy(), NUM_CLASSES[task])).to(device)
         criteria[task] = nn.CrossEntropyLoss(weight=weight)
     return criteria
 
 
 def _new_run(cfg: CaffenetTrainConfig, n_train: int, device: torch.device) -> _Run:
-    nets = {task: LeviHassnerNet(NUM_CLASSES[task]).to(device, memory_format=torch.channels_last) for task in cfg.tasks}
+    nets = {task: LeviHassnerNet(NUM_CLASSES[task]) for task in cfg.tasks}
+    if cfg.init is not None:
+        check_model_folder(Path(cfg.init))
+        for task, net in nets.items():
+            net.load_state_dict(twin_from_caffemodel(*net_files(Path(cfg.init), task)).state_dict())
+    nets = {task: net.to(device, memory_format=torch.channels_last) for task, net in nets.items()}
     params = [p for net in nets.values() for p in net.parameters()]
     # One optimizer over both nets is two independent Adams: they share no parameter.
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -194,7 +233,7 @@ def _run_epoch(
     """Train one epoch, validate, record it in the history and keep the best weights."""
     tic = time.time()
     lr = run.scheduler.get_last_lr()[0]
-    bf16 = cfg.precision == "bf16"
+    bf16 = resolve_precision(cfg.precision, device) == "bf16"
     train = _train_epoch(run, cfg, data.train_x, data.train_y, criteria, device, bf16)
     val = _evaluate(run.nets, data.val_x, data.val_y, criteria, cfg.batch_size, device, bf16)
     entry = {"epoch": epoch, "lr": lr, "seconds": round(time.time() - tic, 1), "train": train, "val": val}

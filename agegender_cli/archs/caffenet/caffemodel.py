@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from agegender_cli.caffenet import PARAM_LAYERS, LeviHassnerNet, cv2_errors, read_cv2_net
+from agegender_cli.archs.caffenet.net import PARAM_LAYERS, LeviHassnerNet, cv2_errors, read_cv2_net
 from agegender_cli.errors import AgeGenderError
 from agegender_cli.fileio import atomic_write
 

@@ -21,7 +21,7 @@ class ImageBatch:
 
 
 def _decode(path: Path) -> np.ndarray | str:
-    from agegender_cli.inputs import read_image
+    from agegender_cli.faces.inputs import read_image
 
     image, error = read_image(str(path))
     return image if image is not None else f"{path}: {error}"

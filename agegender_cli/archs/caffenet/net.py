@@ -1,4 +1,4 @@
-"""Architecture B: the Levi & Hassner (2015) age_net/gender_net, as a deploy prototxt and a PyTorch twin."""
+"""The Levi & Hassner (2015) age_net/gender_net: deploy prototxt, PyTorch twin, input blobs, cv2.dnn loading."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 from agegender_cli.errors import AgeGenderError
-from agegender_cli.predictor import Prediction
 
 INPUT_SIZE = 227
 # Per-channel BGR mean of the Adience training images, as in every OpenCV age/gender demo.
@@ -20,7 +19,6 @@ MEAN_BGR = (78.4263377603, 87.7689143744, 114.895847746)
 NUM_CLASSES = {"gender": 2, "age": 8}
 NET_NAMES = {"gender": "gender_net", "age": "age_net"}
 PARAM_LAYERS = ("conv1", "conv2", "conv3", "fc6", "fc7", "fc8")
-ENGINES = ("opencv", "torch")
 
 # The original nets' output orders. They map index-to-index onto labels.GENDERS ("male", "female")
 # and labels.AGE_CLASSES: (8-12) is read as 8-13 and (60-100) as 60+, the report's classes.
@@ -170,46 +168,6 @@ def check_model_folder(folder: Path) -> None:
         raise AgeGenderError(f"{folder} lacks {', '.join(missing)}: point to a caffenet model folder")
 
 
-class CaffenetPredictor:
-    """age_net + gender_net from a model folder, run by cv2.dnn ("opencv") or by the twin ("torch")."""
-
-    arch = "caffenet"
-
-    def __init__(self, folder: Path, *, engine: str = "opencv", precision: str = "bf16", batch_size: int = 64) -> None:
-        if engine not in ENGINES:
-            raise AgeGenderError(f"unknown caffenet engine '{engine}': use one of {', '.join(ENGINES)}")
-        folder = Path(folder)
-        check_model_folder(folder)
-        self.engine = engine
-        self.batch_size = batch_size
-        self.bf16 = engine == "torch" and precision == "bf16"
-        self._nets = {task: self._load(folder, task) for task in NET_NAMES}
-        detail = "cv2.dnn" if engine == "opencv" else f"PyTorch twin, {'bf16' if self.bf16 else 'fp32'}"
-        self.description = f"Levi-Hassner age_net + gender_net ({detail}) from {folder}"
-
-    def predict(self, faces: Sequence[np.ndarray]) -> Prediction:
-        parts = []
-        for start in range(0, len(faces), self.batch_size):
-            probs = self._probs(self._nets, faces[start : start + self.batch_size])
-            parts.append(Prediction(gender_prob=probs["gender"], age_prob=probs["age"]))
-        return Prediction.concat(parts)
-
-    def _load(self, folder: Path, task: str) -> cv2.dnn.Net | LeviHassnerNet:
-        """Load one net and run it once on a blank face, so that a broken file fails here."""
-        prototxt, caffemodel = net_files(folder, task)
-        with cv2_errors(prototxt, caffemodel):
-            net = read_cv2_net(prototxt, caffemodel) if self.engine == "opencv" else _load_twin(prototxt, caffemodel)
-            classes = self._probs({task: net}, [np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.uint8)])[task].shape[1]
-        if classes != NUM_CLASSES[task]:
-            raise AgeGenderError(f"{caffemodel} gives {classes} classes; the {task} net must give {NUM_CLASSES[task]}")
-        return net
-
-    def _probs(self, nets: dict, faces: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
-        if self.engine == "opencv":
-            return _opencv_probs(nets, blob_from_faces(faces))
-        return _torch_probs(nets, torch_input(faces), self.bf16)
-
-
 @contextmanager
 def cv2_errors(prototxt: Path, caffemodel: Path) -> Iterator[None]:
     """cv2.error as a one-line AgeGenderError naming the files (cv2 finds misfit weights only on use)."""
@@ -223,27 +181,3 @@ def cv2_errors(prototxt: Path, caffemodel: Path) -> Iterator[None]:
 def read_cv2_net(prototxt: Path, caffemodel: Path) -> cv2.dnn.Net:
     with cv2_errors(prototxt, caffemodel):
         return cv2.dnn.readNetFromCaffe(str(prototxt), str(caffemodel))
-
-
-def _load_twin(prototxt: Path, caffemodel: Path) -> LeviHassnerNet:
-    # Imported here: caffemodel imports this module.
-    from agegender_cli.caffemodel import twin_from_caffemodel
-
-    return twin_from_caffemodel(prototxt, caffemodel).eval().to(memory_format=torch.channels_last)
-
-
-def _opencv_probs(nets: dict[str, cv2.dnn.Net], blob: np.ndarray) -> dict[str, np.ndarray]:
-    out = {}
-    for task, net in nets.items():
-        net.setInput(blob)
-        out[task] = net.forward().reshape(len(blob), -1).astype(np.float32)
-    return out
-
-
-def _torch_probs(nets: dict[str, LeviHassnerNet], x: torch.Tensor, bf16: bool) -> dict[str, np.ndarray]:
-    x = x.contiguous(memory_format=torch.channels_last)
-    out = {}
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        for task, net in nets.items():
-            out[task] = torch.softmax(net(x).float(), dim=1).numpy()
-    return out

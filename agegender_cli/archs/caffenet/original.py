@@ -7,11 +7,11 @@ import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from agegender_cli.caffemodel import read_params
-from agegender_cli.caffenet import NET_NAMES, NUM_CLASSES, deploy_prototxt, net_files
+from agegender_cli.archs.caffenet.caffemodel import read_params
+from agegender_cli.archs.caffenet.net import NET_NAMES, NUM_CLASSES, deploy_prototxt, net_files
+from agegender_cli.cache import Log, RouteFailed, cache_dir, download, print_to_stderr
 from agegender_cli.errors import AgeGenderError
 from agegender_cli.fileio import atomic_write_text
-from agegender_cli.weights import Log, _download, _RouteFailed, cache_dir, print_to_stderr
 
 # A GitHub mirror of the files the authors published (Levi & Hassner, AMFG 2015), served raw.
 ORIGINAL_URL_BASE = "https://raw.githubusercontent.com/smahesh29/Gender-and-Age-Detection/master"
@@ -80,8 +80,8 @@ def _fetch(url: str, task: str, target: Path, expected: str | None, timeout: flo
     with tempfile.TemporaryDirectory(dir=target, prefix=".download-") as tmp:
         prototxt, caffemodel = net_files(Path(tmp), task)
         try:
-            digest = _download(url, caffemodel, timeout)
-        except _RouteFailed as exc:
+            digest = download(url, caffemodel, timeout)
+        except RouteFailed as exc:
             raise AgeGenderError(_missing_message(target, f"cannot download {url}: {exc}")) from exc
         if expected is not None and digest != expected:
             raise AgeGenderError(_missing_message(target, f"{url} has sha256 {digest}, expected {expected}"))

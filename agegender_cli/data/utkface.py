@@ -4,25 +4,25 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 import tarfile
 import zipfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from agegender_cli.config import DatasetConfig
+from agegender_cli.config import SPLITS, DatasetConfig
 from agegender_cli.errors import AgeGenderError
+from agegender_cli.faces.inputs import IMAGE_EXTENSIONS
 from agegender_cli.fileio import atomic_write_bytes
 from agegender_cli.labels import AGE_CLASSES, GENDERS, age_to_class
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-SPLITS = ("train", "val", "test")
 MANIFEST_FIELDS = ("path", "age", "gender", "race", "age_class", "split")
+EXTRA_FIELDS = ("source", "group")  # written since duplicate-aware splits; optional when reading
 # age_gender_race_datetime..., the race field is missing in a few UTKFace names
 _NAME = re.compile(r"^(?P<age>\d{1,3})_(?P<gender>\d+)_(?:(?P<race>\d)_)?(?P<date>\d{8,})")
 
@@ -37,6 +37,8 @@ class Record:
     race: int | None
     age_class: int
     split: str = ""
+    source: str = ""  # the `dataset` argument the file came from
+    group: str = ""  # duplicate group (copies of one photo share it and one split); empty for a unique photo
 
 
 @dataclass(frozen=True)
@@ -149,57 +151,63 @@ def list_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file())
 
 
-def _readable(path: Path) -> bool:
-    import cv2
-
-    data = np.fromfile(str(path), dtype=np.uint8)
-    if data.size == 0:
-        return False
-    return cv2.imdecode(data, cv2.IMREAD_REDUCED_GRAYSCALE_8) is not None
-
-
-def find_unreadable(paths: Sequence[Path], workers: int = 4) -> set[Path]:
-    """Paths that do not decode as images."""
-    with ThreadPoolExecutor(workers) as pool:
-        flags = list(pool.map(_readable, paths, chunksize=64))
-    return {p for p, ok in zip(paths, flags, strict=True) if not ok}
-
-
 def stratified_split(
-    records: Sequence[Record], fractions: tuple[float, float, float], seed: int
+    records: Sequence[Record], fractions: tuple[float, float, float], seed: int,
+    fixed: Mapping[str, str] | None = None,
 ) -> list[Record]:
-    """Assign train/val/test within each age class x gender stratum, reproducibly."""
+    """Assign train/val/test within each age class x gender stratum, reproducibly. Records that share a
+    duplicate group move together: the group is one unit, in the stratum of its first member. A unit with a
+    member in `fixed` (real path -> split, from an earlier manifest) keeps that split: train if any member
+    was trained on, else test, else val; the other units are split by `fractions`."""
     if abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) < 0:
         raise AgeGenderError(f"split fractions {fractions} must be non-negative and sum to 1")
     rng = np.random.default_rng(seed)
-    strata: dict[tuple[int, int], list[Record]] = {}
+    units: dict[str, list[Record]] = {}
     for record in sorted(records, key=lambda r: str(r.path)):
-        strata.setdefault((record.age_class, record.gender), []).append(record)
+        units.setdefault(record.group or f"\0{record.path}", []).append(record)
     out: list[Record] = []
+    strata: dict[tuple[int, int], list[list[Record]]] = {}
+    for members in units.values():
+        earlier = {fixed.get(os.path.realpath(r.path)) for r in members} if fixed else set()
+        kept = next((split for split in ("train", "test", "val") if split in earlier), None)
+        if kept is not None:
+            out += [replace(r, split=kept) for r in members]
+        else:
+            strata.setdefault((members[0].age_class, members[0].gender), []).append(members)
     for key in sorted(strata):
-        members = strata[key]
-        order = rng.permutation(len(members))
-        n_test = int(round(fractions[2] * len(members)))
-        n_val = int(round(fractions[1] * len(members)))
+        stratum = sorted(strata[key], key=lambda unit: str(unit[0].path))
+        order = rng.permutation(len(stratum))
+        n_test = int(round(fractions[2] * len(stratum)))
+        n_val = int(round(fractions[1] * len(stratum)))
         for rank, index in enumerate(order):
             split = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
-            r = members[index]
-            out.append(Record(r.path, r.age, r.gender, r.race, r.age_class, split))
+            out += [replace(r, split=split) for r in stratum[index]]
     return sorted(out, key=lambda r: str(r.path))
 
 
-def manifest_bytes(records: Iterable[Record]) -> bytes:
+def stored_path(path: Path, base: Path) -> str:
+    """How the manifest in `base` names `path`: relative when the image lies under `base` (the manifest
+    moves with its data), else absolute; symlinks are never resolved."""
+    absolute, folder = Path(os.path.abspath(path)), Path(os.path.abspath(base))
+    try:
+        return absolute.relative_to(folder).as_posix()
+    except ValueError:
+        return str(absolute)
+
+
+def manifest_bytes(records: Iterable[Record], base: Path) -> bytes:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(MANIFEST_FIELDS)
+    writer.writerow(MANIFEST_FIELDS + EXTRA_FIELDS)
     for r in records:
         race = "" if r.race is None else r.race
-        writer.writerow([str(r.path), r.age, r.gender, race, r.age_class, r.split])
+        source = stored_path(Path(r.source), base) if r.source else ""
+        writer.writerow([stored_path(r.path, base), r.age, r.gender, race, r.age_class, r.split, source, r.group])
     return buffer.getvalue().encode()
 
 
 def write_manifest(records: Sequence[Record], path: Path) -> None:
-    atomic_write_bytes(path, manifest_bytes(records))
+    atomic_write_bytes(path, manifest_bytes(records, path.parent))
 
 
 def read_manifest(path: Path, split: str | None = None) -> list[Record]:
@@ -212,12 +220,14 @@ def read_manifest(path: Path, split: str | None = None) -> list[Record]:
             raise AgeGenderError(f"{path}: not a manifest (columns {', '.join(MANIFEST_FIELDS)} expected)")
         records = [
             Record(
-                Path(row["path"]),
+                path.parent / row["path"],
                 int(row["age"]),
                 int(row["gender"]),
                 int(row["race"]) if row["race"] else None,
                 int(row["age_class"]),
                 row["split"],
+                row.get("source") or "",
+                row.get("group") or "",
             )
             for row in reader
         ]
@@ -232,7 +242,7 @@ def records_from_folder(folder: Path, gaps: str = "drop") -> tuple[list[Record],
     """Label every file of a UTKFace folder by its name (no split, no decoding)."""
     records, skipped = [], []
     for path in list_files(folder):
-        item = label_record(path.resolve(), gaps)
+        item = label_record(Path(os.path.abspath(path)), gaps)
         (records if isinstance(item, Record) else skipped).append(item)
     return records, skipped
 
@@ -252,41 +262,111 @@ def counts_table(records: Sequence[Record]) -> dict:
     return table
 
 
-def build_dataset(cfg: DatasetConfig, progress: Callable[[str], None] | None = None) -> dict:
-    """Scan (or extract) a UTKFace source, split it and write manifest.csv; returns the summary."""
-    source = cfg.source
-    if cfg.gaps not in ("drop", "nearest"):
-        raise AgeGenderError(f"--gaps must be 'drop' or 'nearest', not '{cfg.gaps}'")
-    if not source.exists():
-        raise AgeGenderError(f"{source}: no such file or folder; give a UTKFace folder, .tar.gz or .zip")
-    folder = extract_archive(source, cfg.out / "images") if source.is_file() else source
-    if progress:
+def _source_records(sources: Sequence[Path], out: Path, gaps: str, progress: Callable[[str], None]
+                    ) -> tuple[list[Record], list[Skipped]]:
+    """Every file of every source (an archive is extracted under `out`), labelled by its name; a file
+    reached twice (overlapping sources) counts once."""
+    records: list[Record] = []
+    skipped: list[Skipped] = []
+    seen: set[str] = set()
+    for number, source in enumerate(sources):
+        if not source.exists():
+            raise AgeGenderError(f"{source}: no such file or folder; give a UTKFace folder, .tar.gz or .zip")
+        target = out / "images" if len(sources) == 1 else out / "images" / f"{number}-{source.name}"
+        folder = extract_archive(source, target) if source.is_file() else source
         progress(f"scanning {folder}")
-    records, skipped = records_from_folder(folder, cfg.gaps)
-    if cfg.check_images and records:
-        if progress:
-            progress(f"decoding {len(records)} images to check them")
-        bad = find_unreadable([r.path for r in records])
-        skipped += [Skipped(str(r.path), "cannot decode: not an image or corrupt file") for r in records
-                    if r.path in bad]
-        records = [r for r in records if r.path not in bad]
+        found, left_out = records_from_folder(folder, gaps)
+        for record in found:
+            real = os.path.realpath(record.path)
+            if real in seen:
+                skipped.append(Skipped(str(record.path), "listed twice: the same file is in an earlier source"))
+                continue
+            seen.add(real)
+            records.append(replace(record, source=str(source)))
+        skipped += left_out
+    return records, skipped
+
+
+def _duplicate_groups(records: list[Record], signatures: np.ndarray, threshold: float) -> list[list[int]]:
+    from agegender_cli.data.duplicates import duplicate_groups, similar_pairs
+
+    return duplicate_groups(similar_pairs(signatures, threshold), len(records))
+
+
+def build_dataset(cfg: DatasetConfig, progress: Callable[[str], None] | None = None) -> dict:
+    """Scan (or extract) UTKFace sources, group copies of one photo, split and write manifest.csv."""
+    from agegender_cli.data.duplicates import scan_images
+
+    say = progress or (lambda _message: None)
+    records, skipped = _source_records(cfg.sources, cfg.out, cfg.gaps, say)
+    if records and (cfg.check_images or cfg.duplicates != "ignore"):
+        say(f"decoding {len(records)} images" + (" to check them" if cfg.check_images else ""))
+        readable, signatures = scan_images([r.path for r in records])
+        if cfg.check_images:
+            skipped += [Skipped(str(r.path), "cannot decode: not an image or corrupt file")
+                        for r, ok in zip(records, readable, strict=True) if not ok]
+            records = [r for r, ok in zip(records, readable, strict=True) if ok]
+            signatures = signatures[readable]
     if not records:
         reasons = Counter(s.reason.split(":")[0] for s in skipped).most_common(2)
         why = "; ".join(f"{n} x {reason}" for reason, n in reasons) or "the source is empty"
-        raise AgeGenderError(f"{source}: no usable UTKFace image ({why}); names must be age_gender_race_datetime.jpg")
-    records = stratified_split(records, cfg.fractions, cfg.seed)
+        names = ", ".join(map(str, cfg.sources))
+        raise AgeGenderError(f"{names}: no usable UTKFace image ({why}); names must be age_gender_race_datetime.jpg")
+    groups: list[list[int]] = []
+    if cfg.duplicates != "ignore":
+        say(f"looking for copies among {len(records)} images")
+        groups = _duplicate_groups(records, signatures, cfg.duplicate_threshold)
+    records, skipped, duplicates = _apply_duplicates(records, skipped, groups, cfg)
+    fixed = None
+    if cfg.keep_splits_from is not None:
+        fixed = {os.path.realpath(r.path): r.split for r in read_manifest(cfg.keep_splits_from)}
+        say(f"{len(fixed)} images keep their split from {cfg.keep_splits_from}")
+    records = stratified_split(records, cfg.fractions, cfg.seed, fixed)
     manifest = cfg.out / "manifest.csv"
     write_manifest(records, manifest)
+    if duplicates["list"]:
+        split_of = {r.path: r.split for r in records}
+        for group in duplicates["list"]:
+            group["split"] = sorted({split_of[Path(f)] for f in group["files"] if Path(f) in split_of})
     skipped.sort(key=lambda s: s.file)
     return {
-        "source": str(source),
+        "sources": [str(s) for s in cfg.sources],
         "manifest": str(manifest),
         "gaps": cfg.gaps,
         "gap_rule": None if cfg.gaps == "drop" else "nearest",
         "seed": cfg.seed,
+        "kept_splits_from": None if cfg.keep_splits_from is None else str(cfg.keep_splits_from),
         "n_files": len(records) + len(skipped),
         "n_usable": len(records),
         "n_skipped": len(skipped),
+        "per_source": dict(sorted(Counter(r.source for r in records).items())),
+        "duplicates": duplicates,
         "splits": counts_table(records),
         "skipped": [{"file": s.file, "reason": s.reason} for s in skipped],
     }
+
+
+def _apply_duplicates(records: list[Record], skipped: list[Skipped], groups: list[list[int]], cfg: DatasetConfig
+                      ) -> tuple[list[Record], list[Skipped], dict]:
+    """Tag each group's members (group) or keep its first member only (drop); the groups as a summary."""
+    listed, conflicting = [], 0
+    labelled = list(records)
+    dropped: set[int] = set()
+    for number, members in enumerate(groups, start=1):
+        name = f"g{number:05d}"
+        labels = {(records[i].age_class, records[i].gender) for i in members}
+        conflicting += len(labels) > 1
+        listed.append({"group": name, "files": [str(records[i].path) for i in members],
+                       "labels": [[records[i].age, records[i].gender] for i in members],
+                       "conflicting_labels": len(labels) > 1})
+        for i in members:
+            labelled[i] = replace(records[i], group=name)
+        if cfg.duplicates == "drop":
+            dropped.update(members[1:])
+            skipped += [Skipped(str(records[i].path), f"copy of {records[members[0]].path} (--duplicates drop)")
+                        for i in members[1:]]
+    kept = [r for i, r in enumerate(labelled) if i not in dropped]
+    summary = {"policy": cfg.duplicates, "threshold": cfg.duplicate_threshold, "groups": len(groups),
+               "images": sum(map(len, groups)), "conflicting_labels": conflicting, "dropped": len(dropped),
+               "list": listed}
+    return kept, skipped, summary

@@ -1,0 +1,95 @@
+"""What every architecture provides: a Predictor for inference and a Trainer with one result type."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from agegender_cli.config import ModelOptions
+    from agegender_cli.progress import Reporter
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Class probabilities for a batch of faces."""
+
+    gender_prob: np.ndarray  # (N, 2): male, female
+    age_prob: np.ndarray  # (N, 8): the classes of labels.AGE_CLASSES
+
+    def __len__(self) -> int:
+        return len(self.gender_prob)
+
+    @staticmethod
+    def concat(parts: Sequence[Prediction]) -> Prediction:
+        if not parts:
+            return Prediction(np.zeros((0, 2), np.float32), np.zeros((0, 8), np.float32))
+        return Prediction(
+            np.concatenate([p.gender_prob for p in parts]), np.concatenate([p.age_prob for p in parts])
+        )
+
+
+class Predictor(Protocol):
+    """Takes face crops (BGR uint8, any size, framed like a UTKFace crop) and returns probabilities."""
+
+    arch: str
+    description: str
+
+    def predict(self, faces: Sequence[np.ndarray]) -> Prediction: ...
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What every trainer returns: where the model is, which epoch won, how it did on val, how long it took."""
+
+    arch: str
+    checkpoint: str  # the trained model: a file or a folder, loadable with --model ARCH=PATH
+    best_epoch: Mapping[str, int]  # per task ("gender", "age"); one epoch for both when they share a model
+    epochs_run: int
+    val: Mapping[str, float]  # best-val metrics, e.g. gender_acc, age_acc, loss
+    history: str  # history.json of the run
+    curves: str | None = None  # the loss/accuracy figure
+    seconds: float = 0.0
+    details: Mapping[str, Any] = field(default_factory=dict)  # architecture-specific extras
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"arch": self.arch, "checkpoint": self.checkpoint, "best_epoch": dict(self.best_epoch),
+                "epochs_run": self.epochs_run, "val": dict(self.val), "history": self.history,
+                "curves": self.curves, "seconds": self.seconds, **self.details}
+
+
+class Trainer(Protocol):
+    """One training loop per architecture. It reads the manifest's train and val splits itself and reports
+    through `reporter`: message() for log lines, start()/advance(1, **val metrics)/finish() once per epoch."""
+
+    def __call__(self, cfg: Any, reporter: Reporter) -> TrainResult: ...
+
+
+class Architecture(Protocol):
+    """One entry of the registry. Its module must stay torch-free: heavy imports happen inside the methods."""
+
+    name: str
+    summary: str  # one line, shown in help and tables
+    train_config: type  # the frozen dataclass of its training defaults (in config.py)
+
+    def load_predictor(self, model: Path | None, options: ModelOptions, log: Log) -> Predictor:
+        """The trained model at `model` (None: the bundled one) as a Predictor."""
+        ...
+
+    def framing(self, detector: str, options: ModelOptions) -> str:
+        """How a detected face is cropped for this model (faces.detection.FRAMINGS)."""
+        ...
+
+    def trainer(self) -> Trainer: ...
+
+
+def class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Inverse-frequency weights, mean 1 over the training samples; 0 for a class with no sample."""
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    return np.where(counts > 0, len(labels) / (n_classes * np.maximum(counts, 1)), 0.0).astype(np.float32)

@@ -1,0 +1,52 @@
+"""Architecture B: the Levi & Hassner (2015) age_net and gender_net, run by OpenCV's cv2.dnn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from agegender_cli.config import ASSETS_DIR, CaffenetTrainConfig
+
+if TYPE_CHECKING:
+    from agegender_cli.archs.base import Log, Predictor, Trainer
+    from agegender_cli.config import ModelOptions
+
+# --caffe-weights original: the cached (or, online, downloaded) original Levi-Hassner files
+ORIGINAL = "original"
+
+
+class Caffenet:
+    """The registry entry; cv2 and torch are imported only when a model is loaded or trained."""
+
+    name = "caffenet"
+    summary = "Levi-Hassner age_net + gender_net (CaffeNet-style), cv2.dnn"
+    train_config = CaffenetTrainConfig
+    bundled = ASSETS_DIR / "caffenet"
+
+    def load_predictor(self, model: Path | None, options: ModelOptions, log: Log) -> Predictor:
+        from agegender_cli.archs.caffenet.predictor import CaffenetPredictor
+
+        folder = model or self.bundled
+        if options.caffe_weights is not None:
+            from agegender_cli.archs.caffenet.original import resolve_caffe_weights
+
+            given = options.caffe_weights
+            folder = resolve_caffe_weights(None if str(given) == ORIGINAL and not given.exists() else given, log=log)
+        # auto: the PyTorch twin, which tests prove agrees with cv2.dnn (the reference engine) on >= 99.5%
+        engine = "torch" if options.engine == "auto" else options.engine
+        return CaffenetPredictor(folder, engine=engine, precision=options.precision, batch_size=options.batch_size)
+
+    def framing(self, detector: str, options: ModelOptions) -> str:
+        from agegender_cli.faces.detection import DEFAULT_FRAMING
+
+        if detector != "none" and options.caffe_weights is not None:
+            return "opencv20"  # the original nets came with the OpenCV demo's 20 px padding
+        return DEFAULT_FRAMING[detector]
+
+    def trainer(self) -> Trainer:
+        from agegender_cli.archs.caffenet.train import fit
+
+        return fit
+
+
+ARCH = Caffenet()

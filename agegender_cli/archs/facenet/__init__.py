@@ -1,0 +1,41 @@
+"""Architecture A: facenet-pytorch's InceptionResnetV1 (VGGFace2 or CASIA-WebFace) with gender and age heads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from agegender_cli.config import ASSETS_DIR, FacenetTrainConfig
+
+if TYPE_CHECKING:
+    from agegender_cli.archs.base import Log, Predictor, Trainer
+    from agegender_cli.config import ModelOptions
+
+
+class Facenet:
+    """The registry entry; torch is imported only when a model is loaded or trained."""
+
+    name = "facenet"
+    summary = "InceptionResnetV1 trunk (VGGFace2) + gender and age heads, PyTorch"
+    train_config = FacenetTrainConfig
+    bundled = ASSETS_DIR / "facenet.pt"
+
+    def load_predictor(self, model: Path | None, options: ModelOptions, log: Log) -> Predictor:
+        from agegender_cli.archs.facenet.predictor import FacenetPredictor
+
+        return FacenetPredictor(model or self.bundled, backbone_weights=options.backbone_weights,
+                                device=options.device, precision=options.precision,
+                                batch_size=options.batch_size, log=log)
+
+    def framing(self, detector: str, options: ModelOptions) -> str:
+        from agegender_cli.faces.detection import DEFAULT_FRAMING
+
+        return DEFAULT_FRAMING[detector]
+
+    def trainer(self) -> Trainer:
+        from agegender_cli.archs.facenet.train import train_facenet
+
+        return train_facenet
+
+
+ARCH = Facenet()

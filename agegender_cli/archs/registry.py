@@ -1,0 +1,107 @@
+"""The only place that knows the architectures by name: --arch parsing, predictors, trainers, framings."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agegender_cli.archs import caffenet, facenet
+from agegender_cli.config import ModelOptions
+from agegender_cli.errors import AgeGenderError
+
+if TYPE_CHECKING:  # base imports numpy; `agegender --help` stays light
+    from agegender_cli.archs.base import Architecture, Log, Predictor, Trainer
+
+ALL = ("both", "all")  # --arch words meaning every registered architecture
+_REGISTRY: dict[str, Architecture] = {}
+
+
+def register(arch: Architecture) -> Architecture:
+    """Add an architecture (a later one with the same name replaces the earlier)."""
+    _REGISTRY[arch.name] = arch
+    return arch
+
+
+def unregister(name: str) -> None:
+    _REGISTRY.pop(name, None)
+
+
+def names() -> tuple[str, ...]:
+    return tuple(_REGISTRY)
+
+
+def get(name: str) -> Architecture:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise AgeGenderError(f"unknown architecture '{name}': use {_choices()}") from None
+
+
+def _choices() -> str:
+    return ", ".join(names()) + " or both"
+
+
+def parse_archs(value: str | Sequence[str]) -> tuple[str, ...]:
+    """'both' (or 'all') -> every architecture; a comma-separated list is kept in order."""
+    if isinstance(value, str):
+        value = value.split(",")
+    wanted = tuple(v.strip() for v in value if v.strip())
+    if len(wanted) == 1 and wanted[0] in ALL:
+        return names()
+    unknown = [n for n in wanted if n not in _REGISTRY]
+    if unknown or not wanted:
+        raise AgeGenderError(f"unknown architecture {', '.join(unknown) or '(none)'}: use {_choices()}")
+    return tuple(dict.fromkeys(wanted))
+
+
+def parse_models(values: Iterable[str], archs: Sequence[str]) -> tuple[tuple[str, Path], ...]:
+    """--model ARCH=PATH (repeatable), or a bare PATH when exactly one architecture runs."""
+    models: dict[str, Path] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if sep and name in _REGISTRY:
+            arch = name
+        elif len(archs) == 1:
+            arch, path = archs[0], value
+        else:
+            raise AgeGenderError(f"'{value}': with several architectures write ARCH=PATH ({', '.join(archs)})")
+        if arch not in archs:
+            raise AgeGenderError(f"'{value}': {arch} is not among the architectures run ({', '.join(archs)})")
+        if not path:
+            raise AgeGenderError(f"'{value}': no path after '='")
+        models[arch] = Path(path)
+    return tuple(models.items())
+
+
+def load_predictor(name: str, options: ModelOptions | None = None, log: Log | None = None) -> Predictor:
+    """The predictor of architecture `name`: the model given in `options`, else the bundled one."""
+    options = options or ModelOptions()
+    return get(name).load_predictor(options.model_for(name), options, log or (lambda _message: None))
+
+
+def framing(name: str, detector: str, options: ModelOptions) -> str:
+    """How a detected face is cropped for `name`: like the crops its model was trained on."""
+    return get(name).framing(detector, options)
+
+
+def trainer(name: str) -> Trainer:
+    return get(name).trainer()
+
+
+def train_config(name: str, given: Mapping[str, Any]) -> Any:
+    """The training config of `name`: its defaults with the `given` values (None: not given) put in.
+    A value the architecture has no setting for is refused, naming the option."""
+    base = get(name).train_config()
+    known = {f.name for f in dataclasses.fields(base)}
+    values = {k: v for k, v in given.items() if v is not None}
+    foreign = sorted(k for k in values if k not in known)
+    if foreign:
+        options = ", ".join("--" + k.replace("_", "-") for k in foreign)
+        raise AgeGenderError(f"{options} does not apply to --arch {name}")
+    return dataclasses.replace(base, **values)
+
+
+register(facenet.ARCH)
+register(caffenet.ARCH)

@@ -1,0 +1,103 @@
+"""The options several commands share, one definition and one help text each; the values come from config."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+
+from agegender_cli.archs import registry
+from agegender_cli.config import DETECTORS, DEVICES, ENGINES, PRECISIONS, SPLITS, ModelOptions
+from agegender_cli.errors import AgeGenderError
+
+
+def choice(values: tuple[str, ...]) -> Any:
+    """A str type that only takes `values` (Typer shows them and refuses others with exit code 2)."""
+    return Literal[values]  # Literal[("a", "b")] is Literal["a", "b"]
+
+
+FIRST_ARCH = registry.names()[0]  # evaluate's default: the first registered architecture
+ARCH_HELP = f"Architectures: {', '.join(registry.names())}, comma-separated, or both."
+
+Archs = Annotated[str, typer.Option("--arch", help=ARCH_HELP)]
+OneArch = Annotated[str, typer.Option("--arch", help=f"One architecture: {', '.join(registry.names())}.")]
+Models = Annotated[
+    list[str] | None,
+    typer.Option("--model", help="A trained model, ARCH=PATH (repeatable), or PATH when one architecture runs. "
+                                 "Default: the bundled models."),
+]
+CaffeWeights = Annotated[
+    Path | None, typer.Option(help="Folder with the original Levi-Hassner .caffemodel files, or 'original'.")
+]
+BackboneWeights = Annotated[Path | None, typer.Option(help="InceptionResnetV1 backbone .pt/.pb (offline use).")]
+DeviceName, PrecisionName = choice(DEVICES), choice(PRECISIONS)
+
+
+def positive(value: float | None) -> float | None:
+    """A callback: the value must be above 0."""
+    if value is not None and value <= 0:
+        raise typer.BadParameter(f"{value} is not above 0")
+    return value
+
+
+Engine = Annotated[choice(ENGINES), typer.Option(help="Caffe nets: opencv (cv2.dnn), torch (PyTorch twin) or auto.")]
+Precision = Annotated[PrecisionName, typer.Option(help="Arithmetic: bf16 or fp32.")]
+Device = Annotated[DeviceName, typer.Option(help="auto, cpu or cuda.")]
+BatchSize = Annotated[int, typer.Option(min=1, help="Images per batch.")]
+Manifest = Annotated[Path, typer.Option(help="Manifest from `agegender dataset`.")]
+Split = Annotated[choice(SPLITS), typer.Option(help="Split of the manifest.")]
+Images = Annotated[Path | None, typer.Option(help="A UTKFace-named folder, evaluated whole (instead of a split).")]
+Plots = Annotated[Path | None, typer.Option(help="Folder for ROC, confusion and error figures.")]
+Detector = Annotated[choice(DETECTORS), typer.Option(help="Face detector: mtcnn, haar, or none (face crops).")]
+Seed = Annotated[int, typer.Option(min=0, help="Random seed.")]
+Json = Annotated[bool, typer.Option("--json", help="Print only JSON.")]
+
+
+def parse_archs(value: str, *, one: bool = False) -> tuple[str, ...]:
+    """--arch as a tuple of registered names; a bad or (with one=True) plural value is a usage error."""
+    try:
+        archs = registry.parse_archs(value)
+    except AgeGenderError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--arch") from None
+    if one and len(archs) != 1:
+        raise typer.BadParameter(f"give one architecture: {', '.join(registry.names())}", param_hint="--arch")
+    return archs
+
+
+def with_model_options(defaults: ModelOptions) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command the model options (--model, --caffe-weights, --backbone-weights, --engine, --precision,
+    --batch-size) with `defaults`; the command receives them as one ModelOptions, `--model` checked against
+    its --arch."""
+
+    def template(
+        model: Models = None,
+        caffe_weights: CaffeWeights = defaults.caffe_weights,
+        backbone_weights: BackboneWeights = defaults.backbone_weights,
+        engine: Engine = defaults.engine,
+        precision: Precision = defaults.precision,
+        batch_size: BatchSize = defaults.batch_size,
+    ) -> None: ...
+
+    shared = list(inspect.signature(template, eval_str=True).parameters.values())
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "options"]
+        at = next((i for i, p in enumerate(own) if p.name == "as_json"), len(own))
+
+        @functools.wraps(command)
+        def wrapper(**kwargs: Any) -> Any:
+            values = {p.name: kwargs.pop(p.name) for p in shared}
+            try:
+                models = registry.parse_models(values.pop("model") or [], registry.parse_archs(kwargs["arch"]))
+            except AgeGenderError as exc:
+                raise typer.BadParameter(str(exc), param_hint="--model") from None
+            return command(options=ModelOptions(models=models, **values), **kwargs)
+
+        wrapper.__signature__ = inspect.Signature(own[:at] + shared + own[at:])  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate

@@ -1,0 +1,142 @@
+"""Find pixel-identical, near-identical and mirrored copies of face images via thumbnail correlation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+SIDE = 16
+"""Thumbnails are SIDE x SIDE grayscale; signatures have SIDE * SIDE entries."""
+
+DEFAULT_THRESHOLD = 0.95
+"""Minimum Pearson correlation of two thumbnails for the images to count as copies (validated on UTKFace)."""
+
+
+def _decode_small(path: Path) -> np.ndarray | None:
+    """The image at a quarter of its size, grayscale; None when it does not decode."""
+    import cv2
+
+    data = np.fromfile(str(path), dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_REDUCED_GRAYSCALE_4) if data.size else None
+    return None if img is None or img.size == 0 else img
+
+
+def _signature(path: Path) -> np.ndarray | None:
+    """Return the zero-mean, unit-norm SIDE x SIDE thumbnail of one image, or None if it cannot be read."""
+    img = _decode_small(path)
+    return None if img is None else signature_of(img)
+
+
+def signature_of(img: np.ndarray) -> np.ndarray | None:
+    """The signature of a decoded grayscale image; None for a flat one (no structure to compare)."""
+    import cv2
+
+    thumb = cv2.resize(img, (SIDE, SIDE), interpolation=cv2.INTER_AREA).astype(np.float32)
+    thumb -= thumb.mean()
+    norm = float(np.linalg.norm(thumb))
+    if norm < 1e-6:  # flat image: no structure to compare
+        return None
+    return (thumb / norm).ravel()
+
+
+def scan_images(paths: Sequence[Path], workers: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """(readable flags, signatures) of every path in one decoding pass; unreadable and flat images get zeros."""
+    readable = np.zeros(len(paths), dtype=bool)
+    out = np.zeros((len(paths), SIDE * SIDE), dtype=np.float32)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for i, img in enumerate(pool.map(_decode_small, paths, chunksize=64)):
+            if img is not None:
+                readable[i] = True
+                sig = signature_of(img)
+                if sig is not None:
+                    out[i] = sig
+    return readable, out
+
+
+def image_signatures(paths: Sequence[Path], workers: int = 2) -> np.ndarray:
+    """Return an (N, SIDE * SIDE) float32 array of signatures; dot products are Pearson correlations.
+
+    An unreadable (or completely flat) image gets an all-zero row, which matches nothing.
+    """
+    out = np.zeros((len(paths), SIDE * SIDE), dtype=np.float32)
+    if not paths:
+        return out
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for i, sig in enumerate(pool.map(_signature, paths)):
+            if sig is not None:
+                out[i] = sig
+    return out
+
+
+def _mirror(signatures: np.ndarray) -> np.ndarray:
+    """Return the signatures of the horizontally mirrored images (flip is mean- and norm-preserving)."""
+    n, d = signatures.shape
+    side = int(round(d**0.5))
+    if side * side != d:
+        raise ValueError(f"signature length {d} is not a square")
+    return np.ascontiguousarray(signatures.reshape(n, side, side)[:, :, ::-1].reshape(n, d))
+
+
+def similar_pairs(
+    signatures: np.ndarray, threshold: float = DEFAULT_THRESHOLD, mirrored: bool = True, block: int = 2048
+) -> list[tuple[int, int]]:
+    """Return every pair (i, j), i < j, whose correlation (or, if mirrored, that with j mirrored) is >= threshold.
+
+    Works blockwise on matrix products; the pairs come sorted. Rows that are all zero match nothing.
+    """
+    sig = np.ascontiguousarray(signatures, dtype=np.float32)
+    n = sig.shape[0]
+    if n < 2:
+        return []
+    valid = np.any(sig != 0, axis=1)
+    flipped = _mirror(sig) if mirrored else None
+    pairs: list[tuple[int, int]] = []
+    for i0 in range(0, n, block):
+        a = sig[i0 : i0 + block]
+        for j0 in range(i0, n, block):
+            sim = a @ sig[j0 : j0 + block].T
+            if flipped is not None:
+                # corr(a, flip(b)) == corr(flip(a), b), so the mirrored matrix is symmetric too.
+                np.maximum(sim, a @ flipped[j0 : j0 + block].T, out=sim)
+            hit = sim >= threshold
+            if j0 == i0:
+                hit = np.triu(hit, k=1)
+            ii, jj = np.nonzero(hit)
+            ii += i0
+            jj += j0
+            keep = valid[ii] & valid[jj]
+            pairs.extend(zip(ii[keep].tolist(), jj[keep].tolist(), strict=True))
+    pairs.sort()
+    return pairs
+
+
+def duplicate_groups(pairs: Iterable[tuple[int, int]], n: int) -> list[list[int]]:
+    """Return the connected components of size >= 2, each sorted, ordered by their smallest index."""
+    parent = list(range(n))
+
+    def find(x: int) -> int:
+        root = x
+        while parent[root] != root:
+            root = parent[root]
+        while parent[x] != root:
+            parent[x], x = root, parent[x]
+        return root
+
+    for i, j in pairs:
+        ri, rj = find(i), find(j)
+        if ri != rj:
+            parent[max(ri, rj)] = min(ri, rj)
+    members: dict[int, list[int]] = {}
+    for x in range(n):
+        members.setdefault(find(x), []).append(x)
+    return sorted((g for g in members.values() if len(g) >= 2), key=lambda g: g[0])
+
+
+def find_duplicates(
+    paths: Sequence[Path], threshold: float = DEFAULT_THRESHOLD, workers: int = 2
+) -> list[list[int]]:
+    """Return groups of indices into paths whose images are copies of one another."""
+    return duplicate_groups(similar_pairs(image_signatures(paths, workers), threshold), len(paths))

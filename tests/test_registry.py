@@ -1,0 +1,175 @@
+"""A new architecture is one registry entry: a tiny one defined here runs through every command."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import write_jpeg
+from typer.testing import CliRunner
+
+from agegender_cli import service
+from agegender_cli.archs import registry
+from agegender_cli.archs.base import Prediction, TrainResult
+from agegender_cli.cli.app import app
+from agegender_cli.config import DEFAULT_MANIFEST, ModelOptions
+
+runner = CliRunner()
+
+
+@dataclass(frozen=True)
+class TinyTrainConfig:
+    manifest: Path = DEFAULT_MANIFEST
+    out: Path = Path("runs/tiny")
+    epochs: int = 3
+    seed: int = 0
+    resume: bool = False
+
+
+class TinyPredictor:
+    """Gender from the mean brightness, age from the mean hue: cheap and deterministic."""
+
+    arch = "tiny"
+
+    def __init__(self, model: Path | None, bias: float) -> None:
+        self.description = f"tiny model {model}"
+        self.bias = bias
+
+    def predict(self, faces: Sequence[np.ndarray]) -> Prediction:
+        means = np.array([f.mean() / 255.0 for f in faces], np.float32).reshape(-1)
+        female = np.clip(means + self.bias, 0.0, 1.0)
+        gender = np.stack([1 - female, female], axis=1)
+        age = np.zeros((len(faces), 8), np.float32)
+        age[np.arange(len(faces)), (means * 7.99).astype(int)] = 1.0
+        return Prediction(gender, age)
+
+
+class Tiny:
+    name = "tiny"
+    summary = "a test architecture"
+    train_config = TinyTrainConfig
+
+    def __init__(self, name: str = "tiny", bias: float = 0.0) -> None:
+        self.name, self.bias = name, bias
+        self.loaded: list[tuple[Path | None, ModelOptions]] = []
+
+    def load_predictor(self, model, options, log):
+        self.loaded.append((model, options))
+        return TinyPredictor(model, self.bias)
+
+    def framing(self, detector, options):
+        return "box" if detector == "none" else "utkface"
+
+    def trainer(self):
+        def fit(cfg: TinyTrainConfig, reporter) -> TrainResult:
+            reporter.start("training tiny", cfg.epochs)
+            for epoch in range(cfg.epochs):
+                reporter.advance(1, val_gender_acc=0.5 + epoch / 10)
+            reporter.finish()
+            Path(cfg.out).mkdir(parents=True, exist_ok=True)
+            (Path(cfg.out) / "model.txt").write_text("tiny")
+            return TrainResult(arch=self.name, checkpoint=str(Path(cfg.out) / "model.txt"),
+                               best_epoch={"gender": cfg.epochs, "age": 1}, epochs_run=cfg.epochs,
+                               val={"gender_acc": 0.7}, history=str(Path(cfg.out) / "history.json"))
+
+        return fit
+
+
+@pytest.fixture
+def tiny():
+    archs = (registry.register(Tiny("tiny")), registry.register(Tiny("tiny2", bias=0.2)))
+    yield archs
+    for arch in archs:
+        registry.unregister(arch.name)
+
+
+@pytest.fixture
+def labelled(tmp_path) -> Path:
+    folder = tmp_path / "faces"
+    for k, age in enumerate((1, 5, 10, 18, 28, 40, 50, 70) * 2):
+        write_jpeg(folder / f"{age}_{k % 2}_{k % 5}_2017010{k % 9}12345678{k % 10}.jpg", seed=k, size=48)
+    return folder
+
+
+def test_evaluate_compare_and_predict_run_a_registered_architecture(tiny, labelled):
+    result = runner.invoke(app, ["evaluate", "--arch", "tiny", "--images", str(labelled), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["arch"] == "tiny" and data["n"] == 16 and data["model"] == "tiny model None"
+
+    result = runner.invoke(app, ["compare", "--arch", "tiny,tiny2", "--images", str(labelled), "--json",
+                                 "--bootstrap", "50"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert set(data["mcnemar"]) == {"tiny vs tiny2"} and data["tiny"]["n"] == data["tiny2"]["n"] == 16
+
+    result = runner.invoke(app, ["predict", str(labelled), "--detector", "none", "--arch", "tiny", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 16 and all(row["tiny"]["gender"] in ("male", "female") for row in rows)
+
+
+def test_model_option_reaches_the_architecture(tiny, labelled, tmp_path):
+    model = tmp_path / "weights.bin"
+    result = runner.invoke(app, ["compare", "--arch", "tiny,tiny2", "--images", str(labelled), "--json",
+                                 "--model", f"tiny2={model}", "--precision", "fp32", "--bootstrap", "10"])
+    assert result.exit_code == 0, result.output
+    (first,), (second,) = tiny[0].loaded, tiny[1].loaded
+    assert first[0] is None and second[0] == model
+    assert second[1] == ModelOptions(models=(("tiny2", model),), precision="fp32")
+    assert runner.invoke(app, ["compare", "--arch", "tiny,tiny2", "--model", str(model)]).exit_code == 2
+    assert runner.invoke(app, ["evaluate", "--arch", "tiny", "--model", f"tiny2={model}"]).exit_code == 2
+
+
+def test_train_runs_the_registered_trainer_and_refuses_foreign_options(tiny, tmp_path):
+    result = runner.invoke(app, ["train", "--arch", "tiny", "--epochs", "2", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert "best epoch gender 2, age 1" in result.stdout and str(tmp_path / "run" / "model.txt") in result.stdout
+    result = runner.invoke(app, ["train", "--arch", "tiny", "--unfreeze", "block8"])
+    assert result.exit_code == 2 and "--unfreeze does not apply to --arch tiny" in result.output
+
+
+def test_registry_parses_names_and_refuses_unknown_ones(tiny):
+    assert registry.parse_archs("both")[-2:] == ("tiny", "tiny2")
+    assert registry.parse_archs("tiny2, tiny") == ("tiny2", "tiny")
+    with pytest.raises(Exception, match="unknown architecture resnet"):
+        registry.parse_archs("resnet")
+    assert registry.parse_models(["x.pt"], ("tiny",)) == (("tiny", Path("x.pt")),)
+
+
+@pytest.mark.parametrize("args", [
+    ["train", "--unfreeze", "block9"], ["train", "--head", "huge"], ["train", "--views", "0"],
+    ["train", "--batch-size", "0"], ["train", "--lr", "0"], ["train", "--lr", "-1"], ["train", "--seed", "-1"],
+    ["train", "--epochs", "0"], ["train", "--dropout", "2"], ["train", "--precision", "fp8"],
+    ["train", "--device", "tpu"], ["train", "--arch", "both"], ["train", "--arch", "caffenet", "--views", "4"],
+    ["compare", "--bootstrap", "0"], ["compare", "--split", "dev"], ["compare", "--engine", "onnx"],
+    ["evaluate", "--batch-size", "0"], ["evaluate", "--arch", "both"], ["predict", "x.jpg", "--min-face", "0"],
+    ["predict", "x.jpg", "--min-score", "1.5"], ["predict", "x.jpg", "--workers", "0"],
+    ["preprocess", "x.jpg", "--out", "o", "--clahe-tile", "0"], ["preprocess", "x.jpg", "--out", "o",
+                                                                 "--gabor-sigma", "0"],
+    ["preprocess", "--manifest", "m.csv", "--split", "dev", "--out", "o"], ["dataset", "x", "--seed", "-2"],
+])
+def test_bad_values_are_usage_errors_before_any_work(args, monkeypatch):
+    def must_not_run(*_args, **_kwargs):
+        raise AssertionError("a bad value reached the service layer")
+
+    for name in ("train", "evaluate", "compare", "predict", "run_preprocess", "make_dataset"):
+        monkeypatch.setattr(service, name, must_not_run)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+
+
+def test_train_builds_the_config_from_the_architecture_defaults(monkeypatch, tmp_path):
+    seen = {}
+    monkeypatch.setattr(service, "train", lambda arch, cfg, reporter: seen.update(arch=arch, cfg=cfg) or {
+        "best_epoch": {"gender": 1, "age": 1}, "epochs_run": 1, "checkpoint": "x"})
+    result = runner.invoke(app, ["train", "--arch", "caffenet", "--epochs", "7", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    cfg = seen["cfg"]
+    assert seen["arch"] == "caffenet" and type(cfg).__name__ == "CaffenetTrainConfig"
+    assert (cfg.epochs, cfg.out, cfg.lr) == (7, tmp_path, type(cfg)().lr)
+    assert "best epoch gender 1, age 1" in result.stdout
