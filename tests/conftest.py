@@ -47,3 +47,21 @@ def tiny_utkface(tmp_path: Path) -> Path:
     (folder / "25_1_0_20170101000000002.jpg").write_bytes(b"not a jpeg")  # corrupt
     (folder / "hello.jpg").write_bytes(b"x")  # malformed name
     return folder
+
+
+def make_image(seed: int, size: int = 200) -> np.ndarray:
+    """Return a random BGR picture: a smooth colour field with random filled shapes and a little noise."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    img = cv2.resize(rng.uniform(0, 255, (4, 4, 3)).astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
+    for _ in range(int(rng.integers(6, 11))):
+        color = tuple(float(c) for c in rng.uniform(0, 255, 3))
+        x, y = (int(v) for v in rng.integers(0, size, 2))
+        r = int(rng.integers(size // 12, size // 3))
+        if rng.random() < 0.5:
+            cv2.circle(img, (x, y), r, color, -1)
+        else:
+            cv2.rectangle(img, (x - r, y - r // 2), (x + r, y + r // 2), color, -1)
+    img += rng.normal(0, 3, img.shape).astype(np.float32)
+    return np.clip(img, 0, 255).astype(np.uint8)

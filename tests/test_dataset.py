@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import make_image
 
 from agegender_cli.config import DatasetConfig
 from agegender_cli.data.utkface import Record, build_dataset, extract_archive, read_manifest, stratified_split
@@ -134,14 +135,6 @@ def test_shared_utkface_gives_6494_images_split_70_10_20(shared_utkface, tmp_pat
     assert reasons["gender"] == 1 and summary["n_skipped"] == 8529 - 6494
 
 
-def _photo(seed: int, size: int = 120) -> np.ndarray:
-    """A smooth random picture (photo-like at thumbnail scale) with a little fine noise."""
-    rng = np.random.default_rng(seed)
-    coarse = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
-    image = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
-    return cv2.add(image, rng.integers(0, 12, (size, size, 3), dtype=np.uint8))
-
-
 def _copies_tree(root: Path) -> tuple[Path, Path]:
     """Two source folders: 64 distinct photos, and copies of four of them (exact, re-encoded, shifted,
     mirrored) under other names, one with another label."""
@@ -150,13 +143,14 @@ def _copies_tree(root: Path) -> tuple[Path, Path]:
     b.mkdir(parents=True)
     ages = (1, 5, 10, 18, 28, 40, 50, 70)
     for k in range(64):
-        cv2.imwrite(str(a / f"{ages[k % 8]}_{k % 2}_0_20170101{k:09d}.jpg.chip.jpg"), _photo(k))
-    shifted = np.roll(_photo(1), (3, -2), axis=(0, 1))
+        cv2.imwrite(str(a / f"{ages[k % 8]}_{k % 2}_0_20170101{k:09d}.jpg.chip.jpg"), make_image(k, 120))
+    shift = np.float32([[1, 0, 2], [0, 1, -2]])
+    shifted = cv2.warpAffine(make_image(1, 120), shift, (120, 120), borderMode=cv2.BORDER_REPLICATE)
     copies = {
-        f"{ages[0]}_0_1_20170202{0:09d}.jpg": (_photo(0), [cv2.IMWRITE_JPEG_QUALITY, 95]),
+        f"{ages[0]}_0_1_20170202{0:09d}.jpg": (make_image(0, 120), [cv2.IMWRITE_JPEG_QUALITY, 95]),
         f"{ages[1]}_1_1_20170202{1:09d}.jpg": (shifted, [cv2.IMWRITE_JPEG_QUALITY, 80]),
-        f"{ages[2]}_0_1_20170202{2:09d}.jpg": (cv2.flip(_photo(2), 1), [cv2.IMWRITE_JPEG_QUALITY, 90]),
-        f"{ages[4]}_1_1_20170202{3:09d}.jpg": (_photo(3), [cv2.IMWRITE_JPEG_QUALITY, 70]),  # label differs
+        f"{ages[2]}_0_1_20170202{2:09d}.jpg": (cv2.flip(make_image(2, 120), 1), [cv2.IMWRITE_JPEG_QUALITY, 90]),
+        f"{ages[4]}_1_1_20170202{3:09d}.jpg": (make_image(3, 120), [cv2.IMWRITE_JPEG_QUALITY, 70]),  # label differs
     }
     for name, (image, params) in copies.items():
         cv2.imwrite(str(b / name), image, params)
