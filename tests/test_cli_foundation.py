@@ -121,3 +121,24 @@ def test_threads_option_reaches_torch(tiny_utkface, tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "1"
+
+
+def test_dataset_takes_several_sources_and_reports_copies(tmp_path):
+    import cv2
+    from conftest import make_image
+
+    for folder, names in (("a", ("1_0_0_20170101000000001.jpg", "28_1_0_20170101000000002.jpg")),
+                          ("b", ("2_0_0_20170101000000003.jpg", "70_0_1_20170101000000004.jpg"))):
+        for k, name in enumerate(names):
+            (tmp_path / folder).mkdir(exist_ok=True)
+            cv2.imwrite(str(tmp_path / folder / name), make_image(k, 96))  # b holds copies of a's pictures
+    args = ["dataset", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "o")]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["sources"] == [str(tmp_path / "a"), str(tmp_path / "b")]
+    assert data["duplicates"]["groups"] == 2 and data["duplicates"]["conflicting_labels"] == 1
+    assert len(data["duplicates"]["list"]) == 2 and all(len(g["split"]) == 1 for g in data["duplicates"]["list"])
+    table = runner.invoke(app, args)
+    assert "duplicates: 2 groups of copies (4 images, 1 with conflicting labels)" in table.stdout
+    assert runner.invoke(app, [*args, "--duplicates", "maybe"]).exit_code == 2

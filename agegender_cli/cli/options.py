@@ -45,8 +45,8 @@ def positive(value: float | None) -> float | None:
 
 
 Engine = Annotated[choice(ENGINES), typer.Option(help="Caffe nets: opencv (cv2.dnn), torch (PyTorch twin) or auto.")]
-Precision = Annotated[PrecisionName, typer.Option(help="Arithmetic: bf16 or fp32.")]
-Device = Annotated[DeviceName, typer.Option(help="auto, cpu or cuda.")]
+Precision = Annotated[PrecisionName, typer.Option(help="auto (bf16 where the hardware runs it natively, else "
+                                                        "fp32), bf16 or fp32.")]
 BatchSize = Annotated[int, typer.Option(min=1, help="Images per batch.")]
 Manifest = Annotated[Path, typer.Option(help="Manifest from `agegender dataset`.")]
 Split = Annotated[choice(SPLITS), typer.Option(help="Split of the manifest.")]

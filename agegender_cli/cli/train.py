@@ -44,7 +44,7 @@ def train(
     lr: Annotated[float | None, _option("Learning rate.", "lr", min=0.0, callback=o.positive)] = None,
     weight_decay: Annotated[float | None, _option("Weight decay.", "weight_decay", min=0.0)] = None,
     device: Annotated[o.DeviceName | None, _option("auto, cpu or cuda.", "device")] = None,
-    precision: Annotated[o.PrecisionName | None, _option("bf16 or fp32.", "precision")] = None,
+    precision: Annotated[o.PrecisionName | None, _option("auto, bf16 or fp32.", "precision")] = None,
     seed: Annotated[int | None, _option("Random seed.", "seed", min=0)] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in the same folder.")] = False,
     init: Annotated[Path | None, typer.Option(help="Start from this trained model folder (fine-tuning).")] = None,
