@@ -32,12 +32,6 @@ def _decode_small(path: Path) -> np.ndarray | None:
     return None if img is None or img.size == 0 else img
 
 
-def _signature(path: Path) -> np.ndarray | None:
-    """Return the zero-mean, unit-norm signature of one image, or None if it cannot be read or is flat."""
-    img = _decode_small(path)
-    return None if img is None else signature_of(img)
-
-
 def signature_of(img: np.ndarray) -> np.ndarray | None:
     """The signature of a decoded grayscale image; None for a flat one (no structure to compare)."""
     import cv2
@@ -74,14 +68,7 @@ def image_signatures(paths: Sequence[Path], workers: int = 2) -> np.ndarray:
 
     An unreadable (or completely flat) image gets an all-zero row, which matches nothing.
     """
-    out = np.zeros((len(paths), SIDE * SIDE), dtype=np.float32)
-    if not paths:
-        return out
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for i, sig in enumerate(pool.map(_signature, paths)):
-            if sig is not None:
-                out[i] = sig
-    return out
+    return scan_images(paths, workers)[1]
 
 
 def _mirror(signatures: np.ndarray) -> np.ndarray:
@@ -176,6 +163,13 @@ def duplicate_groups(pairs: Iterable[tuple[int, int]], n: int) -> list[list[int]
     return sorted((g for g in members.values() if len(g) >= 2), key=lambda g: g[0])
 
 
-def find_duplicates(paths: Sequence[Path], threshold: float = DEFAULT_THRESHOLD, workers: int = 2) -> list[list[int]]:
+def groups_of(signatures: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> list[list[int]]:
+    """Groups of indices into `signatures` whose images are copies of one another (mirrored too)."""
+    return duplicate_groups(similar_pairs(signatures, threshold), len(signatures))
+
+
+def find_duplicates(
+    paths: Sequence[Path], threshold: float = DEFAULT_THRESHOLD, workers: int = 2
+) -> list[list[int]]:
     """Return groups of indices into paths whose images are copies of one another."""
-    return duplicate_groups(similar_pairs(image_signatures(paths, workers), threshold), len(paths))
+    return groups_of(image_signatures(paths, workers), threshold)

@@ -287,15 +287,9 @@ def _source_records(sources: Sequence[Path], out: Path, gaps: str, progress: Cal
     return records, skipped
 
 
-def _duplicate_groups(records: list[Record], signatures: np.ndarray, threshold: float) -> list[list[int]]:
-    from agegender_cli.data.duplicates import duplicate_groups, similar_pairs
-
-    return duplicate_groups(similar_pairs(signatures, threshold), len(records))
-
-
 def build_dataset(cfg: DatasetConfig, progress: Callable[[str], None] | None = None) -> dict:
     """Scan (or extract) UTKFace sources, group copies of one photo, split and write manifest.csv."""
-    from agegender_cli.data.duplicates import scan_images
+    from agegender_cli.data.duplicates import groups_of, scan_images
 
     say = progress or (lambda _message: None)
     records, skipped = _source_records(cfg.sources, cfg.out, cfg.gaps, say)
@@ -315,7 +309,7 @@ def build_dataset(cfg: DatasetConfig, progress: Callable[[str], None] | None = N
     groups: list[list[int]] = []
     if cfg.duplicates != "ignore":
         say(f"looking for copies among {len(records)} images")
-        groups = _duplicate_groups(records, signatures, cfg.duplicate_threshold)
+        groups = groups_of(signatures, cfg.duplicate_threshold)
     records, skipped, duplicates = _apply_duplicates(records, skipped, groups, cfg)
     fixed = None
     if cfg.keep_splits_from is not None:
