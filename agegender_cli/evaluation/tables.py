@@ -83,7 +83,8 @@ def groups_table(results: dict, group: str) -> TableModel:
         cells = []
         for r in results.values():
             m = r["groups"][group]["metrics"][name]
-            cells.append(f"{pct(m['gender_accuracy'])} / {pct(m['age_accuracy'])} (n={m['n']})")
+            shares = " / ".join(pct(m[key]) for key in ("gender_accuracy", "age_accuracy", "one_off"))
+            cells.append(f"{shares} (n={m['n']})")
         rows.append((name, *cells))
     gaps = []
     for arch, r in results.items():
@@ -91,7 +92,8 @@ def groups_table(results: dict, group: str) -> TableModel:
             if gap and gap.get("gap") is not None:
                 gaps.append(f"{arch}: largest {metric.split('_')[0]} gap {gap['best_group']} vs "
                             f"{gap['worst_group']}, {100 * gap['gap']:.1f} points")
-    return TableModel(f"Accuracy per {group} (gender / age)", (group, *results), tuple(rows), note="; ".join(gaps))
+    title = f"Accuracy per {group} (gender / age / age one-off)"
+    return TableModel(title, (group, *results), tuple(rows), note="; ".join(gaps))
 
 
 def report_tables(results: dict, cis: dict | None = None, confusion: bool = True) -> list[TableModel]:
