@@ -26,6 +26,30 @@ SELECT_BY = ("loss", "accuracy")
 
 
 @dataclass(frozen=True)
+class Limits:
+    """What one input may cost at most; each can be raised with the environment variable in LIMIT_ENV."""
+
+    max_image_pixels: int = 50_000_000  # checked from the header, before decoding (50 MP: 150 MB as BGR)
+    max_image_bytes: int = 200 * 2**20  # a still image file's size
+    detect_max_side: int = 2000  # photos are downscaled to this long side for face detection
+    archive_max_bytes: int = 16 * 2**30  # total uncompressed size of a dataset archive
+    archive_max_members: int = 1_000_000
+    archive_max_ratio: float = 100.0  # uncompressed / compressed size, whole archive and each large member
+    download_deadline_s: float = 900.0  # a whole download, however slowly the server trickles
+
+
+LIMIT_ENV = {
+    "max_image_pixels": "AGEGENDER_MAX_IMAGE_PIXELS",
+    "max_image_bytes": "AGEGENDER_MAX_IMAGE_BYTES",
+    "detect_max_side": "AGEGENDER_DETECT_MAX_SIDE",
+    "archive_max_bytes": "AGEGENDER_ARCHIVE_MAX_BYTES",
+    "archive_max_members": "AGEGENDER_ARCHIVE_MAX_MEMBERS",
+    "archive_max_ratio": "AGEGENDER_ARCHIVE_MAX_RATIO",
+    "download_deadline_s": "AGEGENDER_DOWNLOAD_DEADLINE_S",
+}
+
+
+@dataclass(frozen=True)
 class DatasetConfig:
     """How `agegender dataset` reads a UTKFace source and splits it."""
 

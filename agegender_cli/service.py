@@ -54,15 +54,19 @@ def run_preprocess(
     preview_count: int = 4,
     reporter: Reporter = SILENT,
 ) -> dict:
-    """`agegender preprocess`: write processed images under `out` and/or a preview figure."""
+    """`agegender preprocess`: write processed images under `out` and/or a preview figure; an output never
+    replaces an input (a clashing name gets a numbered suffix, listed in "renamed")."""
     import cv2
 
     from agegender_cli.data.preprocessing import config_key, preprocess, stages
     from agegender_cli.faces.inputs import load_image
-    from agegender_cli.fileio import atomic_write_bytes
+    from agegender_cli.fileio import OutputNames, atomic_write_bytes, check_output_file, display, make_folder
 
     pairs = _preprocess_sources(inputs, manifest, split)
-    result: dict = {"settings": config_key(cfg), "n_images": len(pairs), "written": 0, "failed": []}
+    sources = [src for src, _ in pairs] + ([manifest] if manifest else [])
+    refuse_overwriting_inputs({"--preview": preview}, sources)
+    check_output_file(preview, "--preview")
+    result: dict = {"settings": config_key(cfg), "n_images": len(pairs), "written": 0, "failed": [], "renamed": []}
     if preview is not None:
         from agegender_cli.data.preview import save_stage_figure
 
@@ -70,17 +74,34 @@ def run_preprocess(
         result["preview"] = str(save_stage_figure(rows, preview))
     if out is None:
         return result
-    result["out"] = str(out)
+    result["out"] = str(make_folder(out, "--out"))
+    names = OutputNames(out, sources)
     for source, relative in reporter.track(pairs, "preprocessing", len(pairs)):
         try:
             image = preprocess(load_image(source), cfg)
         except AgeGenderError as exc:
-            result["failed"].append({"file": str(source), "error": str(exc)})
+            result["failed"].append({"file": display(source), "error": str(exc)})
             continue
         ok, encoded = cv2.imencode(".png", image)
-        atomic_write_bytes(out / relative.with_suffix(".png"), encoded.tobytes())
+        atomic_write_bytes(names.path_for(relative.with_suffix(".png")), encoded.tobytes())
         result["written"] += 1
+    result["renamed"] = [{"from": wanted, "to": given} for wanted, given in names.renamed]
+    for wanted, given in names.renamed:
+        reporter.message(f"{given}: renamed, {wanted} would have replaced an input or an earlier output")
     return result
+
+
+def refuse_overwriting_inputs(outputs: dict[str, Path | str | None], inputs) -> None:
+    """A one-line error when an output option names one of the inputs (it would be replaced)."""
+    from agegender_cli.fileio import display, same_file
+
+    for option, target in outputs.items():
+        if target is None or str(target) == "-":
+            continue
+        for source in inputs:
+            if same_file(target, source):
+                raise AgeGenderError(f"{option} {display(target)} is one of the inputs; writing it would replace "
+                                     "that file: choose another name")
 
 
 def _evaluation_records(cfg: EvaluateConfig):
@@ -134,8 +155,12 @@ def evaluate_models(cfg: EvaluateConfig, reporter: Reporter = SILENT) -> dict:
     import numpy as np
 
     from agegender_cli.evaluation.metrics import evaluate_predictions
+    from agegender_cli.fileio import check_output_file
 
+    check_output_file(cfg.report, "--report")
     records = _evaluation_records(cfg)
+    inputs = [r.path for r in records] + ([] if cfg.images else [cfg.manifest])
+    refuse_overwriting_inputs({"--report": cfg.report}, inputs)
     predictors = _load_predictors(cfg.archs, cfg.options, reporter)
     predictions, kept, failed = run_on_records(predictors, records, cfg.options.batch_size, reporter)
     if not kept:
@@ -158,6 +183,9 @@ def save_evaluation_plots(evaluation: dict, folder: Path) -> list[str]:
     from agegender_cli.labels import AGE_CLASSES, GENDERS
 
     results = evaluation["results"]
+    from agegender_cli.fileio import make_folder
+
+    make_folder(folder, "--plots")
     written = []
     curves = {a: (r["gender"]["roc"]["fpr"], r["gender"]["roc"]["tpr"], r["gender"]["auc"])
               for a, r in results.items() if r["gender"]["roc"]}
@@ -262,75 +290,100 @@ def _arch_output(gender_prob, age_prob) -> dict:
 
 
 class _CsvSink:
-    """Face rows written to a temp file as they come, renamed over the target at the end."""
+    """Face rows written as they come to a temp file renamed over the target at the end (or through a device,
+    or to stdout for "-")."""
 
-    COLUMNS = ("file", "frame", "face", "x1", "y1", "x2", "y2", "score", "error")
+    COLUMNS = ("file", "frame", "face", "x1", "y1", "x2", "y2", "score", "note", "error")
 
     def __init__(self, path: Path, archs: tuple[str, ...]) -> None:
         import csv
-        import tempfile
+        import io
 
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in close(), after the last row
-            "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
-                                             delete=False, newline="")
-        self.handle, self.tmp = handle, Path(handle.name)
+        from agegender_cli.fileio import OutputFile
+
+        self.output = OutputFile(path)
+        self.text = io.TextIOWrapper(self.output.handle, encoding="utf-8", newline="", write_through=True)
         self.archs = archs
-        self.writer = csv.writer(handle)
+        self.writer = csv.writer(self.text)
         self.writer.writerow(self.COLUMNS + tuple(f"{a}_{k}" for a in archs
                                                   for k in ("gender", "gender_prob", "age", "age_prob")))
 
     def write(self, row: dict) -> None:
         box = row.get("box") or ["", "", "", ""]
-        values = [row["file"], "" if row.get("frame") is None else row["frame"], row.get("face", ""), *box,
-                  row.get("score", ""), row.get("error", "")]
+        values = [row["file"], "" if row.get("frame") is None else row["frame"],
+                  "" if row.get("face") is None else row["face"], *box,
+                  "" if row.get("score") is None else row["score"], row.get("note", ""), row.get("error", "")]
         for arch in self.archs:
             out = row.get(arch) or {}
             values += [out.get("gender", ""), out.get("gender_prob", ""), out.get("age", ""), out.get("age_prob", "")]
         self.writer.writerow(values)
 
     def close(self, ok: bool = True) -> None:
-        import os
-
-        self.handle.close()
+        self.text.flush()
+        self.text.detach()  # the OutputFile owns the binary handle
         if ok:
-            os.replace(self.tmp, self.path)
+            self.output.commit()
         else:
-            self.tmp.unlink(missing_ok=True)
+            self.output.discard()
 
 
-def _annotate(frame, faces: list[dict], archs: tuple[str, ...], folder: Path) -> None:
+def _annotate(frame, relative: str, faces: list[dict], archs: tuple[str, ...], names) -> None:
     from agegender_cli.faces.annotate import draw_annotations, write_image_atomic
 
     labelled = []
     for face in faces:
         lines = [f"{a}: {face[a]['gender']} {face[a]['gender_prob']:.2f}, {face[a]['age']}" for a in archs]
         labelled.append((tuple(face["box"]), lines))
-    stem = Path(frame.source).stem + ("" if frame.index is None else f"_frame{frame.index:06d}")
-    write_image_atomic(folder / f"{stem}.jpg", draw_annotations(frame.image, labelled))
+    name = Path(relative or Path(frame.source).name)
+    stem = name.stem + ("" if frame.index is None else f"_frame{frame.index:06d}")
+    write_image_atomic(names.path_for(name.with_name(f"{stem}.jpg")), draw_annotations(frame.image, labelled))
 
 
 def predict(cfg: PredictConfig, emit, reporter: Reporter = SILENT) -> dict:
-    """`agegender predict`: detect faces, run every architecture, stream one record per face to `emit`."""
+    """`agegender predict`: detect faces, run every architecture, stream one record per face to `emit`.
+    Paths on stdin are taken as they arrive; no output replaces an input."""
     import numpy as np
 
     from agegender_cli.archs.registry import framing as framing_for
     from agegender_cli.faces.detection import crop_face, make_detector
-    from agegender_cli.faces.inputs import expand_inputs, iter_frames
+    from agegender_cli.faces.inputs import InputStream, iter_frames
+    from agegender_cli.fileio import OutputNames, check_output_file, display, make_folder
     from agegender_cli.labels import AGE_CLASSES, GENDERS
 
-    items = expand_inputs(cfg.inputs)
-    if not items:
+    stream = InputStream(cfg.inputs)
+    outputs = {"--csv": cfg.csv, "--summary-plot": cfg.summary_plot}
+    for option, target in outputs.items():
+        check_output_file(target, option)
+    known = stream.known()
+    if not stream.streamed and not known:
         raise AgeGenderError("no input: give image files, folders, globs, videos or - for paths on stdin")
+    refuse_overwriting_inputs(outputs, [item.path for item in known if item.kind != "error"])
+    names = None
+    if cfg.annotate is not None:
+        names = OutputNames(make_folder(cfg.annotate, "--annotate"), [i.path for i in known if i.kind != "error"])
     predictors = _load_predictors(cfg.archs, cfg.options, reporter)
     framings = {arch: framing_for(arch, cfg.detector, cfg.options) for arch in cfg.archs}
     detector = make_detector(cfg.detector, min_face=cfg.min_face, min_score=cfg.min_score)
-    csv_sink = _CsvSink(cfg.csv, cfg.archs) if cfg.csv else None
     counts = {arch: np.zeros((len(GENDERS), len(AGE_CLASSES)), int) for arch in cfg.archs}
     stats = {"files": 0, "frames": 0, "faces": 0, "errors": 0}
+    relatives: dict[str, str] = {}
+
+    def consumed():
+        """The items as predict takes them: streamed paths are checked against the outputs one by one."""
+        for item in stream:
+            if item.kind != "error":
+                if stream.streamed:
+                    refuse_overwriting_inputs(outputs, [item.path])
+                    if names is not None:
+                        names.protect(item.path)
+                relatives[item.path] = item.relative
+            stats["files"] += 1
+            yield item
+
+    csv_sink = _CsvSink(cfg.csv, cfg.archs) if cfg.csv else None
 
     def send(row: dict) -> None:
+        row["file"] = display(row["file"])
         emit(row)
         if csv_sink:
             csv_sink.write(row)
@@ -358,15 +411,15 @@ def predict(cfg: PredictConfig, emit, reporter: Reporter = SILENT) -> dict:
             if not found:
                 send({"file": frame.source, "frame": frame.index, "face": None, "box": None, "score": None,
                       "note": "no face found"})
-            if cfg.annotate is not None:
-                _annotate(frame, per_frame.get(id(frame), []), cfg.archs, cfg.annotate)
+            if names is not None:
+                _annotate(frame, relatives.get(frame.source, ""), per_frame.get(id(frame), []), cfg.archs, names)
 
     ok = False
     try:
         pending: list = []
         seen_sources: set[str] = set()
-        reporter.start("predicting", len(items))
-        for frame in iter_frames(items, every=cfg.every, workers=cfg.workers):
+        reporter.start("predicting", None if stream.streamed else len(known))
+        for frame in iter_frames(consumed(), every=cfg.every, workers=cfg.workers, ready=stream.ready):
             if frame.source not in seen_sources:
                 seen_sources.add(frame.source)
                 reporter.advance(1)
@@ -376,7 +429,8 @@ def predict(cfg: PredictConfig, emit, reporter: Reporter = SILENT) -> dict:
                 continue
             stats["frames"] += 1
             pending.append(frame)
-            if len(pending) >= cfg.options.batch_size:
+            # A full batch, or a stream waiting on its producer: answer what has arrived.
+            if len(pending) >= cfg.options.batch_size or not stream.ready():
                 flush(pending)
                 pending = []
         if pending:
@@ -386,10 +440,15 @@ def predict(cfg: PredictConfig, emit, reporter: Reporter = SILENT) -> dict:
     finally:
         if csv_sink:
             csv_sink.close(ok)
-    stats["files"] = len(items)
+    if stats["files"] == 0:
+        raise AgeGenderError("no input: no paths arrived on stdin")
     summary = {"archs": list(cfg.archs), **stats,
                "counts": {arch: {GENDERS[g]: {AGE_CLASSES[a]: int(c[g, a]) for a in range(len(AGE_CLASSES))}
                                  for g in range(len(GENDERS))} for arch, c in counts.items()}}
+    if names is not None:
+        summary["renamed"] = [{"from": wanted, "to": given} for wanted, given in names.renamed]
+        for wanted, given in names.renamed:
+            reporter.message(f"{given}: renamed, {wanted} would have replaced an input or an earlier output")
     if cfg.summary_plot is not None:
         from agegender_cli.evaluation.plots import plot_summary_bars
 

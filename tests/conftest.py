@@ -65,3 +65,15 @@ def make_image(seed: int, size: int = 200) -> np.ndarray:
             cv2.rectangle(img, (x - r, y - r // 2), (x + r, y + r // 2), color, -1)
     img += rng.normal(0, 3, img.shape).astype(np.float32)
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def tiny_arch():
+    """The tiny test architecture, registered as "tiny" for one test."""
+    from tiny_arch import Tiny
+
+    from agegender_cli.archs import registry
+
+    arch = registry.register(Tiny("tiny"))
+    yield arch
+    registry.unregister(arch.name)

@@ -299,17 +299,22 @@ def test_unreachable_or_offline_names_the_files_and_the_folder(served) -> None:
         assert str(caffe_weights.original_cache_dir()) in message and "\n" not in message
 
 
-def test_user_folder_gets_matching_prototxts(model_dir: Path, tmp_path: Path) -> None:
+def test_user_folder_gets_matching_prototxts(model_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("AGEGENDER_HOME", str(tmp_path / "home"))
     folder = tmp_path / "original"
     folder.mkdir()
     shutil.copy(model_dir / "age_net.caffemodel", folder)
     with pytest.raises(AgeGenderError, match="lacks gender_net.caffemodel"):
         resolve_caffe_weights(folder, online=False, timeout=1)
     shutil.copy(model_dir / "gender_net.caffemodel", folder)
-    assert resolve_caffe_weights(folder, online=False, timeout=1) == folder
+    before = sorted(p.name for p in folder.iterdir())
+    view = resolve_caffe_weights(folder, online=False, timeout=1)
+    assert sorted(p.name for p in folder.iterdir()) == before  # the user's folder is only read
     for task in NET_NAMES:
-        assert net_files(folder, task)[0].read_text() == deploy_prototxt(NUM_CLASSES[task])
-    assert len(CaffenetPredictor(folder).predict(_synthetic_faces(2))) == 2
+        prototxt, caffemodel = net_files(view, task)
+        assert prototxt.read_text() == deploy_prototxt(NUM_CLASSES[task])
+        assert caffemodel.resolve() == net_files(folder, task)[1].resolve()
+    assert len(CaffenetPredictor(view).predict(_synthetic_faces(2))) == 2
 
 
 # --------------------------------------------------------------------------- training

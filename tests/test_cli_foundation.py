@@ -97,7 +97,7 @@ def test_preprocess_bad_file_is_reported_and_exit_1(tmp_path):
     bad.write_bytes(b"nope")
     result = runner.invoke(app, ["preprocess", str(bad), "--out", str(tmp_path / "o")])
     assert result.exit_code == 1
-    assert "bad.jpg" in result.stdout and "cannot decode" in result.stdout
+    assert "bad.jpg" in result.stderr and "cannot decode" in result.stderr
 
 
 @pytest.mark.integration

@@ -17,31 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from protobuf_writer import field as _field
+from protobuf_writer import varint as _varint
 
 from agegender_cli.archs.facenet import backbone as W
 from agegender_cli.archs.facenet import tf_graph
 from agegender_cli.errors import AgeGenderError
 
 # --------------------------------------------------------------------------- protobuf writer
-
-
-def _varint(value: int) -> bytes:
-    value &= (1 << 64) - 1
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes | int, wire: int = 2) -> bytes:
-    key = _varint(number << 3 | wire)
-    if wire == 0:
-        return key + _varint(payload)
-    if wire == 5:
-        return key + payload
-    return key + _varint(len(payload)) + payload
 
 
 def _shape(*dims: int) -> bytes:

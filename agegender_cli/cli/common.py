@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -11,14 +12,22 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from typer.exceptions import TyperException
 
 from agegender_cli.errors import AgeGenderError
+from agegender_cli.fileio import display
 from agegender_cli.progress import Reporter
 
 F = TypeVar("F", bound=Callable[..., Any])
+DEBUG_ENV = "AGEGENDER_DEBUG"
+MEMORY_HINT = "try a smaller --batch-size or fewer --workers"
 
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that cleanup runs as it does for Ctrl-C."""
 
 
 def fail_cleanly(fn: F) -> F:
@@ -28,12 +37,34 @@ def fail_cleanly(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, TyperException):
+            raise  # usage errors and exits: Typer prints them
         except AgeGenderError as exc:
             stderr.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
+        except Terminated:
+            stderr.print("[yellow]terminated[/]")
+            raise typer.Exit(143) from None
         except KeyboardInterrupt:
             stderr.print("[yellow]interrupted[/]")
             raise typer.Exit(130) from None
+        except BrokenPipeError:
+            # the reader (head, less) has gone: stop quietly, and keep Python from complaining at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(0) from None
+        except OSError as exc:  # the system refused (disk full, permissions): its words, one line
+            where = f"{display(exc.filename)}: " if exc.filename else ""
+            stderr.print(f"[bold red]error:[/] {where}{exc.strerror or exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except MemoryError:
+            stderr.print(f"[bold red]error:[/] out of memory; {MEMORY_HINT}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except Exception as exc:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            stderr.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}; please report it with the "
+                         f"command line ({DEBUG_ENV}=1 shows the traceback)", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
 

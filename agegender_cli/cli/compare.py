@@ -27,7 +27,8 @@ def compare(
     images: o.Images = D.images,
     plots: o.Plots = D.plots,
     report: Annotated[Path | None, typer.Option(help="Write a Markdown report (with figures).")] = D.report,
-    bootstrap: Annotated[int, typer.Option(min=1, help="Bootstrap resamples for the 95% intervals.")] = D.bootstrap,
+    bootstrap: Annotated[int, typer.Option(min=1, max=100_000,
+                                           help="Bootstrap resamples for the 95% intervals.")] = D.bootstrap,
     seed: o.Seed = D.seed,
     as_json: o.Json = False,
     options: ModelOptions = M,
@@ -39,6 +40,7 @@ def compare(
     result = service.compare(cfg, RichReporter())
     if as_json:
         print_json(result)
+        o.exit_if_failed(result)
         return
     results = {a: result[a] for a in archs}
     cis = {a: result[a]["ci95"] for a in archs}
@@ -51,3 +53,4 @@ def compare(
         stderr.print(f"[red]skipped[/] {failure['error']}", highlight=False)
     if result.get("report"):
         stdout.print(f"report: {result['report']}")
+    o.exit_if_failed(result)

@@ -23,11 +23,12 @@ def dataset(
     sources: Annotated[list[Path], typer.Argument(help="UTKFace folders (any depth), .tar.gz or .zip files.")],
     out: Annotated[Path, typer.Option(help="Folder that receives manifest.csv.")] = D.out,
     gaps: Annotated[Gaps, typer.Option(help="Ages between the classes: 'drop' (the report) or 'nearest'.")] = D.gaps,
-    seed: Annotated[int, typer.Option(min=0, help="Seed of the stratified 70/10/20 split.")] = D.seed,
+    seed: Annotated[int, typer.Option(min=0, max=o.MAX_SEED, help="Seed of the stratified 70/10/20 split.")] = D.seed,
     check: Annotated[bool, typer.Option(help="Decode every image to catch unreadable files.")] = D.check_images,
     duplicates: Annotated[Policy, typer.Option(help="Copies of one photo: group (one split), drop (keep one) "
                                                     "or ignore.")] = D.duplicates,
-    duplicate_threshold: Annotated[float, typer.Option(min=0.5, max=1.0, help="Thumbnail correlation from which "
+    duplicate_threshold: Annotated[float, typer.Option(min=0.5, max=1.0, callback=o.finite,
+                                                       help="Thumbnail correlation from which "
                                                        "two images are copies.")] = D.duplicate_threshold,
     keep_splits_from: Annotated[Path | None, typer.Option(help="An earlier manifest: its images keep their split "
                                                           "(a copy of a train image goes to train).")] = None,

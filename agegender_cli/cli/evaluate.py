@@ -30,6 +30,7 @@ def evaluate(
     result = service.evaluate(cfg, RichReporter())
     if as_json:
         print_json(result)
+        o.exit_if_failed(result)
         return
     for table in report_tables({archs[0]: result}):
         stdout.print(rich_table(table))
@@ -37,3 +38,4 @@ def evaluate(
         stderr.print(f"[red]skipped[/] {failure['error']}", highlight=False)
     for path in result.get("plots", []):
         stdout.print(f"figure: {path}")
+    o.exit_if_failed(result)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -37,24 +38,40 @@ BackboneWeights = Annotated[Path | None, typer.Option(help="InceptionResnetV1 ba
 DeviceName, PrecisionName = choice(DEVICES), choice(PRECISIONS)
 
 
+def finite(value: float | None) -> float | None:
+    """A callback: the value must be a number (click's ranges let nan and inf through)."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
+
+
 def positive(value: float | None) -> float | None:
-    """A callback: the value must be above 0."""
-    if value is not None and value <= 0:
+    """A callback: the value must be a finite number above 0."""
+    if finite(value) is not None and value <= 0:
         raise typer.BadParameter(f"{value} is not above 0")
     return value
+
+
+MAX_SEED = 2**32 - 1  # numpy and torch both take it; larger seeds fail inside them
 
 
 Engine = Annotated[choice(ENGINES), typer.Option(help="Caffe nets: opencv (cv2.dnn), torch (PyTorch twin) or auto.")]
 Precision = Annotated[PrecisionName, typer.Option(help="auto (bf16 where the hardware runs it natively, else "
                                                         "fp32), bf16 or fp32.")]
-BatchSize = Annotated[int, typer.Option(min=1, help="Images per batch.")]
+BatchSize = Annotated[int, typer.Option(min=1, max=4096, help="Images per batch.")]
 Manifest = Annotated[Path, typer.Option(help="Manifest from `agegender dataset`.")]
 Split = Annotated[choice(SPLITS), typer.Option(help="Split of the manifest.")]
 Images = Annotated[Path | None, typer.Option(help="A UTKFace-named folder, evaluated whole (instead of a split).")]
 Plots = Annotated[Path | None, typer.Option(help="Folder for ROC, confusion and error figures.")]
 Detector = Annotated[choice(DETECTORS), typer.Option(help="Face detector: mtcnn, haar, or none (face crops).")]
-Seed = Annotated[int, typer.Option(min=0, help="Random seed.")]
+Seed = Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Random seed.")]
 Json = Annotated[bool, typer.Option("--json", help="Print only JSON.")]
+
+
+def exit_if_failed(result: dict) -> None:
+    """Exit code 1 when some images could not be read (the results cover the others)."""
+    if result.get("failed"):
+        raise typer.Exit(1)
 
 
 def parse_archs(value: str, *, one: bool = False) -> tuple[str, ...]:

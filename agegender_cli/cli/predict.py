@@ -26,12 +26,13 @@ def predict(
     inputs: Annotated[list[str], typer.Argument(help="Images, folders, globs, videos, or - (paths on stdin).")],
     arch: o.Archs = "both",
     detector: o.Detector = D.detector,
-    min_face: Annotated[int, typer.Option(min=1, help="Smallest face side in pixels.")] = D.min_face,
-    min_score: Annotated[float, typer.Option(min=0.0, max=1.0, help="Smallest detection score.")] = D.min_score,
-    every: Annotated[int, typer.Option(min=1, help="Video: every Nth frame.")] = D.every,
-    workers: Annotated[int, typer.Option(min=1, help="Decoding threads.")] = D.workers,
+    min_face: Annotated[int, typer.Option(min=1, max=100_000, help="Smallest face side in pixels.")] = D.min_face,
+    min_score: Annotated[float, typer.Option(min=0.0, max=1.0, callback=o.finite,
+                                             help="Smallest detection score.")] = D.min_score,
+    every: Annotated[int, typer.Option(min=1, max=1_000_000, help="Video: every Nth frame.")] = D.every,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Decoding threads.")] = D.workers,
     annotate: Annotated[Path | None, typer.Option(help="Write annotated copies into this folder.")] = D.annotate,
-    csv: Annotated[Path | None, typer.Option(help="Also write one CSV row per face.")] = D.csv,
+    csv: Annotated[Path | None, typer.Option(help="Also write one CSV row per face; - for stdout.")] = D.csv,
     summary: Annotated[bool, typer.Option(help="Counts of gender x age class over all faces.")] = D.summary,
     summary_plot: Annotated[Path | None, typer.Option(help="Bar chart of the summary (PNG).")] = D.summary_plot,
     as_json: Annotated[bool, typer.Option("--json", help="JSON Lines: one object per face.")] = False,
@@ -39,6 +40,9 @@ def predict(
 ) -> None:
     """Detect faces (MTCNN by default) and tell each one's gender and age group with one or both models."""
     archs = o.parse_archs(arch)
+    csv_to_stdout = csv is not None and str(csv) == "-"
+    if csv_to_stdout and as_json:
+        raise typer.BadParameter("--json and --csv - both write to stdout; choose one", param_hint="--csv")
     cfg = PredictConfig(inputs=tuple(inputs), archs=archs, detector=detector, min_face=min_face,
                         min_score=min_score, every=every, workers=workers, options=options, annotate=annotate,
                         csv=csv, summary=summary, summary_plot=summary_plot)
@@ -48,16 +52,16 @@ def predict(
         if as_json:
             sys.stdout.write(json.dumps(row) + "\n")
             sys.stdout.flush()
-        elif len(rows) < 10_000:
+        elif not csv_to_stdout and len(rows) < 10_000:
             rows.append(row)
 
     result = service.predict(cfg, emit, RichReporter())
-    if not as_json:
+    if not as_json and not csv_to_stdout:
         stdout.print(faces_table(rows, archs))
         if len(rows) >= 10_000:
             stderr.print("table shows the first 10,000 rows; use --json or --csv for all")
     if summary or summary_plot:
-        (stderr if as_json else stdout).print(summary_table(result, archs))
+        (stderr if as_json or csv_to_stdout else stdout).print(summary_table(result, archs))
     stderr.print(f"{result['faces']} faces in {result['frames']} images/frames; {result['errors']} unreadable")
     if result["errors"]:
         raise typer.Exit(1)

@@ -6,8 +6,6 @@ import csv
 import io
 import os
 import re
-import tarfile
-import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -16,11 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from agegender_cli.config import SPLITS, DatasetConfig
+from agegender_cli.data.archives import extract_archive
 from agegender_cli.errors import AgeGenderError
 from agegender_cli.faces.inputs import IMAGE_EXTENSIONS
-from agegender_cli.fileio import atomic_write_bytes
+from agegender_cli.fileio import atomic_write_bytes, display, make_folder
 from agegender_cli.labels import AGE_CLASSES, GENDERS, age_to_class
 
+MAX_AGE = 130
 MANIFEST_FIELDS = ("path", "age", "gender", "race", "age_class", "split")
 EXTRA_FIELDS = ("source", "group")  # written since duplicate-aware splits; optional when reading
 # age_gender_race_datetime..., the race field is missing in a few UTKFace names
@@ -65,7 +65,7 @@ def parse_name(name: str) -> ParsedName | str:
     race = int(match["race"]) if match["race"] is not None else None
     if gender not in (0, 1):
         return f"gender {gender} is not 0 (male) or 1 (female)"
-    if age > 130:
+    if age > MAX_AGE:
         return f"age {age} is not plausible"
     if race is not None and race > 4:
         return f"race {race} is not 0-4"
@@ -75,7 +75,9 @@ def parse_name(name: str) -> ParsedName | str:
 def label_record(path: Path, gaps: str) -> Record | Skipped:
     """Turn one file into a Record, or say why it is skipped (the name only; no decoding)."""
     if path.suffix.lower() not in IMAGE_EXTENSIONS:
-        return Skipped(str(path), f"not an image (extension '{path.suffix or 'none'}')")
+        return Skipped(display(path), f"not an image (extension '{display(path.suffix) or 'none'}')")
+    if display(path) != str(path):
+        return Skipped(display(path), "the file name is not valid UTF-8; rename the file")
     parsed = parse_name(path.name)
     if isinstance(parsed, str):
         return Skipped(str(path), parsed)
@@ -83,67 +85,6 @@ def label_record(path: Path, gaps: str) -> Record | Skipped:
     if age_class is None:
         return Skipped(str(path), f"age {parsed.age} lies between the age classes (--gaps drop)")
     return Record(path, parsed.age, parsed.gender, parsed.race, age_class)
-
-
-def _is_within(root: Path, target: Path) -> bool:
-    try:
-        target.resolve().relative_to(root.resolve())
-        return True
-    except ValueError:
-        return False
-
-
-def extract_archive(archive: Path, target: Path) -> Path:
-    """Extract a .tar.gz/.tgz/.tar/.zip safely: no member may escape `target`, no links."""
-    target.mkdir(parents=True, exist_ok=True)
-    name = archive.name.lower()
-    if name.endswith(".zip"):
-        _extract_zip(archive, target)
-    elif name.endswith((".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz")):
-        _extract_tar(archive, target)
-    else:
-        raise AgeGenderError(f"{archive}: unsupported archive; give a folder, .tar.gz or .zip")
-    return target
-
-
-def _check_member(archive: Path, target: Path, member: str) -> Path:
-    destination = target / member
-    if Path(member).is_absolute() or not _is_within(target, destination):
-        raise AgeGenderError(f"{archive}: member '{member}' would escape the target folder; refusing it")
-    return destination
-
-
-def _extract_zip(archive: Path, target: Path) -> None:
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            for info in zf.infolist():
-                destination = _check_member(archive, target, info.filename)
-                if (info.external_attr >> 16) & 0o170000 == 0o120000:
-                    raise AgeGenderError(f"{archive}: member '{info.filename}' is a link; refusing it")
-                if info.is_dir():
-                    destination.mkdir(parents=True, exist_ok=True)
-                    continue
-                destination.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_bytes(destination, zf.read(info))
-    except zipfile.BadZipFile as exc:
-        raise AgeGenderError(f"{archive}: not a readable zip archive ({exc})") from exc
-
-
-def _extract_tar(archive: Path, target: Path) -> None:
-    try:
-        with tarfile.open(archive) as tf:
-            for member in tf.getmembers():
-                destination = _check_member(archive, target, member.name)
-                if member.issym() or member.islnk():
-                    raise AgeGenderError(f"{archive}: member '{member.name}' is a link; refusing it")
-                if member.isdir():
-                    destination.mkdir(parents=True, exist_ok=True)
-                elif member.isfile():
-                    destination.parent.mkdir(parents=True, exist_ok=True)
-                    handle = tf.extractfile(member)
-                    atomic_write_bytes(destination, handle.read() if handle else b"")
-    except tarfile.TarError as exc:
-        raise AgeGenderError(f"{archive}: not a readable tar archive ({exc})") from exc
 
 
 def list_files(folder: Path) -> list[Path]:
@@ -211,31 +152,59 @@ def write_manifest(records: Sequence[Record], path: Path) -> None:
 
 
 def read_manifest(path: Path, split: str | None = None) -> list[Record]:
-    """Records of a manifest written by `agegender dataset`, optionally one split."""
+    """Records of a manifest written by `agegender dataset`, optionally one split; every field is checked
+    (the file may come from anyone), a bad row is a one-line error naming its line."""
     if not path.is_file():
         raise AgeGenderError(f"{path}: no manifest here; run `agegender dataset SOURCE --out {path.parent}`")
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is None or set(MANIFEST_FIELDS) - set(reader.fieldnames):
-            raise AgeGenderError(f"{path}: not a manifest (columns {', '.join(MANIFEST_FIELDS)} expected)")
-        records = [
-            Record(
-                path.parent / row["path"],
-                int(row["age"]),
-                int(row["gender"]),
-                int(row["race"]) if row["race"] else None,
-                int(row["age_class"]),
-                row["split"],
-                row.get("source") or "",
-                row.get("group") or "",
-            )
-            for row in reader
-        ]
-    if split is not None:
-        if split not in SPLITS:
-            raise AgeGenderError(f"unknown split '{split}'; choose one of {', '.join(SPLITS)}")
-        records = [r for r in records if r.split == split]
+    if split is not None and split not in SPLITS:
+        raise AgeGenderError(f"unknown split '{split}'; choose one of {', '.join(SPLITS)}")
+    records = []
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            if reader.fieldnames is None or set(MANIFEST_FIELDS) - set(reader.fieldnames):
+                raise AgeGenderError(f"{path}: not a manifest (columns {', '.join(MANIFEST_FIELDS)} expected)")
+            for row in reader:
+                try:
+                    record = _manifest_record(row, path.parent)
+                except ValueError as exc:
+                    raise AgeGenderError(f"{path}, line {reader.line_num}: {exc}; fix the row or run "
+                                         "`agegender dataset` again") from None
+                if split is None or record.split == split:
+                    records.append(record)
+    except UnicodeDecodeError as exc:
+        raise AgeGenderError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); not a manifest") from None
+    except csv.Error as exc:
+        raise AgeGenderError(f"{path}: not a readable CSV manifest ({exc})") from None
     return records
+
+
+def _manifest_record(row: dict, base: Path) -> Record:
+    """One manifest row as a Record; ValueError says which field is wrong."""
+    if None in row or any(row.get(field) is None for field in MANIFEST_FIELDS):
+        given = sum(value is not None for key, value in row.items() if key is not None) + len(row.get(None) or [])
+        raise ValueError(f"{given} fields where the header names {len(row) - (None in row)}")
+    if not row["path"] or "\0" in row["path"]:
+        raise ValueError("empty or invalid path")
+    age = _whole_number(row, "age", 0, MAX_AGE)
+    gender = _whole_number(row, "gender", 0, len(GENDERS) - 1)
+    race = _whole_number(row, "race", 0, 4) if row["race"] else None
+    age_class = _whole_number(row, "age_class", 0, len(AGE_CLASSES) - 1)
+    if row["split"] not in SPLITS:
+        raise ValueError(f"split {_shown(row['split'])} is not one of {', '.join(SPLITS)}")
+    return Record(base / row["path"], age, gender, race, age_class, row["split"],
+                  row.get("source") or "", row.get("group") or "")
+
+
+def _whole_number(row: dict, field: str, low: int, high: int) -> int:
+    text = row[field].strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= 4) or not low <= int(text) <= high:
+        raise ValueError(f"{field} {_shown(row[field])} is not a whole number from {low} to {high}")
+    return int(text)
+
+
+def _shown(value: str) -> str:
+    return repr(value if len(value) <= 40 else value[:40] + "...")
 
 
 def records_from_folder(folder: Path, gaps: str = "drop") -> tuple[list[Record], list[Skipped]]:
@@ -292,6 +261,7 @@ def build_dataset(cfg: DatasetConfig, progress: Callable[[str], None] | None = N
     from agegender_cli.data.duplicates import groups_of, scan_images
 
     say = progress or (lambda _message: None)
+    make_folder(cfg.out, "--out")
     records, skipped = _source_records(cfg.sources, cfg.out, cfg.gaps, say)
     if records and (cfg.check_images or cfg.duplicates != "ignore"):
         say(f"decoding {len(records)} images" + (" to check them" if cfg.check_images else ""))

@@ -22,9 +22,10 @@ class ImageBatch:
 
 def _decode(path: Path) -> np.ndarray | str:
     from agegender_cli.faces.inputs import read_image
+    from agegender_cli.fileio import display
 
     image, error = read_image(str(path))
-    return image if image is not None else f"{path}: {error}"
+    return image if image is not None else f"{display(path)}: {error}"
 
 
 def _decode_batch(paths: Sequence[Path], start: int) -> ImageBatch:

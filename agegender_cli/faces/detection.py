@@ -56,15 +56,54 @@ class FaceDetector(Protocol):
     def detect(self, images: Sequence[np.ndarray]) -> list[list[Detection]]: ...
 
 
-def make_detector(name: str, *, min_face: int = 20, min_score: float = 0.9, device: str = "cpu") -> FaceDetector:
-    """Build a detector by name: "mtcnn", "haar" or "none" (the whole image is the face)."""
+def make_detector(
+    name: str, *, min_face: int = 20, min_score: float = 0.9, device: str = "cpu", max_side: int | None = None
+) -> FaceDetector:
+    """Build a detector by name: "mtcnn", "haar" or "none" (the whole image is the face); photos longer than
+    `max_side` (default: the detect_max_side limit) are searched at that size."""
+    if max_side is None:
+        from agegender_cli.limits import current_limits
+
+        max_side = current_limits().detect_max_side
     if name == "mtcnn":
-        return MtcnnDetector(min_face=min_face, min_score=min_score, device=device)
+        return DownscalingDetector(MtcnnDetector(min_face=min_face, min_score=min_score, device=device), max_side)
     if name == "haar":
-        return HaarDetector(min_face=min_face, min_score=min_score)
+        return DownscalingDetector(HaarDetector(min_face=min_face, min_score=min_score), max_side)
     if name == "none":
         return WholeImageDetector()
     raise AgeGenderError(f"unknown detector {name!r}: choose one of {', '.join(DETECTORS)}")
+
+
+class DownscalingDetector:
+    """Another detector run on photos shrunk to `max_side` pixels on their long side, its boxes and landmarks
+    mapped back to the photo's pixels: MTCNN's image pyramid on a 12000 px photo takes gigabytes."""
+
+    def __init__(self, inner: FaceDetector, max_side: int) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.max_side = max_side
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
+        import cv2
+
+        shrunk, scales = [], []
+        for image in images:
+            height, width = image.shape[:2]
+            scale = min(1.0, self.max_side / max(height, width))
+            if scale < 1.0:
+                size = (max(1, round(width * scale)), max(1, round(height * scale)))
+                image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+            shrunk.append(image)
+            scales.append(scale)
+        found = self.inner.detect(shrunk)
+        return [faces if scale == 1.0 else [_scaled(face, 1.0 / scale) for face in faces]
+                for faces, scale in zip(found, scales, strict=True)]
+
+
+def _scaled(face: Detection, factor: float) -> Detection:
+    box = tuple(round(v * factor) for v in face.box)
+    marks = None if face.landmarks is None else tuple((x * factor, y * factor) for x, y in face.landmarks)
+    return Detection(box, face.score, marks)  # type: ignore[arg-type]
 
 
 class MtcnnDetector:

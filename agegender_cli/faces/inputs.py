@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import glob
+import io
+import os
 import queue
 import sys
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +17,10 @@ from typing import TextIO
 
 import numpy as np
 
+from agegender_cli.config import Limits
 from agegender_cli.errors import AgeGenderError
+from agegender_cli.fileio import display
+from agegender_cli.limits import current_limits, raise_hint
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm"})
@@ -31,6 +36,7 @@ class InputItem:
     path: str
     kind: str  # "image" | "video" | "error"
     error: str | None = None
+    relative: str = ""  # its name for outputs: the path under the folder given, else the file name
 
 
 @dataclass(frozen=True)
@@ -45,16 +51,77 @@ class Frame:
 
 def expand_inputs(specs: Sequence[str], *, stdin: TextIO | None = None) -> list[InputItem]:
     """Turn files, folders (recursive), globs and "-" (paths on stdin) into items, duplicates dropped."""
-    stdin = stdin if stdin is not None else sys.stdin  # looked up at call time, not import time
-    items: list[InputItem] = []
-    for spec in specs:
-        if spec == "-":
-            for line in stdin:
-                if path := line.rstrip("\r\n"):
-                    items.extend(_expand_path(path, explicit=True))
-        else:
-            items.extend(_expand_spec(spec))
-    return _dedupe(items)
+    return list(InputStream(specs, stdin=stdin))
+
+
+class InputStream:
+    """The items of the inputs in order, duplicates dropped; paths on stdin are read by a thread and handed
+    over as they arrive, so the first photo is processed before the producer of the list has finished."""
+
+    _END = object()
+
+    def __init__(self, specs: Sequence[str], *, stdin: TextIO | None = None) -> None:
+        self.streamed = "-" in specs
+        self._stdin = stdin if stdin is not None else sys.stdin  # looked up at call time, not import time
+        self._queue: queue.Queue = queue.Queue()
+        self._seen: set[str] = set()
+        self._failure: BaseException | None = None
+        self._done = False
+        if self.streamed:
+            threading.Thread(target=self._produce, args=(list(specs),), daemon=True, name="inputs").start()
+        else:  # listing files and folders is quick: all items are known before the first is processed
+            self._produce(list(specs))
+
+    def known(self) -> list[InputItem]:
+        """Every item, duplicates dropped, when none come from stdin; [] when they do (not known yet)."""
+        if self.streamed:
+            return []
+        seen: set[str] = set()
+        return [item for item in list(self._queue.queue) if item is not self._END and _first(item, seen)]
+
+    def _produce(self, specs: list[str]) -> None:
+        try:
+            for spec in specs:
+                if spec != "-":
+                    for item in _expand_spec(spec):
+                        self._queue.put(item)
+                    continue
+                for line in self._stdin:
+                    if path := line.rstrip("\r\n"):
+                        for item in _expand_path(path, explicit=True):
+                            self._queue.put(item)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            self._failure = exc
+        finally:
+            self._queue.put(self._END)
+
+    def __iter__(self) -> InputStream:
+        return self
+
+    def __next__(self) -> InputItem:
+        while not self._done:
+            item = self._queue.get()
+            if item is self._END:
+                self._done = True
+                if self._failure is not None:
+                    raise self._failure
+                break
+            if _first(item, self._seen):
+                return item
+        raise StopIteration
+
+    def ready(self) -> bool:
+        """Whether the next item (or the end) can be taken without waiting for stdin."""
+        return self._done or not self._queue.empty()
+
+
+def _first(item: InputItem, seen: set[str]) -> bool:
+    """Whether `item` is met for the first time (a file named twice, or by two routes, is read once)."""
+    key = item.path if item.kind == "error" else str(Path(item.path).resolve())
+    if key in seen:
+        return False
+    seen.add(key)
+    return True
 
 
 def _expand_spec(spec: str) -> list[InputItem]:
@@ -67,11 +134,13 @@ def _expand_spec(spec: str) -> list[InputItem]:
 def _expand_path(path: str, *, explicit: bool) -> list[InputItem]:
     p = Path(path)
     if p.is_dir():
-        found = [InputItem(str(f), _kind(f)) for f in _media_files(p)]
+        found = [InputItem(str(f), _kind(f), relative=str(f.relative_to(p))) for f in _media_files(p)]
         return found or [InputItem(path, "error", "folder has no images or videos")]
     if p.is_file():
         # A file named explicitly is tried even with an unknown extension; decoding reports it.
-        return [InputItem(path, _kind(p))] if explicit or _is_media(p) else []
+        return [InputItem(path, _kind(p), relative=p.name)] if explicit or _is_media(p) else []
+    if p.exists():  # reading a FIFO or a device would wait or never end
+        return [InputItem(path, "error", "not a regular file or folder (a device, pipe or socket); skipped")]
     return [InputItem(path, "error", "no such file or folder")]
 
 
@@ -92,19 +161,9 @@ def _kind(path: Path) -> str:
     return "video" if path.suffix.lower() in VIDEO_EXTENSIONS else "image"
 
 
-def _dedupe(items: list[InputItem]) -> list[InputItem]:
-    seen: set[str] = set()
-    unique = []
-    for item in items:
-        key = item.path if item.kind == "error" else str(Path(item.path).resolve())
-        if key not in seen:
-            seen.add(key)
-            unique.append(item)
-    return unique
-
-
 def iter_frames(
-    items: Iterable[InputItem], *, every: int = 1, workers: int = 2, ahead: int | None = None
+    items: Iterable[InputItem], *, every: int = 1, workers: int = 2, ahead: int | None = None,
+    ready: Callable[[], bool] | None = None,
 ) -> Iterator[Frame]:
     """Yield the frames of the items in order; `workers` threads decode up to `ahead` items early.
 
@@ -118,9 +177,10 @@ def iter_frames(
     pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="decode")
     pending: deque[_Job] = deque()
     remaining = iter(items)
+    ready = ready or getattr(items, "ready", lambda: True)  # whether taking one more item would wait
     try:
         while True:
-            while len(pending) < ahead and (item := next(remaining, None)) is not None:
+            while len(pending) < ahead and (not pending or ready()) and (item := next(remaining, None)) is not None:
                 pending.append(_start(pool, item, every, stop))
             if not pending:
                 return
@@ -196,21 +256,46 @@ def read_image_frame(path: str) -> Frame:
     return Frame(path, None, image, error)
 
 
-def read_image(path: str) -> tuple[np.ndarray | None, str | None]:
-    """Decode an image file into BGR uint8, or say why not; works with non-ASCII paths."""
+def read_image(path: str, limits: Limits | None = None) -> tuple[np.ndarray | None, str | None]:
+    """Decode an image file into BGR uint8, or say why not; works with non-ASCII paths. The file size and
+    the pixel count in the header are checked against the limits before anything is decoded."""
     import cv2
 
+    limits = limits or current_limits()
     try:
-        data = np.fromfile(path, dtype=np.uint8)
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > limits.max_image_bytes:
+                return None, (f"file is {size / 2**20:.0f} MB, above the {limits.max_image_bytes / 2**20:.0f} MB "
+                              f"limit for an image; {raise_hint('max_image_bytes')}")
+            raw = handle.read()
     except OSError as exc:
         return None, f"cannot read file: {exc.strerror or exc}"
-    if data.size == 0:
+    if not raw:
         return None, DECODE_ERROR
+    if (too_large := _too_many_pixels(raw, limits)) is not None:
+        return None, too_large
     try:
-        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        image = cv2.imdecode(np.frombuffer(raw, dtype=np.uint8), cv2.IMREAD_COLOR)
     except cv2.error:
         image = None
     return (None, DECODE_ERROR) if image is None else (image, None)
+
+
+def _too_many_pixels(data: bytes, limits: Limits) -> str | None:
+    """Why the image is refused by its header's size (PIL reads only the header), or None."""
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None  # the limit below replaces PIL's own warning/error
+    try:
+        with Image.open(io.BytesIO(data)) as header:  # BytesIO shares the bytes, no copy
+            width, height = header.size
+    except Exception:  # noqa: BLE001 - PIL raises many types on odd headers; OpenCV decides below
+        return None
+    if width * height <= limits.max_image_pixels:
+        return None
+    return (f"image is {width} x {height} = {width * height / 1e6:.0f} MP, above the "
+            f"{limits.max_image_pixels / 1e6:.0f} MP limit; {raise_hint('max_image_pixels')}")
 
 
 def load_image(path: str | Path) -> np.ndarray:
@@ -225,14 +310,21 @@ def read_video(path: str, *, every: int = 1) -> Iterator[Frame]:
     """Yield frames 0, every, 2*every, ... of a video; one error frame if it has none to give."""
     import cv2
 
+    if display(path) != path:  # OpenCV's string conversion crashes the process on such names
+        yield Frame(path, None, None, "cannot open video: its file name is not valid UTF-8; rename the file")
+        return
     capture = cv2.VideoCapture(path)
     try:
         if not capture.isOpened():
             yield Frame(path, None, None, "cannot open video: unsupported format or corrupt file")
             return
-        count = yield from _video_frames(capture, path, every)
+        declared = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        count, read = yield from _video_frames(capture, path, every)
         if count == 0:
             yield Frame(path, None, None, "cannot decode video: no frames could be read")
+        elif read < declared - max(2, declared // 100):  # a count estimated from the duration errs a little
+            yield Frame(path, read, None, f"video ends early: read {read} of the {declared} frames its header "
+                                          "declares (truncated or corrupt file); the frames read were used")
     finally:
         capture.release()
 
@@ -247,4 +339,4 @@ def _video_frames(capture, path: str, every: int):
                 count += 1
                 yield Frame(path, index, image)
         index += 1
-    return count
+    return count, index

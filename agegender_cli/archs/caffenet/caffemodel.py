@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import math
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -10,17 +13,28 @@ import numpy as np
 import torch
 from torch import nn
 
-from agegender_cli.archs.caffenet.net import PARAM_LAYERS, LeviHassnerNet, cv2_errors, read_cv2_net
+from agegender_cli.archs.caffenet.net import PARAM_LAYERS, LeviHassnerNet, check_file_size, cv2_errors, read_cv2_net
 from agegender_cli.errors import AgeGenderError
 from agegender_cli.fileio import atomic_write
+from agegender_cli.protowire import WireFormatError, iter_fields, iter_varints
 
 # Field numbers of OpenCV's caffe.proto (opencv-caffe.proto, a superset of BVLC's).
 _NET_NAME, _NET_LAYER = 1, 100
 _LAYER_NAME, _LAYER_TYPE, _LAYER_BLOBS = 1, 2, 7
 _BLOB_DATA, _BLOB_SHAPE, _BLOB_RAW_TYPE, _BLOB_RAW_DATA = 5, 7, 10, 12
 _SHAPE_DIM = 1
-_TYPE_FLOAT16 = 2  # opencv_caffe.Type, from NVIDIA's Caffe
-_VARINT, _LEN = 0, 2
+_TYPE_FLOAT, _TYPE_FLOAT16 = 1, 2  # opencv_caffe.Type, from NVIDIA's Caffe
+_VARINT, _LEN, _FIXED32 = 0, 2, 5
+# Read back also: the V1 `layers` = 2 (name = 4, blobs = 6), the V0 `layer` = 1 inside them (name = 1,
+# blobs = 50), and BlobProto's deprecated num, channels, height, width = 1..4.
+_NET_LAYERS_V1, _V1_NAME, _V1_BLOBS, _V1_V0_LAYER, _V0_NAME, _V0_BLOBS = 2, 4, 6, 1, 1, 50
+_BLOB_LEGACY_DIMS = (1, 2, 3, 4)
+# cv2.dnn allocates each blob at its declared shape before it counts the values, so a few bytes could ask for
+# terabytes. fc6 (512 x 18,816 = 9.6 M values) is the largest blob of the original nets and of ours, whose
+# files are 23 MB (fp16) and 44 MB (fp32).
+MAX_BLOB_ELEMENTS = 1 << 24
+MAX_BLOB_RANK = 4
+MAX_CAFFEMODEL_BYTES = 256 << 20
 _LAYER_TYPES = {nn.Conv2d: "Convolution", nn.Linear: "InnerProduct"}
 
 
@@ -79,6 +93,119 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
+def check_caffemodel(path: Path) -> None:
+    """A one-line error unless every blob of the .caffemodel at `path` is one cv2.dnn can read within the caps."""
+    path = Path(os.path.realpath(path)) if path.is_symlink() else path  # name the user's file, not a link
+    check_file_size(path, MAX_CAFFEMODEL_BYTES)
+    try:
+        named = _weighted_layers(memoryview(path.read_bytes()))
+    except OSError as exc:
+        raise AgeGenderError(f"cannot read {path} ({exc.strerror or exc})") from exc
+    except WireFormatError as exc:
+        raise AgeGenderError(f"{path}: not a readable Caffe model ({exc})") from exc
+    missing = [name for name in PARAM_LAYERS if name not in named]
+    if missing:
+        raise AgeGenderError(f"{path}: no weights for layer {', '.join(missing)}; is it a Levi-Hassner net?")
+
+
+def _weighted_layers(net: memoryview) -> set[str]:
+    """The names of the layers that carry blobs, every blob checked on the way."""
+    named = set()
+    for name, blobs in _layers(net):
+        for blob in blobs:
+            _check_blob(blob)
+        if blobs:
+            named.add(name)
+    return named
+
+
+def _sub(wire: int, value: int | memoryview, what: str) -> memoryview:
+    if wire != _LEN:
+        raise WireFormatError(f"{what} has wire type {wire}")
+    return value
+
+
+def _layers(net: memoryview) -> Iterator[tuple[str, list[memoryview]]]:
+    """(name, blob messages) of every layer of a NetParameter: V2 `layer`, V1 `layers` and V0 inside those."""
+    for number, wire, value in iter_fields(net):
+        if number == _NET_LAYER:
+            yield _layer(_sub(wire, value, "a layer"), _LAYER_NAME, _LAYER_BLOBS)
+        elif number == _NET_LAYERS_V1:
+            v1 = _sub(wire, value, "a V1 layer")
+            yield _layer(v1, _V1_NAME, _V1_BLOBS)
+            for inner, inner_wire, v0 in iter_fields(v1):
+                if inner == _V1_V0_LAYER:
+                    yield _layer(_sub(inner_wire, v0, "a V0 layer"), _V0_NAME, _V0_BLOBS)
+
+
+def _layer(message: memoryview, name_field: int, blobs_field: int) -> tuple[str, list[memoryview]]:
+    name, blobs = "", []
+    for number, wire, value in iter_fields(message):
+        if number == name_field:
+            name = bytes(_sub(wire, value, "a layer name")).decode("utf-8", "replace")
+        elif number == blobs_field:
+            blobs.append(_sub(wire, value, "a blob"))
+    return name, blobs
+
+
+def _as_int(value: int) -> int:
+    """A protobuf int as cv2.dnn ends up holding it: cut to 32 bits, signed."""
+    return (value + (1 << 31)) % (1 << 32) - (1 << 31)
+
+
+def _blob_shape(legacy: dict[int, int], shape: list[int] | None) -> tuple[int, ...]:
+    """num/channels/height/width when any is set, else BlobShape, else a scalar (blobShapeFromProto's rule)."""
+    if legacy:
+        shape = [legacy.get(number, 0) for number in _BLOB_LEGACY_DIMS]
+    dims = tuple(_as_int(d) for d in (shape if shape is not None else [1]))
+    if len(dims) > MAX_BLOB_RANK or any(d < 0 for d in dims):
+        raise WireFormatError(f"blob shape {dims} is not a shape of at most {MAX_BLOB_RANK} sizes >= 0")
+    if math.prod(dims) > MAX_BLOB_ELEMENTS:
+        raise WireFormatError(f"blob shape {dims} holds {math.prod(dims):,} values, above the cap of "
+                              f"{MAX_BLOB_ELEMENTS:,}")
+    return dims
+
+
+def _shape_dims(message: memoryview) -> list[int]:
+    """BlobShape.dim, packed or not, refused past MAX_BLOB_RANK dims before decoding more."""
+    dims: list[int] = []
+    for number, wire, value in iter_fields(message):
+        if number == _SHAPE_DIM and wire == _VARINT:
+            dims.append(value)
+        elif number == _SHAPE_DIM:
+            dims += itertools.islice(iter_varints(_sub(wire, value, "a blob shape")), MAX_BLOB_RANK + 1)
+        if len(dims) > MAX_BLOB_RANK:
+            raise WireFormatError(f"blob shape has more than {MAX_BLOB_RANK} dims")
+    return dims
+
+
+def _check_blob(blob: memoryview) -> None:
+    """A BlobProto as cv2.dnn's blobFromProto reads it: a capped shape, and as many float or fp16/fp32 raw values."""
+    legacy: dict[int, int] = {}
+    shape, raw, raw_type, floats = None, None, 0, 0
+    for number, wire, value in iter_fields(blob):
+        if number in _BLOB_LEGACY_DIMS and wire == _VARINT:
+            legacy[number] = value
+        elif number == _BLOB_SHAPE:
+            shape = _shape_dims(_sub(wire, value, "a blob shape"))
+        elif number == _BLOB_DATA:
+            floats += 1 if wire == _FIXED32 else len(_sub(wire, value, "blob data")) // 4
+        elif number == _BLOB_RAW_TYPE and wire == _VARINT:
+            raw_type = value
+        elif number == _BLOB_RAW_DATA:
+            raw = _sub(wire, value, "blob raw data")
+    dims = _blob_shape(legacy, shape)
+    count = math.prod(dims)
+    if floats:
+        found = floats
+    elif raw is not None and raw_type in (_TYPE_FLOAT, _TYPE_FLOAT16):
+        found = len(raw) // (4 if raw_type == _TYPE_FLOAT else 2)
+    else:
+        raise WireFormatError("a blob holds neither float data nor fp16/fp32 raw data")
+    if found != count:
+        raise WireFormatError(f"a blob of shape {dims} holds {found:,} values, not {count:,}")
+
+
 def read_params(prototxt: Path, caffemodel: Path) -> dict[str, list[np.ndarray]]:
     """The parameter blobs of PARAM_LAYERS as cv2.dnn loads them (fp16 blobs come back as float32)."""
     net = read_cv2_net(prototxt, caffemodel)
@@ -89,7 +216,10 @@ def read_params(prototxt: Path, caffemodel: Path) -> dict[str, list[np.ndarray]]
 def twin_from_caffemodel(prototxt: Path, caffemodel: Path) -> LeviHassnerNet:
     """A LeviHassnerNet holding the weights of a Caffe model (ours or the original Levi-Hassner files)."""
     params = read_params(prototxt, caffemodel)
-    twin = LeviHassnerNet(num_classes=params["fc8"][1].size)
+    fc8_weight, fc8_bias = params["fc8"]
+    if fc8_weight.size != fc8_bias.size * 512:  # checked before the size of fc8 is trusted to build it
+        raise AgeGenderError(f"{caffemodel}: layer fc8 does not fit the Levi-Hassner architecture")
+    twin = LeviHassnerNet(num_classes=fc8_bias.size)
     with torch.no_grad():
         for name, (weight, bias) in params.items():
             layer = getattr(twin, name)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +22,10 @@ MEAN_BGR = (78.4263377603, 87.7689143744, 114.895847746)
 NUM_CLASSES = {"gender": 2, "age": 8}
 NET_NAMES = {"gender": "gender_net", "age": "age_net"}
 PARAM_LAYERS = ("conv1", "conv2", "conv3", "fc6", "fc7", "fc8")
+# What a model folder may ask of memory before cv2.dnn is let at it: the deploy prototxts are 2 KB, and
+# cv2.dnn reckons 6 MiB of activations per 227 x 227 face for the Levi-Hassner nets.
+MAX_PROTOTXT_BYTES = 1 << 20
+MAX_ACTIVATION_BYTES = 64 << 20
 
 # The original nets' output orders. They map index-to-index onto labels.GENDERS ("male", "female")
 # and labels.AGE_CLASSES: (8-12) is read as 8-13 and (60-100) as 60+, the report's classes.
@@ -170,14 +177,69 @@ def check_model_folder(folder: Path) -> None:
 
 @contextmanager
 def cv2_errors(prototxt: Path, caffemodel: Path) -> Iterator[None]:
-    """cv2.error as a one-line AgeGenderError naming the files (cv2 finds misfit weights only on use)."""
+    """cv2.error as a one-line AgeGenderError naming the files (cv2 finds misfit weights only on use).
+
+    What OpenCV and libprotobuf print on the way is held back: shown if all goes well, dropped for the error line.
+    """
+    noise: list[str] = []
     try:
-        yield
+        with _native_stderr(noise):
+            yield
     except cv2.error as exc:
-        reason = str(exc).strip().splitlines()[-1].rpartition("error: ")[2]
-        raise AgeGenderError(f"cv2.dnn cannot use {caffemodel} with {prototxt}: {reason}") from exc
+        raise _cv2_failure(prototxt, caffemodel, exc, noise) from exc
+    if noise:
+        print("\n".join(noise), file=sys.stderr)
+
+
+def _cv2_failure(prototxt: Path, caffemodel: Path, exc: cv2.error, noise: list[str]) -> AgeGenderError:
+    syntax = [line.rpartition("NetParameter: ")[2] for line in noise if "Error parsing text-format" in line]
+    if syntax:
+        return AgeGenderError(f"{prototxt}: not a Caffe prototxt (line:column {syntax[0]})")
+    reason = (str(exc).strip().splitlines() or ["unknown error"])[-1].rpartition("error: ")[2]
+    return AgeGenderError(f"cv2.dnn cannot use {caffemodel} with {prototxt}: {reason}")
+
+
+@contextmanager
+def _native_stderr(lines: list[str]) -> Iterator[None]:
+    """Hold back what C++ code writes to fd 2 and append it to `lines`."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to hold back
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines += sink.read(1 << 16).decode("utf-8", "replace").splitlines()
+
+
+def check_file_size(path: Path, max_bytes: int) -> None:
+    """A one-line error unless `path` is a file of at most `max_bytes`."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise AgeGenderError(f"cannot read {path} ({exc.strerror or exc})") from exc
+    if size > max_bytes:
+        raise AgeGenderError(f"{path} has {size:,} bytes, above the cap of {max_bytes:,} for this file")
 
 
 def read_cv2_net(prototxt: Path, caffemodel: Path) -> cv2.dnn.Net:
+    """cv2.dnn's net, its files checked first: cv2.dnn allocates what they declare before it checks anything."""
+    from agegender_cli.archs.caffenet.caffemodel import check_caffemodel  # that module imports this one
+
+    check_file_size(prototxt, MAX_PROTOTXT_BYTES)
+    check_caffemodel(caffemodel)
     with cv2_errors(prototxt, caffemodel):
-        return cv2.dnn.readNetFromCaffe(str(prototxt), str(caffemodel))
+        net = cv2.dnn.readNetFromCaffe(str(prototxt), str(caffemodel))
+        _, activations = net.getMemoryConsumption((1, 3, INPUT_SIZE, INPUT_SIZE))
+    if activations > MAX_ACTIVATION_BYTES:
+        raise AgeGenderError(f"{prototxt}: the net needs {activations >> 20} MiB per face, above the cap of "
+                             f"{MAX_ACTIVATION_BYTES >> 20} MiB (the Levi-Hassner nets need 6)")
+    return net

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Mapping
@@ -37,7 +38,7 @@ def resolve_caffe_weights(
     """A model folder for CaffenetPredictor holding the original nets: `folder` if given, else the cache,
     filled by a download when `online` (sha256 checked where known, `sha256` overrides ORIGINAL_SHA256)."""
     if folder is not None:
-        return _prepare_folder(Path(folder).expanduser(), _user_folder_message)
+        return _user_folder_view(Path(folder).expanduser())
     target = original_cache_dir()
     missing = [task for task in NET_NAMES if not net_files(target, task)[1].is_file()]
     if missing and not online:
@@ -60,6 +61,30 @@ def _prepare_folder(folder: Path, message: Callable[[Path, str], str]) -> Path:
     return folder
 
 
+def _user_folder_view(folder: Path) -> Path:
+    """A model folder in the cache for the user's weights: the deploy prototxts written there, links to the
+    user's .caffemodel files beside them; the user's folder is only read."""
+    missing = [name for name in ORIGINAL_SHA256 if not (folder / name).is_file()]
+    if missing:
+        raise AgeGenderError(_user_folder_message(folder, f"{folder} lacks {' and '.join(missing)}"))
+    real = os.path.realpath(folder)
+    view = original_cache_dir() / "user" / hashlib.sha256(os.fsencode(real)).hexdigest()[:16]
+    try:
+        view.mkdir(parents=True, exist_ok=True)
+        for task in NET_NAMES:
+            link = net_files(view, task)[1]
+            target = Path(real) / link.name
+            if not (link.is_symlink() and os.readlink(link) == str(target)):
+                tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
+                tmp.unlink(missing_ok=True)
+                tmp.symlink_to(target)
+                os.replace(tmp, link)
+    except OSError as exc:
+        raise AgeGenderError(f"cannot write the cache folder {view} ({exc.strerror or exc}); set "
+                             "AGEGENDER_HOME to a writable folder") from exc
+    return _prepare_folder(view, _user_folder_message)
+
+
 def _write_prototxt(path: Path, num_classes: int) -> None:
     text = deploy_prototxt(num_classes)
     if path.is_file() and path.read_text() == text:
@@ -68,7 +93,7 @@ def _write_prototxt(path: Path, num_classes: int) -> None:
         atomic_write_text(path, text)
     except OSError as exc:
         raise AgeGenderError(
-            f"cannot write {path} ({exc.strerror or exc}): copy the .caffemodel files to a writable folder"
+            f"cannot write {path} ({exc.strerror or exc}): set AGEGENDER_HOME to a writable folder"
         ) from exc
 
 

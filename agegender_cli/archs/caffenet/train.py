@@ -34,6 +34,7 @@ from agegender_cli.faces.inputs import load_image
 from agegender_cli.fileio import atomic_torch_save, atomic_write_text
 from agegender_cli.progress import SILENT, Reporter
 from agegender_cli.runtime import describe_precision, pick_device, resolve_precision
+from agegender_cli.torchfiles import MAX_RESUME_BYTES, load_checked
 
 CHECKPOINT = "checkpoint.pt"
 HISTORY = "history.json"
@@ -377,10 +378,7 @@ def _restore(run: _Run, path: Path, cfg: CaffenetTrainConfig, n_train: int, log:
     if not path.is_file():
         log(f"caffenet: no checkpoint at {path}, starting from epoch 1")
         return
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a file that is not a checkpoint
-        raise AgeGenderError(f"cannot read the checkpoint {path} ({type(exc).__name__}): delete it") from exc
+    saved = load_checked(path, "training checkpoint", MAX_RESUME_BYTES)
     if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
         raise AgeGenderError(f"{path} is not a caffenet training checkpoint: delete it or choose another --out")
     _check_resumable(saved, path, cfg, n_train)

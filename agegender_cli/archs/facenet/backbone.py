@@ -20,6 +20,7 @@ from agegender_cli.archs.facenet.tf_graph import graph_to_state_dict
 from agegender_cli.cache import CHUNK, HOME_ENV, Log, RouteFailed, cache_dir, download, print_to_stderr
 from agegender_cli.errors import AgeGenderError
 from agegender_cli.fileio import atomic_torch_save, atomic_write_text, sha256_file
+from agegender_cli.torchfiles import TorchFileError, check_torch_file, torch_load_reason
 
 URL_BASE_ENV = "AGEGENDER_BACKBONE_URL_BASE"
 CONVERTER_VERSION = 1
@@ -121,16 +122,25 @@ def _expected_shapes() -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in InceptionResnetV1().state_dict().items()}
 
 
+def is_weight(value: Any, shape: tuple[int, ...]) -> bool:
+    """A plain real-valued tensor of `shape`, which load_state_dict can copy into a parameter."""
+    import torch
+
+    if not isinstance(value, torch.Tensor) or value.layout != torch.strided or value.is_quantized:
+        return False
+    return not value.is_complex() and value.dtype != torch.bool and tuple(value.shape) == shape
+
+
 def check_state_dict(state: dict) -> None:
-    """Raise RouteFailed unless `state` has exactly the keys and shapes InceptionResnetV1 wants."""
+    """Raise RouteFailed unless `state` has exactly the keys, shapes and real tensors InceptionResnetV1 wants."""
     expected = _expected_shapes()
     missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in expected if k in state and tuple(state[k].shape) != expected[k])
+    unexpected = sorted(str(k)[:80] for k in set(state) - set(expected))
+    wrong = sorted(k for k in expected if k in state and not is_weight(state[k], expected[k]))
     if missing or unexpected or wrong:
         raise RouteFailed(
             f"not an InceptionResnetV1 state dict ({len(missing)} missing, {len(unexpected)} unexpected,"
-            f" {len(wrong)} mis-shaped keys; first: {(missing + unexpected + wrong)[:3]})"
+            f" {len(wrong)} mis-shaped or non-tensor keys; first: {(missing + unexpected + wrong)[:3]})"
         )
 
 
@@ -140,17 +150,20 @@ def clean_state_dict(obj: Any) -> dict:
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
         raise RouteFailed(f"expected a state dict, got {type(obj).__name__}")
-    return {k: v for k, v in obj.items() if not k.startswith("logits.")}
+    return {k: v for k, v in obj.items() if not (isinstance(k, str) and k.startswith("logits."))}
 
 
 def _load_raw(path: Path) -> Any:
-    """torch.load(weights_only=True), any failure reported as RouteFailed."""
+    """torch.load(weights_only=True) of a file within MAX_TORCH_FILE_BYTES, any failure reported as RouteFailed."""
     import torch
 
     try:
+        check_torch_file(path)
         return torch.load(path, map_location="cpu", weights_only=True)
+    except TorchFileError as exc:
+        raise RouteFailed(str(exc)) from exc
     except Exception as exc:  # torch raises many types for a file that is not a checkpoint
-        raise RouteFailed(f"cannot read {path.name} as a torch state dict ({type(exc).__name__})") from exc
+        raise RouteFailed(f"cannot read {path.name} as a torch state dict ({torch_load_reason(exc)})") from exc
 
 
 def convert_pb(pb_path: Path) -> dict:
@@ -161,6 +174,8 @@ def convert_pb(pb_path: Path) -> dict:
         consts = tf_graph.read_constants(pb_path)
     except tf_graph.GraphParseError as exc:
         raise RouteFailed(f"{pb_path.name} is not a readable TensorFlow graph ({exc})") from exc
+    except OSError as exc:  # not the cache folder's fault, which is what resolve_backbone would say
+        raise RouteFailed(f"cannot read {pb_path.name} ({exc.strerror or exc})") from exc
     state = {k: torch.from_numpy(v) for k, v in graph_to_state_dict(consts).items()}
     check_state_dict(state)
     return state
@@ -173,7 +188,10 @@ def _from_weights_file(spec: BackboneSpec, weights_file: Path, log: Log) -> Reso
     """--backbone-weights FILE: a `.pt` state dict (used as is when clean) or a `.pb` graph (converted)."""
     if not weights_file.is_file():
         raise AgeGenderError(f"--backbone-weights: {weights_file} does not exist")
-    digest = sha256_file(weights_file)
+    try:
+        digest = sha256_file(weights_file)
+    except OSError as exc:
+        raise AgeGenderError(f"--backbone-weights: cannot read {weights_file} ({exc.strerror or exc})") from exc
     try:
         if weights_file.suffix.lower() == ".pb":
             return _from_user_pb(spec, weights_file, digest, log)
@@ -367,7 +385,11 @@ def load_backbone(resolved: ResolvedBackbone) -> Any:
     if sha256_file(resolved.path) != resolved.sha256:
         raise AgeGenderError(f"backbone file {resolved.path} changed since it was verified; delete it and rerun")
     model = InceptionResnetV1()
-    model.load_state_dict(torch.load(resolved.path, map_location="cpu", weights_only=True), strict=True)
+    try:
+        model.load_state_dict(torch.load(resolved.path, map_location="cpu", weights_only=True), strict=True)
+    except Exception as exc:  # verified when cached, so only a damaged or foreign file lands here
+        raise AgeGenderError(f"backbone file {resolved.path} cannot be loaded ({torch_load_reason(exc)});"
+                             " delete it and rerun") from exc
     return model.eval()
 
 

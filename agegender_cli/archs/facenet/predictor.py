@@ -2,32 +2,120 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from agegender_cli.archs.base import Prediction
-from agegender_cli.archs.facenet.model import FORMAT, build, standardize
-from agegender_cli.config import PreprocessConfig
+from agegender_cli.archs.facenet.model import FORMAT, UNFREEZE_CHOICES, build, standardize
+from agegender_cli.config import HEADS, PreprocessConfig
 from agegender_cli.data.augment import make_view
 from agegender_cli.data.preprocessing import preprocess
 from agegender_cli.errors import AgeGenderError
 from agegender_cli.runtime import autocast, describe_precision, pick_device, resolve_precision
 
+# The settings a checkpoint may carry, as `agegender train` and `agegender preprocess` accept them: a
+# hand-edited value beyond these would build huge layers or filters, or fail deep inside torch or OpenCV.
+_HIDDEN = (1, 65_536)
+_IMAGE_SIZE = (75, 512)  # InceptionResnetV1 needs 75 px at least; the tool trains at 160
+_PREPROCESS_INTS = {"blur_kernel": (1, 255), "clahe_tile": (1, 256), "gabor_kernel": (1, 255)}
+_PREPROCESS_POSITIVE = ("clahe_clip", "gabor_sigma", "gabor_lambda", "gabor_gamma")
+
 
 def load_checkpoint(path: Path) -> dict:
-    """A facenet checkpoint, loaded safely (weights_only) and checked."""
+    """A facenet checkpoint, loaded safely (weights_only, bounded size) and checked field by field."""
+    from agegender_cli.torchfiles import TorchFileError, check_torch_file, torch_load_reason
+
     try:
+        check_torch_file(path)
         ckpt = torch.load(path, weights_only=True, map_location="cpu")
     except FileNotFoundError as exc:
         raise AgeGenderError(f"{path}: no such model file; train one with `agegender train --arch facenet`") from exc
+    except TorchFileError as exc:
+        raise AgeGenderError(f"{path}: not a readable model checkpoint ({exc})") from exc
     except Exception as exc:  # a truncated or foreign file
-        raise AgeGenderError(f"{path}: not a readable model checkpoint ({type(exc).__name__})") from exc
+        raise AgeGenderError(f"{path}: not a readable model checkpoint ({torch_load_reason(exc)})") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise AgeGenderError(f"{path}: not an agegender facenet checkpoint (format {FORMAT} expected)")
+    problem = _checkpoint_problem(ckpt)
+    if problem:
+        raise AgeGenderError(f"{path}: broken facenet checkpoint ({problem})")
     return ckpt
+
+
+def _int_in(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _real_in(value: Any, low: float, high: float) -> bool:
+    real = isinstance(value, int | float) and not isinstance(value, bool)
+    return real and math.isfinite(value) and low <= value <= high
+
+
+def _checkpoint_problem(ckpt: dict) -> str | None:
+    """What makes a checkpoint of the right format unusable, or None."""
+    cfg, backbone, preprocess = (ckpt.get(key) for key in ("config", "backbone", "preprocess"))
+    if not (isinstance(cfg, dict) and isinstance(backbone, dict) and isinstance(preprocess, dict)):
+        return "config, backbone and preprocess must be dicts"
+    if not (isinstance(backbone.get("name"), str) and isinstance(backbone.get("sha256"), str)):
+        return "backbone needs a name and a sha256"
+    unfreeze, head = cfg.get("unfreeze"), cfg.get("head")
+    if not (isinstance(unfreeze, str) and unfreeze in UNFREEZE_CHOICES and isinstance(head, str) and head in HEADS):
+        return f"config unfreeze must be one of {', '.join(UNFREEZE_CHOICES)} and head one of {', '.join(HEADS)}"
+    if not (_int_in(cfg.get("hidden"), *_HIDDEN) and _real_in(cfg.get("dropout"), 0.0, 1.0)):
+        return f"config hidden must be an integer in {_HIDDEN[0]}..{_HIDDEN[1]} and dropout a number in 0..1"
+    if not _int_in(ckpt.get("image_size"), *_IMAGE_SIZE):
+        return f"image_size must be an integer in {_IMAGE_SIZE[0]}..{_IMAGE_SIZE[1]}"
+    return _preprocess_problem(preprocess) or _tail_problem(ckpt.get("state_dict"), cfg)
+
+
+def _preprocess_problem(raw: dict) -> str | None:
+    """A preprocess entry must name itself and hold PreprocessConfig fields in the ranges the CLI accepts."""
+    if not isinstance(raw.get("name"), str):
+        return "preprocess needs a name"
+    defaults = {f.name: getattr(PreprocessConfig(), f.name) for f in fields(PreprocessConfig)}
+    for key, value in raw.items():
+        if key != "name" and (key not in defaults or not _preprocess_ok(key, value, defaults[key])):
+            return f"preprocess setting {str(key)[:40]} is unknown or out of range"
+    return None
+
+
+def _preprocess_ok(key: str, value: Any, default: Any) -> bool:
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return _int_in(value, *_PREPROCESS_INTS[key]) and (key != "blur_kernel" or value % 2 == 1)
+    if not _real_in(value, -math.inf, math.inf):
+        return False
+    if key in _PREPROCESS_POSITIVE:
+        return value > 0
+    return value >= 0 or key != "blur_sigma"  # the Gabor angle and phase may be negative
+
+
+def _tail_problem(state: Any, cfg: dict) -> str | None:
+    """Whether the weights fit the tail the config describes, checked on a meta-device model (no memory)."""
+    from facenet_pytorch import InceptionResnetV1
+
+    from agegender_cli.archs.facenet.backbone import is_weight
+
+    if not isinstance(state, dict):
+        return "state_dict must be a dict of tensors"
+    with torch.device("meta"):
+        _, tail = build(InceptionResnetV1(), cfg["unfreeze"], cfg["head"], cfg["hidden"], cfg["dropout"])
+    want = {key: tuple(value.shape) for key, value in tail.state_dict().items()}
+    missing = sorted(set(want) - set(state))
+    unexpected = sorted(str(key)[:80] for key in set(state) - set(want))
+    wrong = sorted(key for key in want if key in state and not is_weight(state[key], want[key]))
+    if missing or unexpected or wrong:
+        return (f"its weights do not fit a {cfg['head']} head unfrozen from {cfg['unfreeze']}: {len(missing)} missing,"
+                f" {len(unexpected)} unexpected, {len(wrong)} mis-shaped or non-tensor; first: "
+                f"{(missing + unexpected + wrong)[:3]}")
+    return None
 
 
 class FacenetPredictor:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from agegender_cli.cache import RouteFailed
+from agegender_cli.protowire import WireFormatError, iter_fields, iter_varints, signed
 
 BN_EPS = 1e-3  # facenet-pytorch's BasicConv2d / last_bn eps, the value the TF graphs were trained with
 
@@ -29,10 +30,32 @@ _DTYPES: dict[int, np.dtype] = {
 # TensorProto repeated value fields: float_val=5, double_val=6, int_val=7, int64_val=10,
 # bool_val=11, half_val=13; the letter says how a packed run is decoded.
 _VALUE_FIELDS = {5: "f", 6: "d", 7: "v", 10: "v", 11: "v", 13: "v"}
+# The one value field TensorFlow reads for each dtype; the others are ignored, as TF does.
+_DTYPE_FIELD = {1: 5, 2: 6, 3: 7, 4: 7, 5: 7, 6: 7, 9: 10, 10: 11, 19: 13}
+_WIRES = {"f": (5, 2), "d": (1, 2), "v": (0, 2)}  # one value at a time, or a packed run
+
+# Caps that keep a hostile file from asking for more memory than the real graph needs. The VGGFace2
+# graph_final.pb (94 MB) holds 318 constants, 23.5 M values in all, none above 4-D; the largest is
+# Bottleneck/weights, 1792 x 512 = 917,504 values.
+MAX_TENSOR_RANK = 4
+MAX_TENSOR_ELEMENTS = 1 << 23  # 9x the largest, so that a 512 x 10,575 CASIA-WebFace Logits layer fits too
+MAX_GRAPH_BYTES = 256 << 20  # the file, and again all that is decoded from it: 2.7x the real graph
+_OBJECT_COST = 64  # bytes charged for each small Python object decoded (a node, a name, a list item, a dim)
 
 
-class GraphParseError(ValueError):
-    """The bytes are not a GraphDef this parser understands."""
+GraphParseError = WireFormatError  # the bytes are not a GraphDef this parser understands
+
+
+class _Budget:
+    """The bytes one graph may still decode into, so that a tiny file cannot expand into gigabytes."""
+
+    def __init__(self) -> None:
+        self.left = MAX_GRAPH_BYTES
+
+    def take(self, cost: int) -> None:
+        if cost > self.left:
+            raise GraphParseError(f"it decodes into more than {MAX_GRAPH_BYTES >> 20} MiB")
+        self.left -= cost
 
 
 @dataclass(frozen=True)
@@ -45,181 +68,214 @@ class Node:
     attrs: dict[str, Any] = field(default_factory=dict)
 
 
-def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
-    """Decode one base-128 varint at `pos`; return (value, next position)."""
-    result = shift = 0
-    while True:
-        if pos >= len(buf):
-            raise GraphParseError("truncated varint")
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise GraphParseError("varint too long")
+def _expect(wire: int, wires: tuple[int, ...], what: str) -> None:
+    if wire not in wires:
+        raise GraphParseError(f"{what} has wire type {wire}")
 
 
-def _signed(value: int) -> int:
-    """Reinterpret a 64-bit varint as two's complement (negative int32/int64 values)."""
-    return value - (1 << 64) if value >= 1 << 63 else value
+def _message(wire: int, value: int | memoryview, what: str) -> memoryview:
+    """A length-delimited field: an embedded message, bytes or a packed run."""
+    _expect(wire, (2,), what)
+    return value
 
 
-def iter_fields(buf: memoryview) -> Iterator[tuple[int, int, int | memoryview]]:
-    """Yield (field number, wire type, value) for each field of one message."""
-    pos, end = 0, len(buf)
-    while pos < end:
-        key, pos = _varint(buf, pos)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = _varint(buf, pos)
-        elif wire in (1, 5):
-            size = 8 if wire == 1 else 4
-            value, pos = buf[pos : pos + size], pos + size
-        elif wire == 2:
-            size, pos = _varint(buf, pos)
-            value, pos = buf[pos : pos + size], pos + size
-        else:
-            raise GraphParseError(f"unsupported wire type {wire}")
-        if pos > end:
-            raise GraphParseError("truncated field")
-        yield number, wire, value
+def _number(wire: int, value: int | memoryview, what: str) -> int:
+    _expect(wire, (0,), what)
+    return value
 
 
-def _packed_varints(buf: memoryview) -> list[int]:
-    out, pos = [], 0
-    while pos < len(buf):
-        value, pos = _varint(buf, pos)
-        out.append(_signed(value))
-    return out
+def _text(wire: int, value: int | memoryview, what: str, budget: _Budget, errors: str = "strict") -> str:
+    raw = bytes(_message(wire, value, what))
+    budget.take(_OBJECT_COST + len(raw))
+    try:
+        return raw.decode("utf-8", errors)
+    except UnicodeDecodeError:
+        raise GraphParseError(f"{what} is not UTF-8") from None
 
 
-def _repeated(wire: int, value: int | memoryview, kind: str) -> list:
-    """Values of one repeated numeric field, packed (wire 2) or one at a time."""
+def _repeated(wire: int, value: int | memoryview, kind: str, limit: int) -> np.ndarray:
+    """Values of one repeated numeric field, packed (wire 2) or one at a time; refused beyond `limit`."""
+    _expect(wire, _WIRES[kind], "a repeated number")
     if wire == 0:
-        return [_signed(value)]
-    if wire == 5:
-        return np.frombuffer(value, dtype="<f4").tolist()
-    if wire == 1:
-        return np.frombuffer(value, dtype="<f8").tolist()
-    if kind in "fd":
-        return np.frombuffer(value, dtype="<f4" if kind == "f" else "<f8").tolist()
-    return _packed_varints(value)
+        return np.array([signed(value)], np.int64)
+    if kind == "v":
+        if len(value) and value[-1] >= 0x80:
+            raise GraphParseError("truncated varint")
+        count = int(np.count_nonzero(np.frombuffer(value, np.uint8) < 0x80))
+    else:
+        itemsize = 4 if kind == "f" else 8
+        if len(value) % itemsize:
+            raise GraphParseError("packed numbers end mid-value")
+        count = len(value) // itemsize
+    if count > limit:
+        raise GraphParseError(f"a run of {count:,} numbers is more than the {limit:,} allowed")
+    if kind == "v":
+        return np.fromiter(iter_varints(value), np.int64, count=count)
+    return np.frombuffer(value, "<f4" if kind == "f" else "<f8")
 
 
-def parse_shape(buf: memoryview) -> tuple[int, ...]:
+def parse_shape(buf: memoryview, budget: _Budget | None = None) -> tuple[int, ...]:
     """TensorShapeProto: repeated Dim dim = 2, Dim.size = 1 (-1 for unknown)."""
+    budget = budget or _Budget()
     dims = []
-    for number, _, value in iter_fields(buf):
+    for number, wire, value in iter_fields(buf):
         if number == 2:
-            size = next((v for n, _, v in iter_fields(value) if n == 1), 0)
-            dims.append(_signed(size))
+            budget.take(_OBJECT_COST)
+            dim = _message(wire, value, "a shape dim")
+            size = next((_number(w, v, "a dim size") for n, w, v in iter_fields(dim) if n == 1), 0)
+            dims.append(signed(size))
     return tuple(dims)
 
 
-def _fill(values: list, shape: tuple[int, ...], dtype: np.dtype, dtype_id: int) -> np.ndarray:
-    """Build a tensor from *_val fields; TF repeats the last value to fill the shape."""
-    count = int(np.prod(shape, dtype=np.int64))
-    flat = np.array(values, dtype=np.uint16 if dtype_id == 19 else dtype)
-    flat = flat.view(np.float16) if dtype_id == 19 else flat
-    if flat.size == count:
-        return flat.reshape(shape)
-    if flat.size == 0:
-        return np.zeros(shape, dtype=dtype)
-    if flat.size < count:
-        return np.concatenate([flat, np.full(count - flat.size, flat[-1], dtype)]).reshape(shape)
-    raise GraphParseError(f"tensor has {flat.size} values for shape {shape}")
+def _element_count(shape: tuple[int, ...]) -> int:
+    """How many values a tensor of `shape` holds; an impossible or oversized shape is refused here, unallocated."""
+    if len(shape) > MAX_TENSOR_RANK:
+        raise GraphParseError(f"tensor shape {shape} has more than {MAX_TENSOR_RANK} dimensions")
+    if any(d < 0 for d in shape):
+        raise GraphParseError(f"tensor shape {shape} has a negative dimension")
+    count = math.prod(shape)
+    if count > MAX_TENSOR_ELEMENTS:
+        raise GraphParseError(f"tensor shape {shape} holds {count:,} values, above the cap of {MAX_TENSOR_ELEMENTS:,}")
+    return count
 
 
-def parse_tensor(buf: memoryview) -> np.ndarray:
+def _typed(runs: list[np.ndarray], dtype_id: int) -> np.ndarray:
+    """The value runs of a tensor as one array (DT_HALF's half_val holds raw 16-bit patterns)."""
+    values = np.concatenate(runs) if runs else np.zeros(0, np.int64)
+    return values.astype(np.uint16).view(np.float16) if dtype_id == 19 else values
+
+
+def _fill(values: np.ndarray, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """Build a tensor from *_val fields; TF repeats the last value to fill the shape (zeros when none)."""
+    count = math.prod(shape)
+    if values.size > count:
+        raise GraphParseError(f"tensor has {values.size} values for shape {shape}")
+    out = np.zeros(count, dtype)
+    if values.size:
+        out[: values.size] = values
+        out[values.size :] = values[-1]
+    return out.reshape(shape)
+
+
+def parse_tensor(buf: memoryview, budget: _Budget | None = None) -> np.ndarray:
     """Decode a TensorProto (dtype=1, tensor_shape=2, tensor_content=4, *_val) into numpy."""
-    dtype_id, shape, content, values = 0, (), None, []
+    budget = budget or _Budget()
+    dtype_id, shape, content, seen = 0, (), None, 0
+    runs: dict[int, list[np.ndarray]] = {}
     for number, wire, value in iter_fields(buf):
         if number == 1:
-            dtype_id = value
+            dtype_id = _number(wire, value, "tensor dtype")
         elif number == 2:
-            shape = parse_shape(value)
+            shape = parse_shape(_message(wire, value, "tensor shape"), budget)
         elif number == 4:
-            content = value
+            content = _message(wire, value, "tensor content")
         elif number in _VALUE_FIELDS:
-            values.extend(_repeated(wire, value, _VALUE_FIELDS[number]))
+            run = _repeated(wire, value, _VALUE_FIELDS[number], MAX_TENSOR_ELEMENTS - seen)
+            seen += run.size
+            runs.setdefault(number, []).append(run)
     if dtype_id not in _DTYPES:
         raise GraphParseError(f"unsupported tensor dtype {dtype_id}")
     dtype = _DTYPES[dtype_id]
-    if content is not None:
-        return np.frombuffer(content, dtype=dtype).reshape(shape).copy()
-    return _fill(values, shape, dtype, dtype_id)
+    count = _element_count(shape)
+    budget.take(count * dtype.itemsize)
+    if content is None:
+        return _fill(_typed(runs.get(_DTYPE_FIELD[dtype_id], []), dtype_id), shape, dtype)
+    if len(content) != count * dtype.itemsize:
+        raise GraphParseError(f"tensor content has {len(content):,} bytes, shape {shape} of {dtype} needs "
+                              f"{count * dtype.itemsize:,}")
+    return np.frombuffer(content, dtype=dtype).reshape(shape).copy()
 
 
-def _parse_list(buf: memoryview) -> list:
+def _parse_list(buf: memoryview, budget: _Budget) -> list:
     """AttrValue.ListValue: s=2, i=3, f=4, b=5, type=6, shape=7, tensor=8."""
     out: list = []
     for number, wire, value in iter_fields(buf):
         if number == 2:
-            out.append(bytes(value).decode("utf-8", "replace"))
-        elif number in (3, 5, 6):
-            out.extend(_repeated(wire, value, "v"))
-        elif number == 4:
-            out.extend(_repeated(wire, value, "f"))
+            out.append(_text(wire, value, "a list string", budget, errors="replace"))
+        elif number in (3, 4, 5, 6):
+            run = _repeated(wire, value, "f" if number == 4 else "v", budget.left // _OBJECT_COST)
+            budget.take(run.size * _OBJECT_COST)
+            out.extend(run.tolist())
         elif number == 7:
-            out.append(parse_shape(value))
+            budget.take(_OBJECT_COST)
+            out.append(parse_shape(_message(wire, value, "a list shape"), budget))
         elif number == 8:
-            out.append(parse_tensor(value))
+            out.append(parse_tensor(_message(wire, value, "a list tensor"), budget))
     return out
 
 
-def parse_attr(buf: memoryview) -> Any:
+def parse_attr(buf: memoryview, budget: _Budget | None = None) -> Any:
     """AttrValue: list=1, s=2, i=3, f=4, b=5, type=6, shape=7, tensor=8 (others: None)."""
+    budget = budget or _Budget()
     for number, wire, value in iter_fields(buf):
         if number == 1:
-            return _parse_list(value)
+            return _parse_list(_message(wire, value, "an attr list"), budget)
         if number == 2:
-            return bytes(value).decode("utf-8", "replace")
+            return _text(wire, value, "an attr string", budget, errors="replace")
         if number in (3, 6):
-            return _signed(value)
+            return signed(_number(wire, value, "an attr int"))
         if number == 4:
-            return float(np.frombuffer(value, dtype="<f4")[0]) if wire == 5 else None
+            _expect(wire, (5,), "an attr float")
+            return float(np.frombuffer(value, dtype="<f4")[0])
         if number == 5:
-            return bool(value)
+            return bool(_number(wire, value, "an attr bool"))
         if number == 7:
-            return parse_shape(value)
+            return parse_shape(_message(wire, value, "an attr shape"), budget)
         if number == 8:
-            return parse_tensor(value)
+            return parse_tensor(_message(wire, value, "an attr tensor"), budget)
     return None
 
 
-def parse_node(buf: memoryview) -> Node:
+def _attr_entry(buf: memoryview, budget: _Budget) -> tuple[str, Any]:
+    """One map<string, AttrValue> entry: key=1, value=2."""
+    key, attr = "", None
+    for number, wire, value in iter_fields(buf):
+        if number == 1:
+            key = _text(wire, value, "an attr name", budget)
+        elif number == 2:
+            attr = parse_attr(_message(wire, value, "an attr value"), budget)
+    return key, attr
+
+
+def parse_node(buf: memoryview, budget: _Budget | None = None) -> Node:
     """NodeDef: name=1, op=2, input=3, attr=5 (map entries key=1, value=2)."""
+    budget = budget or _Budget()
+    budget.take(_OBJECT_COST)
     name = op = ""
     inputs: list[str] = []
     attrs: dict[str, Any] = {}
-    for number, _, value in iter_fields(buf):
+    for number, wire, value in iter_fields(buf):
         if number == 1:
-            name = bytes(value).decode()
+            name = _text(wire, value, "a node name", budget)
         elif number == 2:
-            op = bytes(value).decode()
+            op = _text(wire, value, "a node op", budget)
         elif number == 3:
-            inputs.append(bytes(value).decode())
+            inputs.append(_text(wire, value, "a node input", budget))
         elif number == 5:
-            entry = {n: v for n, _, v in iter_fields(value)}
-            attrs[bytes(entry.get(1, b"")).decode()] = parse_attr(entry[2]) if 2 in entry else None
+            key, attr = _attr_entry(_message(wire, value, "a node attr"), budget)
+            attrs[key] = attr
     return Node(name, op, tuple(inputs), attrs)
 
 
 def parse_graph(data: bytes) -> list[Node]:
-    """Every node (GraphDef.node = 1) of a serialized GraphDef, in file order."""
-    return [parse_node(value) for number, wire, value in iter_fields(memoryview(data)) if number == 1 and wire == 2]
+    """Every node (GraphDef.node = 1) of a serialized GraphDef, in file order, within one memory budget."""
+    budget = _Budget()
+    fields = iter_fields(memoryview(data))
+    return [parse_node(_message(wire, value, "a graph node"), budget) for number, wire, value in fields if number == 1]
 
 
 def read_graph(path: Path | str) -> list[Node]:
-    """Every node of the frozen GraphDef file at `path`."""
-    return parse_graph(Path(path).read_bytes())
+    """Every node of the frozen GraphDef file at `path`; a file above MAX_GRAPH_BYTES is refused unread."""
+    with open(path, "rb") as handle:
+        data = handle.read(MAX_GRAPH_BYTES + 1)
+    if len(data) > MAX_GRAPH_BYTES:
+        raise GraphParseError(f"the file is larger than {MAX_GRAPH_BYTES >> 20} MiB")
+    return parse_graph(data)
 
 
 def constants(nodes: list[Node]) -> dict[str, np.ndarray]:
     """The `value` tensor of every Const node, by node name."""
-    return {n.name: n.attrs["value"] for n in nodes if n.op == "Const" and "value" in n.attrs}
+    return {n.name: n.attrs["value"] for n in nodes if n.op == "Const" and isinstance(n.attrs.get("value"), np.ndarray)}
 
 
 def read_constants(path: Path | str) -> dict[str, np.ndarray]:
@@ -334,30 +390,43 @@ def _folded_bn(offset: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
+def _float_array(name: str, value: np.ndarray, ndim: int) -> np.ndarray:
+    """Graph constant `name` as float32, refused (RouteFailed) unless it is an `ndim`-D float tensor."""
+    if value.ndim != ndim or value.dtype.kind != "f":
+        raise RouteFailed(f"graph constant {name} is {value.dtype} of shape {value.shape}, not a {ndim}-D float tensor")
+    return value.astype(np.float32, copy=False)
+
+
 def _convert_layer(scope: str, leaf: str, value: np.ndarray, out: dict[str, np.ndarray]) -> None:
     """One `<scope>/<leaf>` constant into its state-dict entries."""
     module = torch_module_for(scope)
     residual = module.endswith(".conv2d")
+    name = f"{_ROOT}{scope}/{leaf}"
     if leaf == "weights":
-        out[f"{module}.weight" if residual else f"{module}.conv.weight"] = hwio_to_oihw(value)
+        out[f"{module}.weight" if residual else f"{module}.conv.weight"] = hwio_to_oihw(_float_array(name, value, 4))
     elif leaf == "biases" and residual:
-        out[f"{module}.bias"] = value.astype(np.float32)
+        out[f"{module}.bias"] = _float_array(name, value, 1)
     elif leaf == "Conv2D_bn_offset" and not residual:
-        out.update({f"{module}.bn.{k}": v for k, v in _folded_bn(value).items()})
+        out.update({f"{module}.bn.{k}": v for k, v in _folded_bn(_float_array(name, value, 1)).items()})
     else:
         raise KeyError(f"{scope}/{leaf}")
 
 
+def _bn_vector(consts: dict[str, np.ndarray], leaf: str, default: np.ndarray | None = None) -> np.ndarray:
+    """One Bottleneck/BatchNorm vector (KeyError when it is missing and has no default)."""
+    name = _ROOT + "Bottleneck/BatchNorm/" + leaf
+    return _float_array(name, consts[name] if default is None else consts.get(name, default), 1)
+
+
 def _convert_bottleneck(consts: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> None:
     """Bottleneck: MatMul by weights (1792, 512), then FusedBatchNorm(scale=Const, offset=beta, eps 1e-3)."""
-    bn = _ROOT + "Bottleneck/BatchNorm/"
-    weights = consts[_ROOT + "Bottleneck/weights"]
+    weights = _float_array(_ROOT + "Bottleneck/weights", consts[_ROOT + "Bottleneck/weights"], 2)
     n = weights.shape[1]
     out["last_linear.weight"] = np.ascontiguousarray(weights.T)
-    out["last_bn.weight"] = consts.get(bn + "Const", np.ones(n, np.float32)).astype(np.float32)
-    out["last_bn.bias"] = consts.get(bn + "beta", np.zeros(n, np.float32)).astype(np.float32)
-    out["last_bn.running_mean"] = consts[bn + "moving_mean"].astype(np.float32)
-    out["last_bn.running_var"] = consts[bn + "moving_variance"].astype(np.float32)
+    out["last_bn.weight"] = _bn_vector(consts, "Const", np.ones(n, np.float32))
+    out["last_bn.bias"] = _bn_vector(consts, "beta", np.zeros(n, np.float32))
+    out["last_bn.running_mean"] = _bn_vector(consts, "moving_mean")
+    out["last_bn.running_var"] = _bn_vector(consts, "moving_variance")
     out["last_bn.num_batches_tracked"] = np.zeros((), np.int64)
 
 

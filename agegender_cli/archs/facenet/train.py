@@ -25,6 +25,7 @@ from agegender_cli.fileio import atomic_torch_save, atomic_write_text
 from agegender_cli.labels import AGE_CLASSES, GENDERS
 from agegender_cli.progress import SILENT, Reporter
 from agegender_cli.runtime import autocast, describe_precision, pick_device, resolve_precision, seed_everything
+from agegender_cli.torchfiles import MAX_FEATURE_CACHE_BYTES, MAX_RESUME_BYTES, load_checked
 
 
 def load_images(records: list[Record], preprocess_name: str, reporter: Reporter, side: int = 200) -> np.ndarray:
@@ -98,7 +99,7 @@ def _features(cfg, trunk, resolved, train_records, val_records, device, reporter
     cache_file = cache_dir() / "features" / f"{_cache_key(cfg, resolved.sha256, cfg.manifest, n_views)}.pt"
     if cache_file.exists():
         reporter.message(f"features from the cache {cache_file}")
-        cached = torch.load(cache_file, weights_only=True)
+        cached = load_checked(cache_file, "feature cache file", MAX_FEATURE_CACHE_BYTES)
         train_images = None if cfg.feature_cache else load_images(train_records, cfg.preprocess, reporter)
         return cached.get("train"), cached["val"], train_images
     started = time.perf_counter()
@@ -176,7 +177,7 @@ def train_facenet(cfg: FacenetTrainConfig, reporter: Reporter = SILENT) -> Train
     state = {"epoch": 0, "best_loss": float("inf"), "best_epoch": 0, "bad_epochs": 0, "history": []}
     progress_file = cfg.out / "progress.pt"
     if cfg.resume and progress_file.exists():
-        saved = torch.load(progress_file, weights_only=True)
+        saved = load_checked(progress_file, "training checkpoint", MAX_RESUME_BYTES)
         tail.load_state_dict(saved["tail"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
