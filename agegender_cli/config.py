@@ -23,6 +23,8 @@ BACKBONES = ("vggface2", "casia-webface")
 UNFREEZE_POINTS = ("last_linear", "block8", "repeat_3")  # the backbone trains from this block on
 HEADS = ("linear", "mlp")
 SELECT_BY = ("loss", "accuracy")
+LABEL_FORMATS = ("auto", "csv", "fairface", "adience")
+EVAL_DETECTORS = ("none", "mtcnn", "haar", "auto")  # auto: the whole image when it already is a face crop
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,10 @@ class DatasetConfig:
     duplicates: str = "group"  # one of DUPLICATE_POLICIES: copies of one photo share a split, or one is kept
     duplicate_threshold: float = 0.95  # thumbnail correlation from which two images are copies (data/duplicates)
     keep_splits_from: Path | None = None  # an earlier manifest whose images keep their split (a fixed test set)
+    labels: tuple[Path, ...] = ()  # label files (CSV/TSV, FairFace, Adience) instead of UTKFace names
+    label_format: str = "auto"  # one of LABEL_FORMATS
+    columns: tuple[tuple[str, str], ...] = ()  # (field, header) overrides for a CSV/TSV: path, age, gender, race
+    split_from_source: bool = False  # keep the dataset's own folds (FairFace train/val, Adience folds)
 
 
 @dataclass(frozen=True)
@@ -192,6 +198,9 @@ class EvaluateConfig:
     split: str = "test"
     images: Path | None = None
     options: ModelOptions = ModelOptions()
+    detector: str = "none"  # one of EVAL_DETECTORS: none for face crops; mtcnn/haar/auto find the face in photos
+    min_face: int = 20
+    min_score: float = 0.9
     plots: Path | None = None
     report: Path | None = None
     bootstrap: int = 1000

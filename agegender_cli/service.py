@@ -6,6 +6,7 @@ from pathlib import Path
 
 from agegender_cli.config import DatasetConfig, EvaluateConfig, ModelOptions, PredictConfig, PreprocessConfig
 from agegender_cli.errors import AgeGenderError
+from agegender_cli.fileio import display
 from agegender_cli.progress import SILENT, Reporter
 
 
@@ -130,8 +131,10 @@ def _load_predictors(archs: tuple[str, ...], options: ModelOptions, reporter: Re
     return predictors
 
 
-def run_on_records(predictors: dict, records, batch_size: int, reporter: Reporter):
-    """Every predictor on every record's image (decoded once); returns predictions, kept indices, failures."""
+def run_on_records(predictors: dict, records, batch_size: int, reporter: Reporter, faces=None):
+    """Every predictor on every record's image (decoded once); returns predictions, kept indices, failures.
+    With `faces` (a _FaceFinder), the labelled face is found in each photo first; photos where it is not are
+    left out and listed by the finder."""
     from agegender_cli.archs.base import Prediction
     from agegender_cli.faces.batches import iter_image_batches
 
@@ -140,14 +143,56 @@ def run_on_records(predictors: dict, records, batch_size: int, reporter: Reporte
     failed: list[dict] = []
     reporter.start("evaluating " + " + ".join(predictors), len(records))
     for batch in iter_image_batches([r.path for r in records], batch_size):
+        indices, inputs = batch.indices, {arch: batch.images for arch in predictors}
+        if faces is not None and batch.images:
+            indices, inputs = faces.crops(batch.indices, batch.images, [records[i] for i in batch.indices])
         for arch, predictor in predictors.items():
-            if batch.images:
-                parts[arch].append(predictor.predict(batch.images))
-        kept += batch.indices
-        failed += [{"file": str(records[i].path), "error": error} for i, error in batch.failed]
+            if indices:
+                parts[arch].append(predictor.predict(inputs[arch]))
+        kept += indices
+        failed += [{"file": display(records[i].path), "error": error} for i, error in batch.failed]
         reporter.advance(len(batch.indices) + len(batch.failed))
     reporter.finish()
     return {arch: Prediction.concat(p) for arch, p in parts.items()}, kept, failed
+
+
+class _FaceFinder:
+    """Finds the labelled face in whole photos and crops it as each architecture was trained; counts misses."""
+
+    def __init__(self, cfg: EvaluateConfig) -> None:
+        from agegender_cli.archs.registry import framing
+        from agegender_cli.faces.detection import make_detector
+
+        self.auto = cfg.detector == "auto"
+        name = "mtcnn" if self.auto else cfg.detector
+        self.detector = make_detector(name, min_face=cfg.min_face, min_score=cfg.min_score)
+        self.framing = {arch: framing(arch, name, cfg.options) for arch in cfg.archs}
+        self.whole_framing = {arch: framing(arch, "none", cfg.options) for arch in cfg.archs}
+        self.photos = self.found = self.taken_whole = 0
+        self.missed: list[str] = []
+
+    def crops(self, indices: list[int], images: list, records: list) -> tuple[list[int], dict[str, list]]:
+        from agegender_cli.faces.detection import crop_face, pick_face
+
+        kept, crops = [], {arch: [] for arch in self.framing}
+        for index, image, record, found in zip(indices, images, records, self.detector.detect(images), strict=True):
+            self.photos += 1
+            picked = pick_face(image.shape, found, record.box, auto=self.auto)
+            if picked is None:
+                self.missed.append(display(record.path))
+                continue
+            box, whole = picked
+            self.found += 1
+            self.taken_whole += whole
+            kept.append(index)
+            for arch in crops:
+                crops[arch].append(crop_face(image, box, framing=(self.whole_framing if whole else self.framing)[arch]))
+        return kept, crops
+
+    def summary(self) -> dict:
+        return {"detector": "auto" if self.auto else self.detector.name, "photos": self.photos, "found": self.found,
+                "recall": self.found / self.photos if self.photos else None, "taken_whole": self.taken_whole,
+                "missed": self.missed}
 
 
 def evaluate_models(cfg: EvaluateConfig, reporter: Reporter = SILENT) -> dict:
@@ -162,19 +207,27 @@ def evaluate_models(cfg: EvaluateConfig, reporter: Reporter = SILENT) -> dict:
     inputs = [r.path for r in records] + ([] if cfg.images else [cfg.manifest])
     refuse_overwriting_inputs({"--report": cfg.report}, inputs)
     predictors = _load_predictors(cfg.archs, cfg.options, reporter)
-    predictions, kept, failed = run_on_records(predictors, records, cfg.options.batch_size, reporter)
+    faces = _FaceFinder(cfg) if cfg.detector != "none" else None
+    predictions, kept, failed = run_on_records(predictors, records, cfg.options.batch_size, reporter, faces)
     if not kept:
-        raise AgeGenderError("none of the images could be read")
+        raise AgeGenderError("none of the images could be read" if faces is None or not faces.photos
+                             else f"no labelled face was found in the {faces.photos} photos")
     used = [records[i] for i in kept]
-    gender_true = np.array([r.gender for r in used])
-    age_true = np.array([r.age_class for r in used])
+    # a dataset labelled by a file may lack one task's label: each task is scored on the images that have it
+    gender_true = np.array([-1 if r.gender is None else r.gender for r in used])
+    age_true = np.array([-1 if r.age_class is None else r.age_class for r in used])
+    has_gender, has_age = gender_true >= 0, age_true >= 0
     results = {}
     for arch, prediction in predictions.items():
-        metrics = evaluate_predictions(gender_true, prediction.gender_prob, age_true, prediction.age_prob)
+        metrics = evaluate_predictions(gender_true[has_gender], prediction.gender_prob[has_gender],
+                                       age_true[has_age], prediction.age_prob[has_age])
         results[arch] = {"arch": arch, "model": predictors[arch].description, **metrics}
     source = str(cfg.images) if cfg.images else f"{cfg.manifest}:{cfg.split}"
-    return {"source": source, "results": results, "failed": failed, "records": used,
-            "predictions": predictions, "truth": (gender_true, age_true)}
+    evaluation = {"source": source, "results": results, "failed": failed, "records": used,
+                  "predictions": predictions, "truth": (gender_true, age_true)}
+    if faces is not None:
+        evaluation["detection"] = faces.summary()
+    return evaluation
 
 
 def save_evaluation_plots(evaluation: dict, folder: Path) -> list[str]:
@@ -202,10 +255,14 @@ def save_evaluation_plots(evaluation: dict, folder: Path) -> list[str]:
 
 
 def evaluate(cfg: EvaluateConfig, reporter: Reporter = SILENT) -> dict:
-    """`agegender evaluate`: one architecture's metrics (the JSON schema of the report's tables)."""
+    """`agegender evaluate`: the metrics of one architecture (the JSON schema of the report's tables), or of
+    several under "results"."""
     evaluation = evaluate_models(cfg, reporter)
-    (arch,) = cfg.archs
-    result = {**evaluation["results"][arch], "source": evaluation["source"], "failed": evaluation["failed"]}
+    one = len(cfg.archs) == 1
+    result = dict(evaluation["results"][cfg.archs[0]]) if one else {"results": evaluation["results"]}
+    result.update(source=evaluation["source"], failed=evaluation["failed"])
+    if "detection" in evaluation:
+        result["detection"] = evaluation["detection"]
     if cfg.plots is not None:
         result["plots"] = save_evaluation_plots(evaluation, cfg.plots)
     return result
@@ -225,18 +282,18 @@ def _statistics(evaluation: dict, cfg: EvaluateConfig) -> dict:
     import numpy as np
 
     from agegender_cli.evaluation.stats import bootstrap_ci, group_metrics, largest_gap, mcnemar
-    from agegender_cli.labels import RACES
 
     gender_true, age_true = evaluation["truth"]
     records = evaluation["records"]
-    races = np.array([RACES[r.race] if r.race is not None else "unknown" for r in records])
+    races = np.array([r.race_name for r in records])
     genders = np.array(["male" if g == 0 else "female" for g in gender_true])
     correct, per_arch = {}, {}
+    has_gender, has_age = gender_true >= 0, age_true >= 0  # a task's unlabelled images (-1) are not scored
     for arch, prediction in evaluation["predictions"].items():
         gender_pred, age_pred = prediction.gender_prob.argmax(1), prediction.age_prob.argmax(1)
-        correct[arch] = {"gender": gender_pred == gender_true, "age": age_pred == age_true}
+        correct[arch] = {"gender": (gender_pred == gender_true)[has_gender], "age": (age_pred == age_true)[has_age]}
         ci = {task: bootstrap_ci(hits, cfg.bootstrap, cfg.seed) for task, hits in correct[arch].items()}
-        ci["one_off"] = bootstrap_ci(np.abs(age_pred - age_true) <= 1, cfg.bootstrap, cfg.seed)
+        ci["one_off"] = bootstrap_ci((np.abs(age_pred - age_true) <= 1)[has_age], cfg.bootstrap, cfg.seed)
         groups = {}
         for name, labels in (("race", races), ("gender", genders)):
             table = group_metrics(labels, gender_true, gender_pred, age_true, age_pred)
@@ -259,6 +316,8 @@ def compare(cfg: EvaluateConfig, reporter: Reporter = SILENT) -> dict:
     result["mcnemar"] = stats["mcnemar"]
     result["source"] = evaluation["source"]
     result["failed"] = evaluation["failed"]
+    if "detection" in evaluation:
+        result["detection"] = evaluation["detection"]
     figures: list[str] = []
     plots_dir = cfg.plots or (cfg.report.parent / f"{cfg.report.stem}_figures" if cfg.report else None)
     if plots_dir is not None:

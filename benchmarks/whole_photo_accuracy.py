@@ -4,6 +4,8 @@ For each face: the crop alone (--detector none) against the same face pasted at 
 into a 640x480 noisy scene, found by the detector and cropped with the training framing. Prints the
 detection rate and gender/age accuracy of both routes for each architecture.
 Usage: python benchmarks/whole_photo_accuracy.py [--manifest data/utkface/manifest.csv] [--images 300]
+With --write DIR it writes the scenes and a labels.csv (path, age, gender, race, the face's box, split test)
+instead, for `agegender dataset DIR --labels DIR/labels.csv --split-from-source` and `evaluate --detector`.
 """
 
 from __future__ import annotations
@@ -30,15 +32,33 @@ def scene(face: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, tuple
     return canvas, (x, y, x + side, y + side)
 
 
+def write_scenes(records, folder: Path, rng: np.random.Generator) -> None:
+    """Each face pasted into a scene, saved as JPEG, and one labels.csv row with the pasted box."""
+    (folder / "photos").mkdir(parents=True, exist_ok=True)
+    rows = ["path,age,gender,race,x1,y1,x2,y2,split"]
+    for number, record in enumerate(records):
+        photo, (x1, y1, x2, y2) = scene(load_image(record.path), rng)
+        name = f"photos/{number:05d}.jpg"
+        cv2.imwrite(str(folder / name), photo, [cv2.IMWRITE_JPEG_QUALITY, 92])
+        race = "" if record.race is None else record.race
+        rows.append(f"{name},{record.age},{record.gender},{race},{x1},{y1},{x2},{y2},test")
+    (folder / "labels.csv").write_text("\n".join(rows) + "\n")
+    print(f"{len(records)} scenes and labels.csv written to {folder}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--manifest", type=Path, default=Path("data/utkface/manifest.csv"))
     parser.add_argument("--images", type=int, default=300)
     parser.add_argument("--detector", default="mtcnn")
+    parser.add_argument("--write", type=Path, help="write the scenes and labels.csv into this folder")
     args = parser.parse_args()
-    records = read_manifest(args.manifest, "test")
+    records = read_manifest(args.manifest, "test", both_labels=True)
     records = records[:: max(1, len(records) // args.images)][: args.images]
     rng = np.random.default_rng(0)
+    if args.write:
+        write_scenes(records, args.write, rng)
+        return
     detector = make_detector(args.detector)
     faces, crops, found = [], [], []
     for record in records:

@@ -191,13 +191,19 @@ def test_empty_input():
 
 @pytest.mark.parametrize(
     ("gender_prob_shape", "age_true_len", "age_prob_shape"),
-    [((3, 3), 3, (3, 8)), ((3, 2), 3, (3, 7)), ((3, 2), 2, (2, 8))],
+    [((3, 3), 3, (3, 8)), ((3, 2), 3, (3, 7)), ((3, 2), 2, (3, 8))],
 )
 def test_shape_mismatch_is_rejected(gender_prob_shape, age_true_len, age_prob_shape):
     with pytest.raises(ValueError):
         evaluate_predictions(
             np.zeros(3), np.ones(gender_prob_shape), np.zeros(age_true_len), np.ones(age_prob_shape)
         )
+
+
+def test_tasks_may_be_scored_on_different_images():
+    result = evaluate_predictions(np.zeros(3), np.eye(2)[[0, 0, 1]], np.zeros(0), np.ones((0, 8)))
+    assert result["n"] == 3 and result["gender"]["n"] == 3 and result["age"]["n"] == 0
+    assert result["gender"]["accuracy"] == pytest.approx(2 / 3) and result["age"]["accuracy"] is None
 
 
 def test_out_of_range_label_is_rejected():

@@ -25,6 +25,7 @@ def compare(
     manifest: o.Manifest = D.manifest,
     split: o.Split = D.split,
     images: o.Images = D.images,
+    detector: o.EvalDetector = D.detector,
     plots: o.Plots = D.plots,
     report: Annotated[Path | None, typer.Option(help="Write a Markdown report (with figures).")] = D.report,
     bootstrap: Annotated[int, typer.Option(min=1, max=100_000,
@@ -36,7 +37,7 @@ def compare(
     """The report's tables for every architecture, bootstrap CIs, McNemar's test, per-race/gender gaps."""
     archs = o.parse_archs(arch)
     cfg = EvaluateConfig(archs=archs, manifest=manifest, split=split, images=images, options=options, plots=plots,
-                         report=report, bootstrap=bootstrap, seed=seed)
+                         report=report, bootstrap=bootstrap, seed=seed, detector=detector)
     result = service.compare(cfg, RichReporter())
     if as_json:
         print_json(result)
@@ -49,6 +50,7 @@ def compare(
     if result["mcnemar"]:
         stdout.print(rich_table(mcnemar_table(result["mcnemar"])))
     stdout.print(rich_table(groups_table(results, "race")))
+    o.print_detection(result.get("detection"))
     for failure in result["failed"]:
         stderr.print(f"[red]skipped[/] {failure['error']}", highlight=False)
     if result.get("report"):

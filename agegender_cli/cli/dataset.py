@@ -11,11 +11,13 @@ from rich.table import Table
 from agegender_cli import service
 from agegender_cli.cli import options as o
 from agegender_cli.cli.common import RichReporter, fail_cleanly, print_json, stderr, stdout
-from agegender_cli.config import DUPLICATE_POLICIES, GAPS, DatasetConfig
+from agegender_cli.config import DUPLICATE_POLICIES, GAPS, LABEL_FORMATS, DatasetConfig
+from agegender_cli.data.labelled import parse_columns
+from agegender_cli.errors import AgeGenderError
 from agegender_cli.labels import AGE_CLASSES, GENDERS
 
 D = DatasetConfig()
-Gaps, Policy = o.choice(GAPS), o.choice(DUPLICATE_POLICIES)
+Gaps, Policy, LabelFormat = o.choice(GAPS), o.choice(DUPLICATE_POLICIES), o.choice(LABEL_FORMATS)
 
 
 @fail_cleanly
@@ -32,12 +34,30 @@ def dataset(
                                                        "two images are copies.")] = D.duplicate_threshold,
     keep_splits_from: Annotated[Path | None, typer.Option(help="An earlier manifest: its images keep their split "
                                                           "(a copy of a train image goes to train).")] = None,
+    labels: Annotated[list[Path] | None, typer.Option(
+        help="A label file instead of UTKFace names (repeatable): CSV/TSV, fairface_label_*.csv or Adience "
+             "fold_N_data.txt.")] = None,
+    label_format: Annotated[LabelFormat, typer.Option("--format", help="Label file layout: auto (by its name), csv, "
+                                                      "fairface or adience.")] = D.label_format,
+    columns: Annotated[list[str] | None, typer.Option(help="CSV/TSV headers: FIELD=HEADER,... for path, age, "
+                                                      "gender, race, split.")] = None,
+    split_from_source: Annotated[bool, typer.Option(help="Keep the dataset's own split (a split column, FairFace's "
+                                                    "train/val files, Adience's folds).")] = D.split_from_source,
     as_json: o.Json = False,
 ) -> None:
-    """Parse UTKFace names, map ages to 8 classes, split 70/10/20 (stratified), write manifest.csv."""
+    """Index face images into manifest.csv: UTKFace names (or a label file) mapped to 8 age classes, copies
+    grouped, split 70/10/20 (stratified)."""
+    try:
+        column_pairs = parse_columns(columns or [])
+    except AgeGenderError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--columns") from None
+    if (columns or split_from_source or label_format != "auto") and not labels:
+        raise typer.BadParameter("--columns, --format and --split-from-source need --labels FILE",
+                                 param_hint="--labels")
     cfg = DatasetConfig(sources=tuple(sources), out=out, gaps=gaps, seed=seed, check_images=check,
                         duplicates=duplicates, duplicate_threshold=duplicate_threshold,
-                        keep_splits_from=keep_splits_from)
+                        keep_splits_from=keep_splits_from, labels=tuple(labels or ()), label_format=label_format,
+                        columns=column_pairs, split_from_source=split_from_source)
     summary = service.make_dataset(cfg, RichReporter())
     if as_json:
         print_json(summary)
@@ -51,6 +71,11 @@ def dataset(
         action = "each kept inside one split" if dup["policy"] == "group" else f"{dup['dropped']} copies dropped"
         stdout.print(f"duplicates: {dup['groups']} groups of copies ({dup['images']} images, "
                      f"{dup['conflicting_labels']} with conflicting labels), {action}")
+    if summary.get("labels"):
+        info = summary["labels"]
+        stdout.print(f"labels: {info['with_gender']} images with a gender, {info['with_age_class']} with an age class")
+        for reason, n in list(info["labels_left_out"].items())[:10]:
+            stderr.print(f"label left out ({n} images): {reason}", highlight=False, soft_wrap=True)
     gap_ages = [s for s in summary["skipped"] if "between the age classes" in s["reason"]]
     others = [s for s in summary["skipped"] if s not in gap_ages]
     if gap_ages:

@@ -1,4 +1,4 @@
-"""`agegender evaluate`: one architecture's metrics on a manifest split or a UTKFace folder."""
+"""`agegender evaluate`: the metrics of one or more architectures on a manifest split or a UTKFace folder."""
 
 from __future__ import annotations
 
@@ -16,24 +16,28 @@ M = D.options
 @fail_cleanly
 @o.with_model_options(M)
 def evaluate(
-    arch: o.OneArch = o.FIRST_ARCH,
+    arch: o.Archs = o.FIRST_ARCH,
     manifest: o.Manifest = D.manifest,
     split: o.Split = D.split,
     images: o.Images = D.images,
+    detector: o.EvalDetector = D.detector,
     plots: o.Plots = D.plots,
     as_json: o.Json = False,
     options: ModelOptions = M,
 ) -> None:
     """Accuracy, per-class precision/recall/F/FNR/FPR, ROC-AUC, age-class error: the report's tables."""
-    archs = o.parse_archs(arch, one=True)
-    cfg = EvaluateConfig(archs=archs, manifest=manifest, split=split, images=images, options=options, plots=plots)
+    archs = o.parse_archs(arch)
+    cfg = EvaluateConfig(archs=archs, manifest=manifest, split=split, images=images, options=options, plots=plots,
+                         detector=detector)
     result = service.evaluate(cfg, RichReporter())
     if as_json:
         print_json(result)
         o.exit_if_failed(result)
         return
-    for table in report_tables({archs[0]: result}):
+    results = {archs[0]: result} if len(archs) == 1 else result["results"]
+    for table in report_tables(results):
         stdout.print(rich_table(table))
+    o.print_detection(result.get("detection"))
     for failure in result["failed"]:
         stderr.print(f"[red]skipped[/] {failure['error']}", highlight=False)
     for path in result.get("plots", []):

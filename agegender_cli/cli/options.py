@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 import typer
 
 from agegender_cli.archs import registry
-from agegender_cli.config import DETECTORS, DEVICES, ENGINES, PRECISIONS, SPLITS, ModelOptions
+from agegender_cli.config import DETECTORS, DEVICES, ENGINES, EVAL_DETECTORS, PRECISIONS, SPLITS, ModelOptions
 from agegender_cli.errors import AgeGenderError
 
 
@@ -64,8 +64,24 @@ Split = Annotated[choice(SPLITS), typer.Option(help="Split of the manifest.")]
 Images = Annotated[Path | None, typer.Option(help="A UTKFace-named folder, evaluated whole (instead of a split).")]
 Plots = Annotated[Path | None, typer.Option(help="Folder for ROC, confusion and error figures.")]
 Detector = Annotated[choice(DETECTORS), typer.Option(help="Face detector: mtcnn, haar, or none (face crops).")]
+EvalDetector = Annotated[choice(EVAL_DETECTORS), typer.Option(
+    "--detector", help="none (the images are face crops), mtcnn or haar (find the labelled face in photos: the "
+                       "one nearest the label's box, else the largest), or auto (mtcnn; crops taken whole).")]
 Seed = Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Random seed.")]
 Json = Annotated[bool, typer.Option("--json", help="Print only JSON.")]
+
+
+def print_detection(detection: dict | None) -> None:
+    """One line on how many labelled faces the detector found in the photos (evaluate/compare --detector)."""
+    if not detection:
+        return
+    from agegender_cli.cli.common import stdout
+
+    recall = "-" if detection["recall"] is None else f"{100 * detection['recall']:.2f}%"
+    whole = f", {detection['taken_whole']} taken whole as face crops" if detection["taken_whole"] else ""
+    stdout.print(f"detection ({detection['detector']}): the labelled face was found in {detection['found']} of "
+                 f"{detection['photos']} photos, recall {recall}{whole}; the {len(detection['missed'])} others are "
+                 "left out of the metrics (--json: detection.missed)")
 
 
 def exit_if_failed(result: dict) -> None:

@@ -18,27 +18,35 @@ from agegender_cli.data.archives import extract_archive
 from agegender_cli.errors import AgeGenderError
 from agegender_cli.faces.inputs import IMAGE_EXTENSIONS
 from agegender_cli.fileio import atomic_write_bytes, display, make_folder
-from agegender_cli.labels import AGE_CLASSES, GENDERS, age_to_class
+from agegender_cli.labels import AGE_CLASSES, GENDERS, RACES, age_to_class
 
 MAX_AGE = 130
 MANIFEST_FIELDS = ("path", "age", "gender", "race", "age_class", "split")
-EXTRA_FIELDS = ("source", "group")  # written since duplicate-aware splits; optional when reading
+EXTRA_FIELDS = ("source", "group", "box")  # optional when reading (older manifests lack them)
 # age_gender_race_datetime..., the race field is missing in a few UTKFace names
 _NAME = re.compile(r"^(?P<age>\d{1,3})_(?P<gender>\d+)_(?:(?P<race>\d)_)?(?P<date>\d{8,})")
 
 
 @dataclass(frozen=True)
 class Record:
-    """One usable image of the manifest."""
+    """One usable image of the manifest. A dataset labelled by a file may lack a task's label (None): that
+    image is scored on the other task only; an age given as a range has age_class but no age in years."""
 
     path: Path
-    age: int
-    gender: int
-    race: int | None
-    age_class: int
+    age: int | None
+    gender: int | None
+    race: int | str | None  # UTKFace's 0-4 (labels.RACES), or a dataset's own group name
+    age_class: int | None
     split: str = ""
     source: str = ""  # the `dataset` argument the file came from
     group: str = ""  # duplicate group (copies of one photo share it and one split); empty for a unique photo
+    box: tuple[int, int, int, int] | None = None  # the labelled face in a whole photo: x1, y1, x2, y2
+
+    @property
+    def race_name(self) -> str:
+        if self.race is None:
+            return "unknown"
+        return RACES[self.race] if isinstance(self.race, int) else self.race
 
 
 @dataclass(frozen=True)
@@ -114,7 +122,9 @@ def stratified_split(
         if kept is not None:
             out += [replace(r, split=kept) for r in members]
         else:
-            strata.setdefault((members[0].age_class, members[0].gender), []).append(members)
+            first = members[0]  # an unknown label is its own stratum (-1), so keys stay comparable
+            key = (_known(first.age_class), _known(first.gender))
+            strata.setdefault(key, []).append(members)
     for key in sorted(strata):
         stratum = sorted(strata[key], key=lambda unit: str(unit[0].path))
         order = rng.permutation(len(stratum))
@@ -124,6 +134,10 @@ def stratified_split(
             split = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
             out += [replace(r, split=split) for r in stratum[index]]
     return sorted(out, key=lambda r: str(r.path))
+
+
+def _known(label: int | None) -> int:
+    return -1 if label is None else label
 
 
 def stored_path(path: Path, base: Path) -> str:
@@ -143,17 +157,24 @@ def manifest_bytes(records: Iterable[Record], base: Path) -> bytes:
     for r in records:
         race = "" if r.race is None else r.race
         source = stored_path(Path(r.source), base) if r.source else ""
-        writer.writerow([stored_path(r.path, base), r.age, r.gender, race, r.age_class, r.split, source, r.group])
+        box = "" if r.box is None else " ".join(map(str, r.box))
+        writer.writerow([stored_path(r.path, base), _blank(r.age), _blank(r.gender), race, _blank(r.age_class),
+                         r.split, source, r.group, box])
     return buffer.getvalue().encode()
+
+
+def _blank(value: int | None) -> int | str:
+    return "" if value is None else value
 
 
 def write_manifest(records: Sequence[Record], path: Path) -> None:
     atomic_write_bytes(path, manifest_bytes(records, path.parent))
 
 
-def read_manifest(path: Path, split: str | None = None) -> list[Record]:
-    """Records of a manifest written by `agegender dataset`, optionally one split; every field is checked
-    (the file may come from anyone), a bad row is a one-line error naming its line."""
+def read_manifest(path: Path, split: str | None = None, *, both_labels: bool = False) -> list[Record]:
+    """Records of a manifest written by `agegender dataset`, optionally one split (and, with `both_labels`,
+    only images that have a gender and an age class); every field is checked (the file may come from anyone),
+    a bad row is a one-line error naming its line."""
     if not path.is_file():
         raise AgeGenderError(f"{path}: no manifest here; run `agegender dataset SOURCE --out {path.parent}`")
     if split is not None and split not in SPLITS:
@@ -170,7 +191,8 @@ def read_manifest(path: Path, split: str | None = None) -> list[Record]:
                 except ValueError as exc:
                     raise AgeGenderError(f"{path}, line {reader.line_num}: {exc}; fix the row or run "
                                          "`agegender dataset` again") from None
-                if split is None or record.split == split:
+                if (split is None or record.split == split) and not (
+                        both_labels and (record.gender is None or record.age_class is None)):
                     records.append(record)
     except UnicodeDecodeError as exc:
         raise AgeGenderError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); not a manifest") from None
@@ -186,14 +208,40 @@ def _manifest_record(row: dict, base: Path) -> Record:
         raise ValueError(f"{given} fields where the header names {len(row) - (None in row)}")
     if not row["path"] or "\0" in row["path"]:
         raise ValueError("empty or invalid path")
-    age = _whole_number(row, "age", 0, MAX_AGE)
-    gender = _whole_number(row, "gender", 0, len(GENDERS) - 1)
-    race = _whole_number(row, "race", 0, 4) if row["race"] else None
-    age_class = _whole_number(row, "age_class", 0, len(AGE_CLASSES) - 1)
+    age = _whole_number(row, "age", 0, MAX_AGE) if row["age"] else None
+    gender = _whole_number(row, "gender", 0, len(GENDERS) - 1) if row["gender"] else None
+    age_class = _whole_number(row, "age_class", 0, len(AGE_CLASSES) - 1) if row["age_class"] else None
+    if gender is None and age_class is None:
+        raise ValueError("neither gender nor age_class is given")
     if row["split"] not in SPLITS:
         raise ValueError(f"split {_shown(row['split'])} is not one of {', '.join(SPLITS)}")
-    return Record(base / row["path"], age, gender, race, age_class, row["split"],
-                  row.get("source") or "", row.get("group") or "")
+    return Record(base / row["path"], age, gender, _race(row["race"]), age_class, row["split"],
+                  row.get("source") or "", row.get("group") or "", _box(row.get("box") or ""))
+
+
+def _race(text: str) -> int | str | None:
+    """UTKFace's race number, or a dataset's own group name (printable, at most 64 characters)."""
+    if not text:
+        return None
+    if text.isascii() and text.isdigit():
+        if int(text) >= len(RACES):
+            raise ValueError(f"race {_shown(text)} is not a number from 0 to {len(RACES) - 1} or a group name")
+        return int(text)
+    if len(text) > 64 or not text.isprintable():
+        raise ValueError(f"race {_shown(text)} is not a group name of at most 64 printable characters")
+    return text
+
+
+def _box(text: str) -> tuple[int, int, int, int] | None:
+    if not text:
+        return None
+    parts = text.split()
+    if len(parts) != 4 or not all(p.lstrip("-").isdigit() and len(p) <= 6 for p in parts):
+        raise ValueError(f"box {_shown(text)} is not four whole numbers x1 y1 x2 y2")
+    x1, y1, x2, y2 = map(int, parts)
+    if x2 <= x1 or y2 <= y1:
+        raise ValueError(f"box {_shown(text)} is empty (x2 <= x1 or y2 <= y1)")
+    return x1, y1, x2, y2
 
 
 def _whole_number(row: dict, field: str, low: int, high: int) -> int:
@@ -228,6 +276,8 @@ def counts_table(records: Sequence[Record]) -> dict:
             "age": {name: ages.get(i, 0) for i, name in enumerate(AGE_CLASSES)},
             "gender": {name: genders.get(i, 0) for i, name in enumerate(GENDERS)},
         }
+        if ages.get(None) or genders.get(None):
+            table[split]["unlabelled"] = {"age": ages.get(None, 0), "gender": genders.get(None, 0)}
     return table
 
 
@@ -256,13 +306,60 @@ def _source_records(sources: Sequence[Path], out: Path, gaps: str, progress: Cal
     return records, skipped
 
 
+def _labelled_records(cfg: DatasetConfig, say: Callable[[str], None]
+                      ) -> tuple[list[Record], list[Skipped], dict[str, str], dict]:
+    """Records from label files (their images found beside them or under the sources, archives extracted),
+    what was skipped, the dataset's own split of each image (real path -> split) and a labels summary."""
+    from agegender_cli.data.labelled import labels_summary, read_label_files
+
+    roots = []
+    for number, source in enumerate(cfg.sources):
+        if not source.exists():
+            raise AgeGenderError(f"{source}: no such file or folder; give the folder (or archive) of the images")
+        if source.is_file():
+            target = cfg.out / "images" if len(cfg.sources) == 1 else cfg.out / "images" / f"{number}-{source.name}"
+            source = extract_archive(source, target)
+        roots.append(source)
+    say(f"reading labels from {', '.join(map(str, cfg.labels))}")
+    rows, report = read_label_files(cfg.labels, roots, fmt=cfg.label_format, columns=dict(cfg.columns),
+                                    gaps=cfg.gaps)
+    records, skipped, preset, seen = [], [Skipped(f, why) for f, why in report.skipped], {}, set()
+    for row in rows:
+        real = os.path.realpath(row.path)
+        if real in seen:
+            skipped.append(Skipped(display(row.path), "labelled twice: the first label is kept"))
+            continue
+        if display(row.path) != str(row.path):
+            skipped.append(Skipped(display(row.path), "the file name is not valid UTF-8; rename the file"))
+            continue
+        seen.add(real)
+        records.append(Record(row.path, row.age, row.gender, row.race, row.age_class, "", _label_source(row, cfg),
+                              "", row.box))
+        if row.split is not None:
+            preset[real] = row.split
+    return records, skipped, preset, labels_summary(rows, report)
+
+
+def _label_source(row, cfg: DatasetConfig) -> str:
+    """The label file a row came from is not kept per row; the image's source folder is."""
+    for source in cfg.sources:
+        if str(row.path).startswith(os.path.abspath(source) + os.sep):
+            return str(source)
+    return ""
+
+
 def build_dataset(cfg: DatasetConfig, progress: Callable[[str], None] | None = None) -> dict:
     """Scan (or extract) UTKFace sources, group copies of one photo, split and write manifest.csv."""
     from agegender_cli.data.duplicates import groups_of, scan_images
 
     say = progress or (lambda _message: None)
     make_folder(cfg.out, "--out")
-    records, skipped = _source_records(cfg.sources, cfg.out, cfg.gaps, say)
+    preset: dict[str, str] = {}
+    label_info = None
+    if cfg.labels:
+        records, skipped, preset, label_info = _labelled_records(cfg, say)
+    else:
+        records, skipped = _source_records(cfg.sources, cfg.out, cfg.gaps, say)
     if records and (cfg.check_images or cfg.duplicates != "ignore"):
         say(f"decoding {len(records)} images" + (" to check them" if cfg.check_images else ""))
         readable, signatures = scan_images([r.path for r in records])
@@ -282,10 +379,21 @@ def build_dataset(cfg: DatasetConfig, progress: Callable[[str], None] | None = N
         groups = groups_of(signatures, cfg.duplicate_threshold)
     records, skipped, duplicates = _apply_duplicates(records, skipped, groups, cfg)
     fixed = None
+    fractions = cfg.fractions
     if cfg.keep_splits_from is not None:
         fixed = {os.path.realpath(r.path): r.split for r in read_manifest(cfg.keep_splits_from)}
         say(f"{len(fixed)} images keep their split from {cfg.keep_splits_from}")
-    records = stratified_split(records, cfg.fractions, cfg.seed, fixed)
+    if cfg.split_from_source:
+        if not preset:
+            raise AgeGenderError("--split-from-source: the label files give no split (a 'split' column, FairFace's "
+                                 "train/val files or Adience's folds); leave it out for a stratified split")
+        fixed = {**preset, **(fixed or {})}
+        given = set(preset.values())
+        # the splits the dataset does not give are carved from the rest by the usual fractions
+        fractions = tuple(0.0 if split in given else f for split, f in zip(SPLITS, cfg.fractions, strict=True))
+        fractions = tuple(f / sum(fractions) for f in fractions) if sum(fractions) else (1.0, 0.0, 0.0)
+        say(f"{len(preset)} images keep the dataset's own split ({', '.join(sorted(given))})")
+    records = stratified_split(records, fractions, cfg.seed, fixed)
     manifest = cfg.out / "manifest.csv"
     write_manifest(records, manifest)
     if duplicates["list"]:
@@ -304,6 +412,7 @@ def build_dataset(cfg: DatasetConfig, progress: Callable[[str], None] | None = N
         "n_usable": len(records),
         "n_skipped": len(skipped),
         "per_source": dict(sorted(Counter(r.source for r in records).items())),
+        **({"labels": label_info} if label_info is not None else {}),
         "duplicates": duplicates,
         "splits": counts_table(records),
         "skipped": [{"file": s.file, "reason": s.reason} for s in skipped],

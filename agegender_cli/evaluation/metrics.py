@@ -13,18 +13,18 @@ from agegender_cli.labels import AGE_CLASSES, GENDERS
 def evaluate_predictions(
     gender_true: np.ndarray, gender_prob: np.ndarray, age_true: np.ndarray, age_prob: np.ndarray
 ) -> dict:
-    """Metrics of both tasks; the predicted class is the argmax of each probability row.
+    """Metrics of both tasks; the predicted class is the argmax of each probability row. The two tasks may
+    be scored on different images (a dataset that lacks one task's label for some): "n" is the larger count,
+    each task says its own.
 
     Ratios whose denominator is zero (an empty set, a class never predicted or never present) are None.
     """
     gender_true, gender_prob = _checked(gender_true, gender_prob, len(GENDERS), "gender")
     age_true, age_prob = _checked(age_true, age_prob, len(AGE_CLASSES), "age")
-    if len(gender_true) != len(age_true):
-        raise ValueError(f"gender has {len(gender_true)} samples but age has {len(age_true)}")
     return {
-        "n": len(gender_true),
-        "gender": gender_metrics(gender_true, gender_prob),
-        "age": age_metrics(age_true, age_prob),
+        "n": max(len(gender_true), len(age_true)),
+        "gender": {"n": len(gender_true), **gender_metrics(gender_true, gender_prob)},
+        "age": {"n": len(age_true), **age_metrics(age_true, age_prob)},
     }
 
 

@@ -61,7 +61,8 @@ def group_metrics(
     age_true: np.ndarray,
     age_pred: np.ndarray,
 ) -> dict[str, dict]:
-    """Per group value (keyed by str(value), in sorted order): n, gender and age accuracy, age one-off."""
+    """Per group value (keyed by str(value), in sorted order): n, gender and age accuracy, age one-off; a label
+    of -1 (not given) is left out of its task (None when a group has none)."""
     groups = np.asarray(groups).reshape(-1)
     arrays = [np.asarray(a).reshape(-1) for a in (gender_true, gender_pred, age_true, age_pred)]
     if any(len(a) != len(groups) for a in arrays):
@@ -70,14 +71,19 @@ def group_metrics(
     result = {}
     for value in np.unique(groups):
         mask = groups == value
-        age_distance = np.abs(age_pred[mask].astype(np.int64) - age_true[mask].astype(np.int64))
+        gender_mask, age_mask = mask & (gender_true >= 0), mask & (age_true >= 0)
+        age_distance = np.abs(age_pred[age_mask].astype(np.int64) - age_true[age_mask].astype(np.int64))
         result[str(value)] = {
             "n": int(mask.sum()),
-            "gender_accuracy": float(np.mean(gender_pred[mask] == gender_true[mask])),
-            "age_accuracy": float(np.mean(age_distance == 0)),
-            "one_off": float(np.mean(age_distance <= 1)),
+            "gender_accuracy": _mean(gender_pred[gender_mask] == gender_true[gender_mask]),
+            "age_accuracy": _mean(age_distance == 0),
+            "one_off": _mean(age_distance <= 1),
         }
     return result
+
+
+def _mean(hits: np.ndarray) -> float | None:
+    return float(np.mean(hits)) if len(hits) else None
 
 
 def largest_gap(group_dict: Mapping[str, Mapping], key: str, min_n: int = 1) -> dict:

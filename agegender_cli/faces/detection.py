@@ -201,6 +201,36 @@ class WholeImageDetector:
         return [[Detection((0, 0, image.shape[1], image.shape[0]), 1.0)] for image in images]
 
 
+CROP_AREA = 0.25  # a face box this share of the image (or cut by its edge) means the image is a face crop
+CROP_SIDE = 400  # an image no longer than this, where no face is found, is taken as a crop (auto)
+MATCH_IOU = 0.3  # a detection overlapping a labelled box less than this is not the labelled face
+
+
+def pick_face(
+    shape: tuple[int, ...], found: Sequence[Detection], label_box: Box | None = None, *, auto: bool = False
+) -> tuple[Box, bool] | None:
+    """The labelled face of an image: (box, whole image?) or None when it was not found.
+
+    With a labelled box, the detection that overlaps it most (IoU >= MATCH_IOU); else the largest detection.
+    With `auto`, an image that already is a face crop (the face fills CROP_AREA of it or is cut by its edge;
+    with no face found, an image of at most CROP_SIDE px) is taken whole."""
+    height, width = shape[:2]
+    whole = (0, 0, width, height)
+    if label_box is not None:
+        best = max(found, key=lambda d: box_iou(d.box, label_box), default=None)
+        face = best if best is not None and box_iou(best.box, label_box) >= MATCH_IOU else None
+    else:
+        face = max(found, key=lambda d: d.width * d.height, default=None)
+    if auto:
+        if face is None:
+            return (whole, True) if max(height, width) <= CROP_SIDE and label_box is None else None
+        x1, y1, x2, y2 = face.box
+        cut = x1 < 0 or y1 < 0 or x2 > width or y2 > height
+        if cut or face.width * face.height >= CROP_AREA * width * height:
+            return whole, True
+    return None if face is None else (face.box, False)
+
+
 def face_region(box: Box, *, framing: str, shape: tuple[int, ...]) -> Box:
     """The image region crop_face takes for a detector box; may extend past the image edges.
 

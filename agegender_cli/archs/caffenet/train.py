@@ -69,7 +69,8 @@ def fit(cfg: CaffenetTrainConfig, reporter: Reporter = SILENT) -> TrainResult:
     """The Trainer of architecture B: both nets on the manifest's train split, each kept at its best val epoch."""
     from agegender_cli.data.utkface import read_manifest
 
-    train_records, val_records = read_manifest(cfg.manifest, "train"), read_manifest(cfg.manifest, "val")
+    train_records = read_manifest(cfg.manifest, "train", both_labels=True)
+    val_records = read_manifest(cfg.manifest, "val", both_labels=True)
     if not train_records or not val_records:
         raise AgeGenderError(f"{cfg.manifest}: the train and val splits must both hold images")
     reporter.start("training caffenet", cfg.epochs)

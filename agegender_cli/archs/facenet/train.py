@@ -151,8 +151,8 @@ def train_facenet(cfg: FacenetTrainConfig, reporter: Reporter = SILENT) -> Train
     device = pick_device(cfg.device)
     reporter.message(f"facenet: {device.type}, precision {describe_precision(cfg.precision, device)}")
     cfg = replace(cfg, precision=resolve_precision(cfg.precision, device))
-    train_records = read_manifest(cfg.manifest, "train")
-    val_records = read_manifest(cfg.manifest, "val")
+    train_records = read_manifest(cfg.manifest, "train", both_labels=True)
+    val_records = read_manifest(cfg.manifest, "val", both_labels=True)
     if not train_records or not val_records:
         raise AgeGenderError(f"{cfg.manifest}: the train and val splits must both hold images")
     resolved = resolve_backbone(cfg.backbone, cfg.backbone_weights, log=reporter.message)
