@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_jpeg
+from conftest import SHARED_UTKFACE, write_jpeg
 from typer.testing import CliRunner
 
 from agegender_cli.cli.app import app
@@ -61,8 +61,15 @@ def test_formats_are_recognised_by_file_name():
 
 
 def faces(n: int, seed: int = 0, size: int = 48) -> list[np.ndarray]:
+    """n face images: UTKFace crops from ../shared when it is there (shrunk), else random pictures."""
+    import cv2
+
     rng = np.random.default_rng(seed)
-    return [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(n)]
+    crops = sorted(SHARED_UTKFACE.glob("*.jpg"))[:400] if SHARED_UTKFACE.is_dir() else []
+    if not crops:
+        return [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(n)]
+    chosen = rng.choice(len(crops), n, replace=False)
+    return [cv2.resize(cv2.imread(str(crops[i])), (size, size), interpolation=cv2.INTER_AREA) for i in chosen]
 
 
 def save(path: Path, image: np.ndarray) -> Path:
