@@ -77,10 +77,11 @@ GOOD = {"path": "a.jpg", "age": "25", "gender": "0", "race": "1", "age_class": "
 
 @pytest.mark.parametrize("field, value, says", [
     ("age", "twenty", "age 'twenty'"), ("age", "-3", "age '-3'"), ("age", "999", "age '999'"),
-    ("gender", "3", "gender '3'"), ("gender", "", "gender ''"), ("race", "9", "race '9'"),
+    ("gender", "3", "gender '3'"), ("gender", "x", "gender 'x'"), ("race", "9", "race '9'"),
     ("age_class", "8", "age_class '8'"), ("age_class", "1e3", "age_class '1e3'"),
     ("split", "../x", "split '../x'"), ("path", "", "empty or invalid path"),
     ("age", "٣", "age '٣'"),  # a digit, but not an ASCII one
+    ("age_class", "", "neither gender nor age_class"),  # with gender blanked below
 ])
 def test_bad_manifest_fields_are_named_with_their_line(tmp_path, field, value, says):
     path = tmp_path / "manifest.csv"
@@ -88,7 +89,7 @@ def test_bad_manifest_fields_are_named_with_their_line(tmp_path, field, value, s
         writer = csv.DictWriter(handle, MANIFEST_FIELDS)
         writer.writeheader()
         writer.writerow(GOOD)
-        writer.writerow({**GOOD, field: value})
+        writer.writerow({**GOOD, field: value, **({"gender": ""} if says.startswith("neither") else {})})
     with pytest.raises(AgeGenderError) as error:
         read_manifest(path)
     assert "line 3" in str(error.value) and says in str(error.value) and str(path) in str(error.value)
