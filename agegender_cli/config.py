@@ -23,6 +23,11 @@ BACKBONES = ("vggface2", "casia-webface")
 UNFREEZE_POINTS = ("last_linear", "block8", "repeat_3")  # the backbone trains from this block on
 HEADS = ("linear", "mlp")
 SELECT_BY = ("loss", "accuracy")
+PLOT_FORMATS = ("png", "svg", "pdf")  # figures of evaluate, compare, train and predict --summary-plot
+PLOT_DPI = 200  # raster resolution of PNG figures
+HTML_SUFFIXES = (".html", ".htm")  # --report with one of these writes HTML, anything else Markdown
+CALIBRATION_BINS = 15  # equal-width confidence bins of the expected calibration error
+MIN_GROUP_N = 20  # a group gap whose smaller group has fewer faces is marked uncertain
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,7 @@ class FacenetTrainConfig:
     seed: int = 0
     resume: bool = False
     image_size: int = 160
+    plot_format: str = "png"  # the training curves' format, one of PLOT_FORMATS
 
 
 @dataclass(frozen=True)
@@ -144,6 +150,7 @@ class CaffenetTrainConfig:
     precision: str = "auto"
     seed: int = 0
     resume: bool = False
+    plot_format: str = "png"  # the training curves' format, one of PLOT_FORMATS
 
 
 @dataclass(frozen=True)
@@ -181,6 +188,7 @@ class PredictConfig:
     csv: Path | None = None
     summary: bool = False
     summary_plot: Path | None = None
+    plot_format: str | None = None  # None: the --summary-plot name's suffix, else png
 
 
 @dataclass(frozen=True)
@@ -193,6 +201,11 @@ class EvaluateConfig:
     images: Path | None = None
     options: ModelOptions = ModelOptions()
     plots: Path | None = None
-    report: Path | None = None
+    report: Path | None = None  # .html/.htm: one self-contained HTML file; otherwise Markdown
     bootstrap: int = 1000
     seed: int = 0
+    plot_format: str = "png"  # one of PLOT_FORMATS
+    normalize: bool = False  # confusion figures and tables: shares of each true class instead of counts
+    calibration_bins: int = CALIBRATION_BINS
+    min_group_n: int = MIN_GROUP_N
+    command_line: str = ""  # how the run was asked for, recorded in the report's provenance

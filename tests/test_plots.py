@@ -28,7 +28,7 @@ def test_plot_roc_several_architectures(tmp_path):
 
 def test_plot_confusion(tmp_path):
     matrix = np.arange(64).reshape(8, 8)
-    path = plots.plot_confusion(matrix, AGE_CLASSES, "Age confusion", tmp_path / "confusion.png")
+    path = plots.plot_confusions({"a": matrix}, AGE_CLASSES, "Age confusion", tmp_path / "confusion.png")
     assert_png_alone(path, tmp_path)
 
 
