@@ -34,7 +34,7 @@ class TinyPredictor:
     def provenance(self) -> dict:
         from agegender_cli.provenance import file_record
 
-        files = [file_record(self.model)] if self.model is not None else []
+        files = [file_record(self.model)] if self.model is not None and Path(self.model).is_file() else []
         return {"files": files, "engine": "numpy", "precision": "fp32", "device": "cpu"}
 
     def predict(self, faces: Sequence[np.ndarray]) -> Prediction:
