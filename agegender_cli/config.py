@@ -25,6 +25,11 @@ HEADS = ("linear", "mlp")
 SELECT_BY = ("loss", "accuracy")
 LABEL_FORMATS = ("auto", "csv", "fairface", "adience")
 EVAL_DETECTORS = ("none", "mtcnn", "haar", "auto")  # auto: the whole image when it already is a face crop
+PLOT_FORMATS = ("png", "svg", "pdf")  # figures of evaluate, compare, train and predict --summary-plot
+PLOT_DPI = 200  # raster resolution of PNG figures
+HTML_SUFFIXES = (".html", ".htm")  # --report with one of these writes HTML, anything else Markdown
+CALIBRATION_BINS = 15  # equal-width confidence bins of the expected calibration error
+MIN_GROUP_N = 20  # a group gap whose smaller group has fewer faces is marked uncertain
 
 
 @dataclass(frozen=True)
@@ -130,6 +135,7 @@ class FacenetTrainConfig:
     seed: int = 0
     resume: bool = False
     image_size: int = 160
+    plot_format: str = "png"  # the training curves' format, one of PLOT_FORMATS
 
 
 @dataclass(frozen=True)
@@ -150,6 +156,7 @@ class CaffenetTrainConfig:
     precision: str = "auto"
     seed: int = 0
     resume: bool = False
+    plot_format: str = "png"  # the training curves' format, one of PLOT_FORMATS
 
 
 @dataclass(frozen=True)
@@ -187,6 +194,7 @@ class PredictConfig:
     csv: Path | None = None
     summary: bool = False
     summary_plot: Path | None = None
+    plot_format: str | None = None  # None: the --summary-plot name's suffix, else png
 
 
 @dataclass(frozen=True)
@@ -202,6 +210,11 @@ class EvaluateConfig:
     min_face: int = 20
     min_score: float = 0.9
     plots: Path | None = None
-    report: Path | None = None
+    report: Path | None = None  # .html/.htm: one self-contained HTML file; otherwise Markdown
     bootstrap: int = 1000
     seed: int = 0
+    plot_format: str = "png"  # one of PLOT_FORMATS
+    normalize: bool = False  # confusion figures and tables: shares of each true class instead of counts
+    calibration_bins: int = CALIBRATION_BINS
+    min_group_n: int = MIN_GROUP_N
+    command_line: str = ""  # how the run was asked for, recorded in the report's provenance

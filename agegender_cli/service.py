@@ -223,48 +223,107 @@ def evaluate_models(cfg: EvaluateConfig, reporter: Reporter = SILENT) -> dict:
                                        age_true[has_age], prediction.age_prob[has_age])
         results[arch] = {"arch": arch, "model": predictors[arch].description, **metrics}
     source = str(cfg.images) if cfg.images else f"{cfg.manifest}:{cfg.split}"
-    evaluation = {"source": source, "results": results, "failed": failed, "records": used,
-                  "predictions": predictions, "truth": (gender_true, age_true)}
+    evaluation = {"source": source, "results": results, "failed": failed, "records": used, "listed": len(records),
+                  "predictions": predictions, "truth": (gender_true, age_true), "predictors": predictors}
     if faces is not None:
         evaluation["detection"] = faces.summary()
+    _add_statistics(evaluation, cfg)
     return evaluation
 
 
-def save_evaluation_plots(evaluation: dict, folder: Path) -> list[str]:
-    """ROC, confusion matrices and error distributions of every evaluated architecture."""
-    from agegender_cli.evaluation import plots
-    from agegender_cli.labels import AGE_CLASSES, GENDERS
+def _add_statistics(evaluation: dict, cfg: EvaluateConfig) -> None:
+    """Into each result: calibration (ECE and reliability bins per task), 95% intervals of every headline
+    metric, per-race and per-gender accuracy with intervals and the largest gaps (seeded: reruns agree)."""
+    import numpy as np
 
-    results = evaluation["results"]
+    from agegender_cli.evaluation.calibration import calibration
+    from agegender_cli.evaluation.intervals import model_intervals
+    from agegender_cli.labels import GENDERS
+
+    gender_true, age_true = evaluation["truth"]
+    records = evaluation["records"]
+    has_gender, has_age = gender_true >= 0, age_true >= 0  # a task's unlabelled faces (-1) are not scored
+    groups = {"race": np.array([r.race_name for r in records]),
+              "gender": np.array([GENDERS[g] if g >= 0 else "unknown" for g in gender_true])}
+    for arch, prediction in evaluation["predictions"].items():
+        result = evaluation["results"][arch]
+        result["calibration"] = {
+            "gender": calibration(gender_true[has_gender], prediction.gender_prob[has_gender], cfg.calibration_bins),
+            "age": calibration(age_true[has_age], prediction.age_prob[has_age], cfg.calibration_bins)}
+        result.update(model_intervals(gender_true, prediction.gender_prob, age_true, prediction.age_prob, groups,
+                                      n_resamples=cfg.bootstrap, seed=cfg.seed, n_bins=cfg.calibration_bins,
+                                      min_group_n=cfg.min_group_n))
+
+
+def _mcnemar(evaluation: dict) -> dict:
+    """McNemar's test of every pair of architectures on the same faces, per task."""
+    import itertools
+
+    from agegender_cli.evaluation.stats import mcnemar
+
+    gender_true, age_true = evaluation["truth"]
+    has_gender, has_age = gender_true >= 0, age_true >= 0
+    correct = {arch: {"gender": (p.gender_prob.argmax(1) == gender_true)[has_gender],
+                      "age": (p.age_prob.argmax(1) == age_true)[has_age]}
+               for arch, p in evaluation["predictions"].items()}
+    return {f"{a} vs {b}": {task: mcnemar(correct[a][task], correct[b][task]) for task in ("gender", "age")}
+            for a, b in itertools.combinations(correct, 2)}
+
+
+def run_provenance(evaluation: dict, cfg: EvaluateConfig) -> dict:
+    """Everything needed to cite and rerun an evaluation: tool and software versions, the command line, the
+    date, every model's files and hashes, engine, precision and device, the data's hashes, the images used
+    and skipped (with reasons), the seed and the bootstrap settings."""
+    import datetime
+    import os
+
+    from agegender_cli import __version__
+    from agegender_cli.fileio import display
+    from agegender_cli.provenance import file_record, records_digest, software
+
+    models = {}
+    for arch, predictor in evaluation["predictors"].items():
+        described = getattr(predictor, "provenance", None)
+        models[arch] = {"description": predictor.description, **(described() if described else {})}
+    data = {"source": evaluation["source"], "split": None if cfg.images else cfg.split,
+            "manifest": None if cfg.images else file_record(cfg.manifest),
+            "images_folder": display(cfg.images.resolve()) if cfg.images else None,
+            "listed": evaluation["listed"], "used": len(evaluation["records"]), "skipped": evaluation["failed"],
+            "images_sha256": records_digest(evaluation["records"])}
+    return {"tool": {"name": "agegender", "version": __version__}, "command_line": cfg.command_line,
+            "working_directory": display(os.getcwd()),
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "software": software(), "models": models, "data": data, "seed": cfg.seed,
+            "bootstrap": {"resamples": cfg.bootstrap, "level": 0.95, "method": "percentile, paired resamples of "
+                          "the faces, the same for every metric and architecture"},
+            "calibration_bins": cfg.calibration_bins, "min_group_n": cfg.min_group_n}
+
+
+def save_evaluation_plots(evaluation: dict, folder: Path, plot_format: str = "png", normalize: bool = False,
+                          provenance: dict | None = None) -> list[dict]:
+    """The figures of every evaluated architecture (ROC, confusion, error distribution, reliability), each
+    with a caption that says what it shows, on how many faces, and of which models."""
+    from agegender_cli.evaluation.figures import evaluation_figures
     from agegender_cli.fileio import make_folder
 
     make_folder(folder, "--plots")
-    written = []
-    curves = {a: (r["gender"]["roc"]["fpr"], r["gender"]["roc"]["tpr"], r["gender"]["auc"])
-              for a, r in results.items() if r["gender"]["roc"]}
-    if curves:
-        written.append(plots.plot_roc(curves, folder / "roc_gender.png"))
-    for arch, r in results.items():
-        written.append(plots.plot_confusion(r["gender"]["confusion"], list(GENDERS), f"{arch}: gender",
-                                            folder / f"confusion_gender_{arch}.png"))
-        written.append(plots.plot_confusion(r["age"]["confusion"], list(AGE_CLASSES), f"{arch}: age class",
-                                            folder / f"confusion_age_{arch}.png"))
-    written.append(plots.plot_error_distribution({a: r["age"]["error_hist"] for a, r in results.items()},
-                                                 folder / "age_error_distribution.png"))
-    return [str(p) for p in written]
+    return evaluation_figures(evaluation, folder, plot_format, normalize, provenance)
 
 
 def evaluate(cfg: EvaluateConfig, reporter: Reporter = SILENT) -> dict:
     """`agegender evaluate`: the metrics of one architecture (the JSON schema of the report's tables), or of
     several under "results"."""
     evaluation = evaluate_models(cfg, reporter)
+    provenance = run_provenance(evaluation, cfg)
     one = len(cfg.archs) == 1
     result = dict(evaluation["results"][cfg.archs[0]]) if one else {"results": evaluation["results"]}
-    result.update(source=evaluation["source"], failed=evaluation["failed"])
+    result.update(source=evaluation["source"], failed=evaluation["failed"], provenance=provenance)
     if "detection" in evaluation:
         result["detection"] = evaluation["detection"]
     if cfg.plots is not None:
-        result["plots"] = save_evaluation_plots(evaluation, cfg.plots)
+        figures = save_evaluation_plots(evaluation, cfg.plots, cfg.plot_format, cfg.normalize, provenance)
+        result["plots"] = [f["path"] for f in figures]
+        result["figures"] = figures
     return result
 
 
@@ -275,62 +334,43 @@ def train(arch: str, cfg, reporter: Reporter = SILENT) -> dict:
     return trainer(arch)(cfg, reporter).to_dict()
 
 
-def _statistics(evaluation: dict, cfg: EvaluateConfig) -> dict:
-    """Bootstrap CIs, McNemar between architectures, metrics per race and per gender."""
-    import itertools
-
-    import numpy as np
-
-    from agegender_cli.evaluation.stats import bootstrap_ci, group_metrics, largest_gap, mcnemar
-
-    gender_true, age_true = evaluation["truth"]
-    records = evaluation["records"]
-    races = np.array([r.race_name for r in records])
-    genders = np.array(["male" if g == 0 else "female" for g in gender_true])
-    correct, per_arch = {}, {}
-    has_gender, has_age = gender_true >= 0, age_true >= 0  # a task's unlabelled images (-1) are not scored
-    for arch, prediction in evaluation["predictions"].items():
-        gender_pred, age_pred = prediction.gender_prob.argmax(1), prediction.age_prob.argmax(1)
-        correct[arch] = {"gender": (gender_pred == gender_true)[has_gender], "age": (age_pred == age_true)[has_age]}
-        ci = {task: bootstrap_ci(hits, cfg.bootstrap, cfg.seed) for task, hits in correct[arch].items()}
-        ci["one_off"] = bootstrap_ci((np.abs(age_pred - age_true) <= 1)[has_age], cfg.bootstrap, cfg.seed)
-        groups = {}
-        for name, labels in (("race", races), ("gender", genders)):
-            table = group_metrics(labels, gender_true, gender_pred, age_true, age_pred)
-            gaps = {key: largest_gap(table, key, min_n=20) for key in ("gender_accuracy", "age_accuracy")}
-            groups[name] = {"metrics": table, "largest_gap": gaps}
-        per_arch[arch] = {"ci95": ci, "groups": groups}
-    tests = {}
-    for a, b in itertools.combinations(correct, 2):
-        tests[f"{a} vs {b}"] = {task: mcnemar(correct[a][task], correct[b][task]) for task in ("gender", "age")}
-    return {"per_arch": per_arch, "mcnemar": tests}
-
-
 def compare(cfg: EvaluateConfig, reporter: Reporter = SILENT) -> dict:
-    """`agegender compare`: every architecture on the same images, the report's tables side by side."""
+    """`agegender compare`: every architecture on the same images, the report's tables side by side; with
+    --report a Markdown (or, for .html, a self-contained HTML) report with provenance and figures."""
+    import tempfile
+
+    from agegender_cli.config import HTML_SUFFIXES
+
     evaluation = evaluate_models(cfg, reporter)
-    stats = _statistics(evaluation, cfg)
-    result: dict = {}
-    for arch, metrics in evaluation["results"].items():
-        result[arch] = {**metrics, **stats["per_arch"][arch]}
-    result["mcnemar"] = stats["mcnemar"]
+    result: dict = {arch: metrics for arch, metrics in evaluation["results"].items()}
+    result["mcnemar"] = _mcnemar(evaluation)
     result["source"] = evaluation["source"]
     result["failed"] = evaluation["failed"]
     if "detection" in evaluation:
         result["detection"] = evaluation["detection"]
-    figures: list[str] = []
-    plots_dir = cfg.plots or (cfg.report.parent / f"{cfg.report.stem}_figures" if cfg.report else None)
-    if plots_dir is not None:
-        figures = save_evaluation_plots(evaluation, plots_dir)
-        result["plots"] = figures
-    if cfg.report is not None:
-        from agegender_cli.evaluation.report import markdown_report
-        from agegender_cli.fileio import atomic_write_text
+    result["provenance"] = run_provenance(evaluation, cfg)
+    html = cfg.report is not None and cfg.report.suffix.lower() in HTML_SUFFIXES
+    with tempfile.TemporaryDirectory(prefix="agegender-figures-") as scratch:
+        plots_dir = cfg.plots
+        if plots_dir is None and cfg.report is not None:
+            # HTML carries its figures inline; Markdown links them from a folder beside the report
+            plots_dir = Path(scratch) if html else cfg.report.parent / f"{cfg.report.stem}_figures"
+        figures: list[dict] = []
+        if plots_dir is not None:
+            figures = save_evaluation_plots(evaluation, plots_dir, cfg.plot_format, cfg.normalize,
+                                            result["provenance"])
+            if not (html and cfg.plots is None):
+                result["plots"] = [f["path"] for f in figures]
+                result["figures"] = figures
+        if cfg.report is not None:
+            from agegender_cli.evaluation.report import html_report, markdown_report, report_blocks
+            from agegender_cli.fileio import atomic_write_text
 
-        archs = {a: result[a] for a in evaluation["results"]}
-        atomic_write_text(cfg.report, markdown_report(archs, result["mcnemar"], result["source"], figures,
-                                                      cfg.report.parent))
-        result["report"] = str(cfg.report)
+            blocks = report_blocks({a: result[a] for a in evaluation["results"]}, result["mcnemar"],
+                                   result["provenance"], figures, cfg.normalize)
+            text = html_report(blocks) if html else markdown_report(blocks, cfg.report.parent)
+            atomic_write_text(cfg.report, text)
+            result["report"] = str(cfg.report)
     return result
 
 
@@ -509,9 +549,12 @@ def predict(cfg: PredictConfig, emit, reporter: Reporter = SILENT) -> dict:
         for wanted, given in names.renamed:
             reporter.message(f"{given}: renamed, {wanted} would have replaced an input or an earlier output")
     if cfg.summary_plot is not None:
+        from agegender_cli.config import PLOT_FORMATS
         from agegender_cli.evaluation.plots import plot_summary_bars
 
-        summary["summary_plot"] = str(plot_summary_bars(counts[cfg.archs[0]], cfg.summary_plot))
+        suffix = cfg.summary_plot.suffix.lstrip(".").lower()
+        fmt = suffix if suffix in PLOT_FORMATS else cfg.plot_format or PLOT_FORMATS[0]
+        summary["summary_plot"] = str(plot_summary_bars(counts[cfg.archs[0]], cfg.summary_plot, fmt=fmt))
     if cfg.csv:
         summary["csv"] = str(cfg.csv)
     return summary

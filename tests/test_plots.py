@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ def test_plot_roc_several_architectures(tmp_path):
 
 def test_plot_confusion(tmp_path):
     matrix = np.arange(64).reshape(8, 8)
-    path = plots.plot_confusion(matrix, AGE_CLASSES, "Age confusion", tmp_path / "confusion.png")
+    path = plots.plot_confusions({"a": matrix}, AGE_CLASSES, "Age confusion", tmp_path / "confusion.png")
     assert_png_alone(path, tmp_path)
 
 
@@ -98,3 +99,21 @@ def test_pyplot_state_untouched(tmp_path):
     before = plt.get_fignums()
     plots.plot_error_distribution({"a": [1, 2, 3]}, tmp_path / "e.png")
     assert plt.get_fignums() == before
+
+
+def test_training_curves_mark_the_best_epochs_with_readable_names(tmp_path):
+    history = [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.1 / e, "val_gender_acc": 0.5 + e / 20,
+                "val_age_acc": 0.3 + e / 30} for e in range(1, 7)]
+    path = plots.plot_training_curves(history, tmp_path / "curves.svg", best_epochs={"gender": 5, "age": 3})
+    svg = path.read_text()
+    assert svg.startswith("<?xml") and "val gender accuracy" in svg and "train loss" in svg
+    assert "best epoch 3 (age)" in svg and "best epoch 5 (gender)" in svg
+    labels = re.findall(r">([^<>]+)</text", svg)
+    assert labels[:6] == ["1", "2", "3", "4", "5", "6"]  # integer epoch ticks only
+
+
+def test_vector_figures_are_the_same_file_for_the_same_data(tmp_path):
+    for name in ("a.svg", "b.svg", "a.pdf", "b.pdf"):
+        plots.plot_error_distribution({"x": [3, 2, 1]}, tmp_path / name)
+    assert (tmp_path / "a.svg").read_bytes() == (tmp_path / "b.svg").read_bytes()
+    assert (tmp_path / "a.pdf").read_bytes() == (tmp_path / "b.pdf").read_bytes()

@@ -143,8 +143,8 @@ def test_evaluate_table_and_plots(small_set, tmp_path):
                                  str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "Table 5.1" in result.stdout and "Table 5.4" in result.stdout
-    assert {p.name for p in tmp_path.iterdir()} >= {"roc_gender.png", "confusion_age_caffenet.png",
-                                                    "age_error_distribution.png"}
+    assert {p.name for p in tmp_path.iterdir()} >= {"roc_gender.png", "confusion_age.png",
+                                                    "age_error_distribution.png", "reliability_age.png"}
 
 
 def test_compare_json_and_markdown_report(small_set, tmp_path):
@@ -155,12 +155,26 @@ def test_compare_json_and_markdown_report(small_set, tmp_path):
     data = json.loads(result.stdout)
     assert {"facenet", "caffenet", "mcnemar"} <= set(data)
     assert data["facenet"]["n"] == data["caffenet"]["n"] == 40
-    low, high = data["facenet"]["ci95"]["gender"]
+    low, high = data["facenet"]["ci95"]["gender"]["accuracy"]
     assert low <= data["facenet"]["gender"]["accuracy"] <= high
+    low, high = data["facenet"]["ci95"]["gender"]["auc"]
+    assert low <= data["facenet"]["gender"]["auc"] <= high
+    assert 0 <= data["caffenet"]["calibration"]["age"]["ece"] <= 1
+    from agegender_cli.archs.registry import get
+    from agegender_cli.fileio import sha256_file
+
+    models = data["provenance"]["models"]
+    (facenet_file,) = models["facenet"]["files"]
+    assert facenet_file["sha256"] == sha256_file(get("facenet").bundled)
+    assert models["facenet"]["backbone"]["trained_sha256"] == models["facenet"]["backbone"]["sha256"]
+    caffe = {Path(f["path"]).name: f["sha256"] for f in models["caffenet"]["files"]}
+    assert caffe["age_net.caffemodel"] == sha256_file(get("caffenet").bundled / "age_net.caffemodel")
+    assert "10,143 train" in models["facenet"]["training_data"]  # from the model card
     assert set(data["mcnemar"]["facenet vs caffenet"]) == {"gender", "age"}
     assert "race" in data["facenet"]["groups"]
     text = report.read_text()
-    assert "## Accuracy comparison" in text and "McNemar" in text and "![roc_gender]" in text
+    assert "## Accuracy comparison" in text and "McNemar" in text and "## Provenance: models" in text
+    assert "![Figure 1](report_figures/roc_gender.png)" in text
 
 
 def test_compare_tables(small_set):

@@ -22,7 +22,7 @@ def paired(b: int, c: int, both: int = 5, neither: int = 3) -> tuple[np.ndarray,
 
 
 def test_bootstrap_is_deterministic_by_seed():
-    correct = correct_array(70, 100)
+    correct = correct_array(701, 1000)
     assert bootstrap_ci(correct, seed=3) == bootstrap_ci(correct, seed=3)
     assert bootstrap_ci(correct, seed=3) != bootstrap_ci(correct, seed=4)
 
@@ -121,6 +121,8 @@ def test_largest_gap(groups):
             "best": 1.0,
             "worst": 1 / 3,
             "gap": 2 / 3,
+            "n_best": 2,
+            "n_worst": 3,
         }
     )
     age = largest_gap(groups, "age_accuracy")

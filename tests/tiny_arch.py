@@ -29,6 +29,13 @@ class TinyPredictor:
     def __init__(self, model: Path | None, bias: float) -> None:
         self.description = f"tiny model {model}"
         self.bias = bias
+        self.model = model
+
+    def provenance(self) -> dict:
+        from agegender_cli.provenance import file_record
+
+        files = [file_record(self.model)] if self.model is not None and Path(self.model).is_file() else []
+        return {"files": files, "engine": "numpy", "precision": "fp32", "device": "cpu"}
 
     def predict(self, faces: Sequence[np.ndarray]) -> Prediction:
         means = np.array([f.mean() / 255.0 for f in faces], np.float32).reshape(-1)

@@ -36,7 +36,11 @@ class Prediction:
 
 
 class Predictor(Protocol):
-    """Takes face crops (BGR uint8, any size, framed like a UTKFace crop) and returns probabilities."""
+    """Takes face crops (BGR uint8, any size, framed like a UTKFace crop) and returns probabilities.
+
+    It may also offer `provenance() -> dict`: "files" (path, bytes, sha256 of every file the model is made
+    of), "engine", "precision", "device", and what the model knows of its training ("training",
+    "training_data", "model_card" for the bundled ones); reports show what it gives."""
 
     arch: str
     description: str

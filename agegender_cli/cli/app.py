@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
+import sys
 from typing import Annotated
 
 import typer
@@ -67,6 +69,9 @@ app.command()(compare)
 
 
 def main() -> None:
+    from agegender_cli.cli import common
+
+    common.invoked_as = shlex.join(["agegender", *sys.argv[1:]])
     # SIGTERM (kill, a batch scheduler) unwinds like Ctrl-C: temp files and partial outputs are removed.
     signal.signal(signal.SIGTERM, _terminate)
     app()

@@ -24,6 +24,12 @@ MEMORY_HINT = "try a smaller --batch-size or fewer --workers"
 
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True)
+invoked_as = ""  # the command line, set by the console entry point (reports record it)
+
+
+def command_line() -> str:
+    """How the running command was typed ("agegender compare ..."), or "" when it was called in-process."""
+    return invoked_as
 
 
 class Terminated(KeyboardInterrupt):

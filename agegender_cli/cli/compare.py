@@ -9,7 +9,7 @@ import typer
 
 from agegender_cli import service
 from agegender_cli.cli import options as o
-from agegender_cli.cli.common import RichReporter, fail_cleanly, print_json, stderr, stdout
+from agegender_cli.cli.common import RichReporter, command_line, fail_cleanly, print_json, stderr, stdout
 from agegender_cli.cli.tables import rich_table
 from agegender_cli.config import EvaluateConfig, ModelOptions
 from agegender_cli.evaluation.tables import groups_table, mcnemar_table, report_tables
@@ -27,29 +27,34 @@ def compare(
     images: o.Images = D.images,
     detector: o.EvalDetector = D.detector,
     plots: o.Plots = D.plots,
-    report: Annotated[Path | None, typer.Option(help="Write a Markdown report (with figures).")] = D.report,
-    bootstrap: Annotated[int, typer.Option(min=1, max=100_000,
-                                           help="Bootstrap resamples for the 95% intervals.")] = D.bootstrap,
+    report: Annotated[Path | None, typer.Option(
+        help="Write a report with provenance, intervals and figures: Markdown (figures in NAME_figures/), or "
+             "one self-contained HTML file for .html.")] = D.report,
+    plot_format: o.PlotFormat = D.plot_format,
+    normalize: o.Normalize = D.normalize,
+    bootstrap: o.Bootstrap = D.bootstrap,
     seed: o.Seed = D.seed,
     as_json: o.Json = False,
     options: ModelOptions = M,
 ) -> None:
-    """The report's tables for every architecture, bootstrap CIs, McNemar's test, per-race/gender gaps."""
+    """The report's tables for every architecture with 95% intervals, calibration (ECE), McNemar's test,
+    per-race/gender accuracy and gaps."""
     archs = o.parse_archs(arch)
     cfg = EvaluateConfig(archs=archs, manifest=manifest, split=split, images=images, options=options, plots=plots,
-                         report=report, bootstrap=bootstrap, seed=seed, detector=detector)
+                         report=report, bootstrap=bootstrap, seed=seed, plot_format=plot_format, normalize=normalize,
+                         command_line=command_line(), detector=detector)
     result = service.compare(cfg, RichReporter())
     if as_json:
         print_json(result)
         o.exit_if_failed(result)
         return
     results = {a: result[a] for a in archs}
-    cis = {a: result[a]["ci95"] for a in archs}
-    for table in report_tables(results, cis, confusion=False):
+    for table in report_tables(results, confusion=False):
         stdout.print(rich_table(table))
     if result["mcnemar"]:
         stdout.print(rich_table(mcnemar_table(result["mcnemar"])))
-    stdout.print(rich_table(groups_table(results, "race")))
+    for group in next(iter(results.values()))["groups"]:
+        stdout.print(rich_table(groups_table(results, group)))
     o.print_detection(result.get("detection"))
     for failure in result["failed"]:
         stderr.print(f"[red]skipped[/] {failure['error']}", highlight=False)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from agegender_cli import service
 from agegender_cli.cli import options as o
-from agegender_cli.cli.common import RichReporter, fail_cleanly, print_json, stderr, stdout
+from agegender_cli.cli.common import RichReporter, command_line, fail_cleanly, print_json, stderr, stdout
 from agegender_cli.cli.tables import rich_table
 from agegender_cli.config import EvaluateConfig, ModelOptions
-from agegender_cli.evaluation.tables import report_tables
+from agegender_cli.evaluation.tables import groups_table, report_tables
 
 D = EvaluateConfig()
 M = D.options
@@ -22,21 +22,29 @@ def evaluate(
     images: o.Images = D.images,
     detector: o.EvalDetector = D.detector,
     plots: o.Plots = D.plots,
+    plot_format: o.PlotFormat = D.plot_format,
+    normalize: o.Normalize = D.normalize,
+    bootstrap: o.Bootstrap = D.bootstrap,
+    seed: o.Seed = D.seed,
     as_json: o.Json = False,
     options: ModelOptions = M,
 ) -> None:
-    """Accuracy, per-class precision/recall/F/FNR/FPR, ROC-AUC, age-class error: the report's tables."""
+    """Accuracy, per-class precision/recall/F/FNR/FPR, ROC-AUC, age-class error, calibration (ECE), each
+    headline number with its 95% interval: the report's tables."""
     archs = o.parse_archs(arch)
     cfg = EvaluateConfig(archs=archs, manifest=manifest, split=split, images=images, options=options, plots=plots,
-                         detector=detector)
+                         plot_format=plot_format, normalize=normalize, bootstrap=bootstrap, seed=seed,
+                         command_line=command_line(), detector=detector)
     result = service.evaluate(cfg, RichReporter())
     if as_json:
         print_json(result)
         o.exit_if_failed(result)
         return
     results = {archs[0]: result} if len(archs) == 1 else result["results"]
-    for table in report_tables(results):
+    for table in report_tables(results, normalize=normalize):
         stdout.print(rich_table(table))
+    for group in next(iter(results.values()))["groups"]:
+        stdout.print(rich_table(groups_table(results, group)))
     o.print_detection(result.get("detection"))
     for failure in result["failed"]:
         stderr.print(f"[red]skipped[/] {failure['error']}", highlight=False)

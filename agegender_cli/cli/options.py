@@ -12,7 +12,17 @@ from typing import Annotated, Any, Literal
 import typer
 
 from agegender_cli.archs import registry
-from agegender_cli.config import DETECTORS, DEVICES, ENGINES, EVAL_DETECTORS, PRECISIONS, SPLITS, ModelOptions
+from agegender_cli.config import (
+    DETECTORS,
+    DEVICES,
+    ENGINES,
+    EVAL_DETECTORS,
+    PLOT_DPI,
+    PLOT_FORMATS,
+    PRECISIONS,
+    SPLITS,
+    ModelOptions,
+)
 from agegender_cli.errors import AgeGenderError
 
 
@@ -62,7 +72,13 @@ BatchSize = Annotated[int, typer.Option(min=1, max=4096, help="Images per batch.
 Manifest = Annotated[Path, typer.Option(help="Manifest from `agegender dataset`.")]
 Split = Annotated[choice(SPLITS), typer.Option(help="Split of the manifest.")]
 Images = Annotated[Path | None, typer.Option(help="A UTKFace-named folder, evaluated whole (instead of a split).")]
-Plots = Annotated[Path | None, typer.Option(help="Folder for ROC, confusion and error figures.")]
+Plots = Annotated[Path | None, typer.Option(help="Folder for ROC, confusion, error and reliability figures.")]
+PlotFormatName = choice(PLOT_FORMATS)
+PLOT_FORMAT_HELP = f"Figure format: png ({PLOT_DPI} dpi), svg or pdf."
+PlotFormat = Annotated[PlotFormatName, typer.Option(help=PLOT_FORMAT_HELP)]
+Normalize = Annotated[bool, typer.Option("--normalize", help="Confusion matrices as shares of each true class "
+                                                             "(rows sum to 1) instead of counts.")]
+Bootstrap = Annotated[int, typer.Option(min=1, max=100_000, help="Bootstrap resamples for the 95% intervals.")]
 Detector = Annotated[choice(DETECTORS), typer.Option(help="Face detector: mtcnn, haar, or none (face crops).")]
 EvalDetector = Annotated[choice(EVAL_DETECTORS), typer.Option(
     "--detector", help="none (the images are face crops), mtcnn or haar (find the labelled face in photos: the "

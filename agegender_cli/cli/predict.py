@@ -34,7 +34,10 @@ def predict(
     annotate: Annotated[Path | None, typer.Option(help="Write annotated copies into this folder.")] = D.annotate,
     csv: Annotated[Path | None, typer.Option(help="Also write one CSV row per face; - for stdout.")] = D.csv,
     summary: Annotated[bool, typer.Option(help="Counts of gender x age class over all faces.")] = D.summary,
-    summary_plot: Annotated[Path | None, typer.Option(help="Bar chart of the summary (PNG).")] = D.summary_plot,
+    summary_plot: Annotated[Path | None, typer.Option(
+        help="Bar chart of the summary, in the format its suffix names (.png, .svg, .pdf).")] = D.summary_plot,
+    plot_format: Annotated[o.PlotFormatName | None, typer.Option(
+        help="Format of --summary-plot when its name has no figure suffix (default png).")] = D.plot_format,
     as_json: Annotated[bool, typer.Option("--json", help="JSON Lines: one object per face.")] = False,
     options: ModelOptions = M,
 ) -> None:
@@ -45,7 +48,8 @@ def predict(
         raise typer.BadParameter("--json and --csv - both write to stdout; choose one", param_hint="--csv")
     cfg = PredictConfig(inputs=tuple(inputs), archs=archs, detector=detector, min_face=min_face,
                         min_score=min_score, every=every, workers=workers, options=options, annotate=annotate,
-                        csv=csv, summary=summary, summary_plot=summary_plot)
+                        csv=csv, summary=summary, summary_plot=_checked_figure(summary_plot, plot_format),
+                        plot_format=plot_format)
     rows: list[dict] = []
 
     def emit(row: dict) -> None:
@@ -65,6 +69,17 @@ def predict(
     stderr.print(f"{result['faces']} faces in {result['frames']} images/frames; {result['errors']} unreadable")
     if result["errors"]:
         raise typer.Exit(1)
+
+
+def _checked_figure(path: Path | None, plot_format: str | None) -> Path | None:
+    """A summary plot whose figure suffix and --plot-format disagree is a usage error."""
+    from agegender_cli.config import PLOT_FORMATS
+
+    suffix = path.suffix.lstrip(".").lower() if path is not None else ""
+    if suffix in PLOT_FORMATS and plot_format is not None and plot_format != suffix:
+        raise typer.BadParameter(f"{path} names a .{suffix} file but --plot-format is {plot_format}",
+                                 param_hint="--plot-format")
+    return path
 
 
 def faces_table(rows: list[dict], archs: tuple[str, ...]) -> Table:

@@ -61,6 +61,8 @@ def train(
     label_smoothing: Annotated[float | None, _option("Label smoothing.", "label_smoothing", min=0.0, max=1.0,
                                                      callback=o.finite)] = None,
     select: Annotated[SelectBy | None, _option("Best-val epoch by loss or accuracy.", "select")] = None,
+    plot_format: Annotated[o.PlotFormatName | None, _option("Training curves' format: png, svg or pdf.",
+                                                            "plot_format")] = None,
     as_json: o.Json = False,
 ) -> None:
     """Train an architecture on the train split; best-val checkpoint, curves, resumable."""
@@ -69,7 +71,7 @@ def train(
                  device=device, precision=precision, seed=seed, resume=resume or None, init=init, backbone=backbone,
                  backbone_weights=backbone_weights, preprocess=preprocess, unfreeze=unfreeze, head=head,
                  hidden=hidden, dropout=dropout, patience=patience, views=views, feature_cache=feature_cache,
-                 label_smoothing=label_smoothing, select=select)
+                 label_smoothing=label_smoothing, select=select, plot_format=plot_format)
     try:
         cfg = registry.train_config(name, given)
     except AgeGenderError as exc:

@@ -37,6 +37,7 @@ def gender_metrics(y_true: np.ndarray, prob: np.ndarray) -> dict:
         **roc_summary(y_true == GENDERS.index("female"), prob[:, GENDERS.index("female")]),
         "per_class": per_class_metrics(matrix, GENDERS),
         "confusion": matrix.tolist(),
+        "confusion_row_normalised": confusion_shares(matrix).tolist(),
     }
 
 
@@ -56,7 +57,15 @@ def age_metrics(y_true: np.ndarray, prob: np.ndarray) -> dict:
         "error_hist": np.bincount(distance, minlength=len(AGE_CLASSES)).tolist(),
         "per_class": per_class_metrics(matrix, AGE_CLASSES),
         "confusion": matrix.tolist(),
+        "confusion_row_normalised": confusion_shares(matrix).tolist(),
     }
+
+
+def confusion_shares(matrix: np.ndarray | Sequence[Sequence[int]]) -> np.ndarray:
+    """Each row divided by its sum (the share of each true class predicted as each class); empty rows stay 0."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    totals = matrix.sum(axis=1, keepdims=True)
+    return np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
 
 
 def roc_summary(positive: np.ndarray, score: np.ndarray) -> dict:

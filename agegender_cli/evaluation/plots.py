@@ -9,57 +9,113 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from agegender_cli.config import PLOT_DPI, PLOT_FORMATS
 from agegender_cli.fileio import atomic_write
 from agegender_cli.labels import AGE_CLASSES, GENDERS
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-DPI = 120
 LOSS_KEYS = ("train_loss", "val_loss")
 ACCURACY_KEYS = ("train_gender_acc", "val_gender_acc", "train_age_acc", "val_age_acc")
+# readable legend names of the history keys: "val_gender_acc" -> "val gender accuracy"
+SERIES_WORDS = {"acc": "accuracy", "loss": "loss", "train": "train", "val": "val"}
+Interval = tuple[float, float] | Sequence[float] | None
 
 
 def plot_roc(
-    curves: Mapping[str, tuple[Sequence[float], Sequence[float], float | None]],
+    curves: Mapping[str, tuple],
     path: str | os.PathLike,
     title: str = "Gender ROC (female positive)",
+    n: int | None = None,
 ) -> Path:
-    """ROC curves of one or several architectures on one axes, each labelled with its AUC."""
+    """ROC curves of one or several architectures on one axes, each labelled with its AUC and, when the
+    curve tuple (fpr, tpr, auc[, ci95]) has one, the AUC's 95% interval; `n` faces in the title."""
     fig = _figure((5.5, 5))
     ax = fig.add_subplot()
-    for name, (fpr, tpr, auc) in curves.items():
-        label = f"{name} (AUC n/a)" if auc is None else f"{name} (AUC = {auc:.3f})"
+    for name, (fpr, tpr, auc, *rest) in curves.items():
+        ci = rest[0] if rest else None
+        label = f"{name}: AUC n/a" if auc is None else f"{name}: AUC {auc:.3f}" + _interval(ci, "{:.3f}")
         ax.plot(fpr, tpr, lw=2, label=label)
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="chance")
-    ax.set(
-        xlim=(0, 1), ylim=(0, 1.01), xlabel="False positive rate", ylabel="True positive rate", title=title
-    )
-    ax.legend(loc="lower right")
+    ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="False positive rate", ylabel="True positive rate",
+           title=_with_n(title, n))
+    ax.legend(loc="lower right", title="AUC (95% CI)" if any(len(c) > 3 for c in curves.values()) else None)
     return _save(fig, path)
 
 
-def plot_confusion(
-    matrix: np.ndarray | Sequence[Sequence[int]],
+def plot_confusions(
+    matrices: Mapping[str, np.ndarray | Sequence[Sequence[int]]],
     class_names: Sequence[str],
     title: str,
     path: str | os.PathLike,
+    normalize: bool = False,
 ) -> Path:
-    """Confusion matrix (rows true, columns predicted) with the count written in each cell."""
-    matrix = np.asarray(matrix)
-    size = max(4.0, 0.7 * len(class_names) + 2)
-    fig = _figure((size + 1, size))
-    ax = fig.add_subplot()
-    image = ax.imshow(matrix, cmap="Blues")
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    """Confusion matrices (rows true, columns predicted) side by side, one shared colour scale and one
+    labelled colour bar; counts or (normalize) row shares in the cells, each true class's size on the axis."""
+    from matplotlib.colors import Normalize
+
+    from agegender_cli.evaluation.metrics import confusion_shares
+
+    counts = {name: np.asarray(m) for name, m in matrices.items()}
+    shown = {name: confusion_shares(m) if normalize else m for name, m in counts.items()}
+    top = 1.0 if normalize else max((float(m.max()) for m in shown.values() if m.size), default=1.0) or 1.0
+    scale = Normalize(vmin=0.0, vmax=top)
+    side = max(4.0, 0.62 * len(class_names) + 2.2)
+    fig = _figure((side * len(shown) + 1.2, side))
+    axes = np.atleast_1d(fig.subplots(1, len(shown), squeeze=False)[0])
+    image = None
     ticks = np.arange(len(class_names))
-    ax.set_xticks(ticks, class_names, rotation=45, ha="right")
-    ax.set_yticks(ticks, class_names)
-    ax.set(xlabel="Predicted", ylabel="True", title=title)
-    threshold = matrix.max() / 2 if matrix.size else 0
-    for (row, col), count in np.ndenumerate(matrix):
-        color = "white" if count > threshold else "black"
-        ax.text(col, row, f"{count:g}", ha="center", va="center", color=color, fontsize=9)
+    for ax, (name, values) in zip(axes, shown.items(), strict=True):
+        image = ax.imshow(values, cmap="Blues", norm=scale)
+        sizes = counts[name].sum(axis=1)
+        ax.set_xticks(ticks, class_names, rotation=45, ha="right")
+        ax.set_yticks(ticks, [f"{c} (n={int(k):,})" for c, k in zip(class_names, sizes, strict=True)])
+        ax.set(xlabel="Predicted", ylabel="True (faces)", title=f"{name}, n = {int(sizes.sum()):,}")
+        for (row, col), value in np.ndenumerate(values):
+            color = "white" if value > top / 2 else "black"
+            text = f"{value:.2f}" if normalize else f"{int(value):,}"
+            ax.text(col, row, text, ha="center", va="center", color=color, fontsize=8)
+    label = "Share of the true class (rows sum to 1)" if normalize else "Faces"
+    fig.colorbar(image, ax=list(axes), fraction=0.046 / len(axes), pad=0.02, label=label)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_reliability(
+    calibrations: Mapping[str, Mapping],
+    path: str | os.PathLike,
+    title: str,
+    cis: Mapping[str, Interval] | None = None,
+) -> Path:
+    """Reliability diagrams side by side: accuracy against mean confidence per equal-width bin (bars), the
+    gap to the diagonal shaded, the faces per bin below; the ECE (with its 95% interval) and n above."""
+    fig = _figure((4.6 * len(calibrations) + 0.4, 5.6))
+    grid = fig.add_gridspec(2, len(calibrations), height_ratios=(3, 1))
+    for column, (name, calibration) in enumerate(calibrations.items()):
+        top = fig.add_subplot(grid[0, column])
+        bottom = fig.add_subplot(grid[1, column], sharex=top)
+        bins = calibration["bins"]
+        centres = np.array([(b["low"] + b["high"]) / 2 for b in bins])
+        width = bins[0]["high"] - bins[0]["low"] if bins else 1.0
+        filled = [i for i, b in enumerate(bins) if b["n"]]
+        accuracy = np.array([bins[i]["accuracy"] for i in filled])
+        confidence = np.array([bins[i]["confidence"] for i in filled])
+        top.bar(centres[filled], accuracy, width * 0.95, color="tab:blue", edgecolor="navy", label="accuracy")
+        top.bar(centres[filled], confidence - accuracy, width * 0.95, bottom=accuracy, color="tab:red",
+                alpha=0.3, hatch="//", edgecolor="tab:red", label="gap to confidence")
+        top.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfect calibration")
+        ece = calibration["ece"]
+        ece_text = "n/a" if ece is None else f"{ece:.3f}" + _interval((cis or {}).get(name), "{:.3f}")
+        top.set(xlim=(0, 1), ylim=(0, 1), ylabel="Accuracy",
+                title=f"{name}: ECE {ece_text}\nn = {calibration['n']:,}, {calibration['n_bins']} bins")
+        top.legend(loc="upper left", fontsize=8)
+        top.tick_params(labelbottom=False)
+        bottom.bar(centres, [b["n"] for b in bins], width * 0.95, color="grey")
+        bottom.set(xlabel="Confidence (probability of the predicted class)", ylabel="Faces")
+        _integer_ticks(bottom, "y", most=3)
+    fig.suptitle(title)
     return _save(fig, path)
 
 
@@ -74,34 +130,50 @@ def plot_error_distribution(
     width = 0.8 / max(len(hists), 1)
     for index, (name, hist) in enumerate(hists.items()):
         offset = (index - (len(hists) - 1) / 2) * width
-        ax.bar(x[: len(hist)] + offset, hist, width, label=name)
+        ax.bar(x[: len(hist)] + offset, hist, width, label=f"{name} (n = {int(sum(hist)):,})")
     ax.set_xticks(x)
-    ax.set(xlabel="|predicted class - true class|", ylabel="Faces", title=title)
+    _integer_ticks(ax, "y")
+    ax.set(xlabel="|predicted class - true class| (age classes)", ylabel="Faces", title=title)
     if hists:
         ax.legend()
     return _save(fig, path)
 
 
 def plot_training_curves(
-    history: Sequence[Mapping[str, float]], path: str | os.PathLike, title: str = "Training curves"
+    history: Sequence[Mapping[str, float]],
+    path: str | os.PathLike,
+    title: str = "Training curves",
+    best_epochs: Mapping[str, int] | None = None,
 ) -> Path:
-    """Loss and accuracy per epoch in two panels; keys absent from the history are skipped."""
+    """Loss and accuracy per epoch in two panels (integer epoch ticks, readable names); keys absent from the
+    history are skipped; a dotted line marks each best epoch (per task, or one for all)."""
     fig = _figure((11, 4.5))
     loss_ax, acc_ax = fig.subplots(1, 2)
-    _plot_series(loss_ax, history, LOSS_KEYS)
-    loss_ax.set(xlabel="Epoch", ylabel="Loss", title="Loss")
-    _plot_series(acc_ax, history, ACCURACY_KEYS)
-    acc_ax.set(xlabel="Epoch", ylabel="Accuracy", title="Accuracy")
+    for ax, keys, label in ((loss_ax, LOSS_KEYS, "Loss"), (acc_ax, ACCURACY_KEYS, "Accuracy")):
+        _mark_best(ax, best_epochs or {})
+        _plot_series(ax, history, keys)
+        ax.set(xlabel="Epoch", ylabel=label, title=label)
+        _integer_ticks(ax, "x")
     fig.suptitle(title)
     return _save(fig, path)
+
+
+def _mark_best(ax: Axes, best_epochs: Mapping[str, int]) -> None:
+    by_epoch: dict[int, list[str]] = {}
+    for task, epoch in best_epochs.items():
+        by_epoch.setdefault(int(epoch), []).append(task)
+    for index, (epoch, tasks) in enumerate(sorted(by_epoch.items())):
+        which = "" if len(by_epoch) == 1 else " (" + ", ".join(tasks) + ")"
+        ax.axvline(epoch, ls=":", lw=1.5, color=f"C{6 + index}", label=f"best epoch {epoch}{which}")
 
 
 def plot_summary_bars(
     counts: Mapping[tuple[str | int, str | int], int] | np.ndarray,
     path: str | os.PathLike,
     title: str = "Faces per gender and age class",
+    fmt: str | None = None,
 ) -> Path:
-    """Grouped bars of face counts per age class, one bar per gender."""
+    """Grouped bars of face counts per age class, one bar per gender; `fmt` (else the suffix) sets the format."""
     table = _count_table(counts)
     fig = _figure((8, 4.5))
     ax = fig.add_subplot()
@@ -112,9 +184,10 @@ def plot_summary_bars(
         bars = ax.bar(x + offset, table[index], width, label=gender)
         ax.bar_label(bars, fontsize=7)
     ax.set_xticks(x, AGE_CLASSES)
-    ax.set(xlabel="Age class", ylabel="Faces", title=title)
+    _integer_ticks(ax, "y")
+    ax.set(xlabel="Age class", ylabel="Faces", title=f"{title} (n = {int(table.sum()):,})")
     ax.legend()
-    return _save(fig, path)
+    return _save(fig, path, fmt)
 
 
 def _count_table(counts: Mapping[tuple[str | int, str | int], int] | np.ndarray) -> np.ndarray:
@@ -141,6 +214,25 @@ def _index(key: str | int, names: Sequence[str]) -> int:
     return int(key)
 
 
+def series_name(key: str) -> str:
+    """A history key as a legend entry: "val_gender_acc" -> "val gender accuracy"."""
+    return " ".join(SERIES_WORDS.get(word, word) for word in key.split("_"))
+
+
+def _integer_ticks(ax: Axes, axis: str, most: int | str = "auto") -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    (ax.xaxis if axis == "x" else ax.yaxis).set_major_locator(MaxNLocator(nbins=most, integer=True))
+
+
+def _interval(ci: Interval, fmt: str) -> str:
+    return "" if ci is None else f" ({fmt.format(ci[0])}-{fmt.format(ci[1])})"
+
+
+def _with_n(title: str, n: int | None) -> str:
+    return title if n is None else f"{title}, n = {n:,}"
+
+
 def _plot_series(ax, history: Sequence[Mapping[str, float]], keys: Sequence[str]) -> None:
     plotted = False
     for key in keys:
@@ -151,9 +243,10 @@ def _plot_series(ax, history: Sequence[Mapping[str, float]], keys: Sequence[str]
         ]
         if points:
             epochs, values = zip(*points, strict=True)
-            ax.plot(epochs, values, marker="o", ms=3, ls="--" if key.startswith("val") else "-", label=key)
+            ax.plot(epochs, values, marker="o", ms=3, ls="--" if key.startswith("val") else "-",
+                    label=series_name(key))
             plotted = True
-    if plotted:
+    if plotted or ax.get_legend_handles_labels()[0]:
         ax.legend()
     else:
         ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
@@ -169,8 +262,27 @@ def _figure(size: tuple[float, float]) -> Figure:
     return fig
 
 
-def _save(fig: Figure, path: str | os.PathLike) -> Path:
-    """Write to a temp file beside `path`, then rename it into place, so readers never see half a file."""
+def figure_format(path: str | os.PathLike) -> str:
+    """The format a figure path names by its suffix (png without one); a suffix outside PLOT_FORMATS is refused."""
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    if fmt not in PLOT_FORMATS:
+        raise ValueError(f"{path}: figures are written as {', '.join(PLOT_FORMATS)}, not '{fmt}'")
+    return fmt
+
+
+def _save(fig: Figure, path: str | os.PathLike, fmt: str | None = None) -> Path:
+    """Write to a temp file beside `path`, then rename it into place, so readers never see half a file.
+    The format follows the suffix unless `fmt` says it; vector formats keep their text as text, and no file
+    carries a creation date, so the same data give the same file."""
     path = Path(path)
-    fmt = path.suffix.lstrip(".").lower() or "png"
-    return atomic_write(path, lambda handle: fig.savefig(handle, format=fmt, dpi=DPI))
+    fmt = fmt or figure_format(path)
+    metadata = {"png": {"Software": None}, "svg": {"Date": None}, "pdf": {"CreationDate": None}}[fmt]
+
+    def write(handle) -> None:
+        from matplotlib import rc_context
+
+        # TrueType in PDF (journals refuse Type 3 fonts), real text in SVG, stable SVG element ids
+        with rc_context({"pdf.fonttype": 42, "svg.fonttype": "none", "svg.hashsalt": "agegender"}):
+            fig.savefig(handle, format=fmt, dpi=PLOT_DPI, metadata=metadata)
+
+    return atomic_write(path, write)

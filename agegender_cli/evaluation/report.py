@@ -1,16 +1,62 @@
-"""The Markdown comparison report, regenerated from the metrics (no hand-written numbers)."""
+"""The comparison report as blocks (headings, text, tables, figures), rendered to Markdown or self-contained HTML;
+every number comes from the results, nothing is written by hand."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
+from agegender_cli.evaluation.provenance_tables import provenance_tables, rerun_line, skipped_table
 from agegender_cli.evaluation.tables import TableModel, groups_table, mcnemar_table, report_tables
+
+TITLE = "Gender and age classification: architectures compared"
+
+
+@dataclass(frozen=True)
+class Text:
+    """A paragraph; `code` spans and **bold** are the only markup."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class FigureRef:
+    number: int
+    path: str
+    caption: str
+
+
+Block = Text | TableModel | FigureRef
+
+
+def report_blocks(results: dict, mcnemar: dict, provenance: dict, figures: list[dict],
+                  normalize: bool = False) -> list[Block]:
+    """The whole comparison in reading order: what was run on what, the tables with their intervals, the
+    statistics, per-group accuracy and gaps, the provenance needed to cite and rerun it, the figures."""
+    data = provenance["data"]
+    skipped = len(data["skipped"])
+    blocks: list[Block] = [Text(
+        f"Images: `{data['source']}`: {data['used']:,} faces used of {data['listed']:,} listed"
+        f"{f', {skipped:,} skipped (see below)' if skipped else ''}. Every headline number carries its 95% "
+        f"bootstrap interval ({provenance['bootstrap']['resamples']} resamples, seed {provenance['seed']}); "
+        f"the provenance section holds the hashes and the command line that regenerate this report."),
+        Text(rerun_line(provenance))]
+    blocks += report_tables(results, confusion=False, normalize=normalize)
+    if mcnemar:
+        blocks.append(mcnemar_table(mcnemar))
+    groups = next(iter(results.values())).get("groups", {})
+    blocks += [groups_table(results, group) for group in groups]
+    blocks += provenance_tables(provenance)
+    if skipped:
+        blocks.append(skipped_table(data["skipped"]))
+    blocks += [FigureRef(k, f["path"], f["caption"]) for k, f in enumerate(figures, 1)]
+    return blocks
 
 
 def markdown_table(model: TableModel) -> str:
     """A table model as GitHub Markdown, with its title as a heading and its note below."""
-    cells = [[f"**{c}**" if (i, j) in model.emphasis else c for j, c in enumerate(row)]
+    cells = [[f"**{_cell(c)}**" if (i, j) in model.emphasis else _cell(c) for j, c in enumerate(row)]
              for i, row in enumerate(model.rows)]
     lines = [f"## {model.title}", "", "| " + " | ".join(model.header) + " |", "|" + "---|" * len(model.header)]
     lines += ["| " + " | ".join(row) + " |" for row in cells]
@@ -19,20 +65,33 @@ def markdown_table(model: TableModel) -> str:
     return "\n".join(lines) + "\n"
 
 
-def markdown_report(results: dict, mcnemar: dict, source: str, figures: list[str], base: Path) -> str:
-    """The whole comparison: the CLI's tables, one per section, then the figures."""
-    cis = {a: r["ci95"] for a, r in results.items() if "ci95" in r}
-    out = ["# Gender and age classification: architectures compared", "",
-           f"Images: `{source}`, {next(iter(results.values()))['n']} faces. "
-           "Accuracies with bootstrap 95% confidence intervals.", ""]
-    models = report_tables(results, cis, confusion=False)
-    if mcnemar:
-        models.append(mcnemar_table(mcnemar))
-    groups = next(iter(results.values())).get("groups", {})
-    models += [groups_table(results, group) for group in groups]
-    out += [markdown_table(model) for model in models]
-    if figures:
-        out += ["## Figures", ""]
-        out += [f"![{Path(f).stem}]({os.path.relpath(f, base)})" for f in figures]
-        out.append("")
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_report(blocks: list[Block], base: Path) -> str:
+    """Markdown, the figures linked relative to `base` (the report's folder): images for PNG and SVG, a link
+    for PDF (which Markdown viewers do not show inline)."""
+    out = [f"# {TITLE}", ""]
+    figures_started = False
+    for block in blocks:
+        if isinstance(block, Text):
+            out += [block.text, ""]
+        elif isinstance(block, TableModel):
+            out.append(markdown_table(block))
+        else:
+            if not figures_started:
+                out += ["## Figures", ""]
+                figures_started = True
+            link = os.path.relpath(block.path, base).replace(os.sep, "/")
+            shown = f"[Figure {block.number} (PDF)]({link})" if link.endswith(".pdf") else \
+                f"![Figure {block.number}]({link})"
+            out += [shown, "", f"*Figure {block.number}.* {block.caption}", ""]
     return "\n".join(out)
+
+
+def html_report(blocks: list[Block]) -> str:
+    """One self-contained HTML page: figures inline as data: URIs, no external reference."""
+    from agegender_cli.evaluation.report_html import html_page
+
+    return html_page(TITLE, blocks)

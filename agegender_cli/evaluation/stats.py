@@ -14,19 +14,12 @@ def bootstrap_ci(
     correct: np.ndarray, n_resamples: int = 1000, seed: int = 0, level: float = 0.95
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of the accuracy of a boolean per-sample `correct` array."""
+    from agegender_cli.evaluation.bootstrap import bootstrap_intervals, mean_of
+
     correct = np.asarray(correct, dtype=bool).reshape(-1)
     if len(correct) == 0:
         raise ValueError("bootstrap_ci needs at least one sample")
-    if not 0 < level < 1:
-        raise ValueError(f"level must lie in (0, 1), got {level}")
-    n = len(correct)
-    rng = np.random.default_rng(seed)
-    # The number of correct samples in a resample with replacement is exactly Binomial(n, accuracy),
-    # so drawing it directly is the same bootstrap without an (n_resamples, n) index array.
-    accuracies = rng.binomial(n, correct.mean(), size=n_resamples) / n
-    tail = (1 - level) / 2
-    low, high = np.quantile(accuracies, [tail, 1 - tail])
-    return float(low), float(high)
+    return bootstrap_intervals({"accuracy": mean_of(correct)}, len(correct), n_resamples, seed, level)["accuracy"]
 
 
 def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:
@@ -111,4 +104,18 @@ def largest_gap(group_dict: Mapping[str, Mapping], key: str, min_n: int = 1) -> 
         "best": float(values[best]),
         "worst": float(values[worst]),
         "gap": float(values[best] - values[worst]),
+        "n_best": group_dict[best].get("n"),
+        "n_worst": group_dict[worst].get("n"),
     }
+
+
+def gap_doubt(gap: Mapping, ci95: tuple[float, float] | None, min_n: int) -> str | None:
+    """Why a group gap cannot be trusted (its interval includes 0, or the smaller group has fewer than
+    `min_n` faces), or None when it can."""
+    reasons = []
+    smaller = min(n for n in (gap.get("n_best"), gap.get("n_worst")) if n is not None)
+    if smaller < min_n:
+        reasons.append(f"n = {smaller} < {min_n}")
+    if ci95 is None or ci95[0] <= 0 <= ci95[1]:
+        reasons.append("interval includes 0")
+    return "; ".join(reasons) or None

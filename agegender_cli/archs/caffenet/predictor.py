@@ -27,6 +27,7 @@ from agegender_cli.errors import AgeGenderError
 from agegender_cli.runtime import describe_precision, resolve_precision
 
 ENGINES = ("opencv", "torch")
+HISTORIES = ("history.json", "finetune_history.json")  # written by `agegender train` beside the nets
 
 
 class CaffenetPredictor:
@@ -43,9 +44,20 @@ class CaffenetPredictor:
         self.batch_size = batch_size
         cpu = torch.device("cpu")
         self.bf16 = engine == "torch" and resolve_precision(precision, cpu) == "bf16"
+        self.folder = folder
         self._nets = {task: self._load(folder, task) for task in NET_NAMES}
         detail = "cv2.dnn" if engine == "opencv" else f"PyTorch twin, {describe_precision(precision, cpu)}"
         self.description = f"Levi-Hassner age_net + gender_net ({detail}) from {folder}"
+
+    def provenance(self) -> dict:
+        """Hashes of both nets' files (and training histories), the engine and precision that ran them."""
+        from agegender_cli.provenance import bundled_card, file_record
+
+        files = [path for task in NET_NAMES for path in net_files(self.folder, task)]
+        files += [self.folder / name for name in HISTORIES if (self.folder / name).is_file()]
+        return {"files": [file_record(path) for path in files], "engine": "cv2.dnn" if self.engine == "opencv"
+                else "torch (PyTorch twin)", "precision": "bf16" if self.bf16 else "fp32", "device": "cpu",
+                **(bundled_card(self.folder) or {})}
 
     def predict(self, faces: Sequence[np.ndarray]) -> Prediction:
         parts = []

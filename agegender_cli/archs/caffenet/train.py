@@ -136,8 +136,9 @@ def train_caffenet(
         if progress is not None:
             progress(epoch, cfg.epochs, _flat(entry))
     files = _export(run, Path(cfg.out), fp16)
-    curves = plot_curves(run.history, Path(cfg.out) / "curves.png")
     best = {task: {k: v for k, v in info.items() if k != "state_dict"} for task, info in run.best.items()}
+    curves = plot_curves(run.history, Path(cfg.out) / f"curves.{cfg.plot_format}",
+                         {task: info["epoch"] for task, info in best.items() if info.get("epoch") is not None})
     return {
         "out": str(cfg.out),
         "epochs": cfg.epochs,
@@ -151,8 +152,8 @@ def train_caffenet(
     }
 
 
-def plot_curves(history: list[dict], path: Path) -> Path:
-    """The loss/accuracy figure of both nets (losses summed over the tasks)."""
+def plot_curves(history: list[dict], path: Path, best_epochs: dict[str, int] | None = None) -> Path:
+    """The loss/accuracy figure of both nets (losses summed over the tasks), each net's best epoch marked."""
     from agegender_cli.evaluation.plots import plot_training_curves
 
     rows = []
@@ -163,7 +164,7 @@ def plot_curves(history: list[dict], path: Path) -> Path:
             for task in entry[split]:
                 row[f"{split}_{task}_acc"] = entry[split][task]["acc"]
         rows.append(row)
-    return plot_training_curves(rows, path, title="caffenet: age_net + gender_net")
+    return plot_training_curves(rows, path, title="caffenet: age_net + gender_net", best_epochs=best_epochs)
 
 
 def _check_config(cfg: CaffenetTrainConfig, train_records: Sequence[FaceRecord]) -> None:

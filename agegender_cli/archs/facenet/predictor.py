@@ -148,8 +148,24 @@ class FacenetPredictor:
         self.trunk.to(self.device).to(memory_format=torch.channels_last)
         self.tail.to(self.device)
         self.checkpoint = ckpt
+        self.path = Path(checkpoint_path)
+        self.backbone = resolved
         self.description = (f"InceptionResnetV1 ({ckpt['backbone']['name']}) + {cfg['head']} heads, "
                             f"preprocess {ckpt['preprocess']['name']}, {describe_precision(precision, self.device)}")
+
+    def provenance(self) -> dict:
+        """The checkpoint's hash, the backbone it was trained on and the one that ran, how it was trained."""
+        from agegender_cli.provenance import bundled_card, file_record
+
+        ckpt, cfg = self.checkpoint, self.checkpoint["config"]
+        trained = {"manifest": cfg.get("manifest"), "epoch": ckpt.get("epoch"), "val": ckpt.get("val_metrics"),
+                   "select": cfg.get("select"), "seed": cfg.get("seed")}
+        return {"files": [file_record(self.path)], "engine": "torch", "precision": self.precision,
+                "device": str(self.device),
+                "backbone": {"name": ckpt["backbone"]["name"], "trained_sha256": ckpt["backbone"]["sha256"],
+                             "sha256": self.backbone.sha256, "source": str(self.backbone.source),
+                             "path": str(self.backbone.path)},
+                "trained": trained, **(bundled_card(self.path) or {})}
 
     def _batch(self, faces: Sequence[np.ndarray]) -> torch.Tensor:
         views = [make_view(preprocess(face, self.preprocess_cfg), self.image_size) for face in faces]

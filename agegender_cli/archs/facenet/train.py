@@ -228,13 +228,15 @@ def train_facenet(cfg: FacenetTrainConfig, reporter: Reporter = SILENT) -> Train
     atomic_write_text(cfg.out / "history.json", json.dumps(history, indent=2))
     from agegender_cli.evaluation.plots import plot_training_curves
 
-    plot_training_curves(history, cfg.out / "curves.png")
-    timing["epoch_seconds_mean"] = float(np.mean(epoch_seconds)) if epoch_seconds else None
     best_epoch = state["best_epoch"]
+    curves = cfg.out / f"curves.{cfg.plot_format}"
+    plot_training_curves(history, curves, title=f"facenet: {cfg.head} heads on {cfg.backbone}, from {cfg.unfreeze}",
+                         best_epochs={"gender": best_epoch, "age": best_epoch} if best_epoch else None)
+    timing["epoch_seconds_mean"] = float(np.mean(epoch_seconds)) if epoch_seconds else None
     return TrainResult(
         arch="facenet", checkpoint=str(cfg.out / "model.pt"), best_epoch={"gender": best_epoch, "age": best_epoch},
         epochs_run=state["epoch"], val=state.get("best_val") or {}, history=str(cfg.out / "history.json"),
-        curves=str(cfg.out / "curves.png"), seconds=round(time.perf_counter() - run_started, 1),
+        curves=str(curves), seconds=round(time.perf_counter() - run_started, 1),
         details={"backbone": {"name": resolved.name, "sha256": resolved.sha256, "source": resolved.source},
                  "timing": timing, "stopped_early": state["bad_epochs"] >= cfg.patience},
     )

@@ -1,0 +1,106 @@
+"""The provenance of a run as table models: the run, each model's files and training, the software."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from agegender_cli.evaluation.tables import TableModel
+
+SKIPPED_SHOWN = 50  # the report lists this many skipped images by name; the JSON lists them all
+
+
+def rerun_line(provenance: dict) -> str:
+    command = provenance.get("command_line") or "(not recorded: the run did not come from the command line)"
+    return f"Rerun: `cd {provenance['working_directory']} && {command}`"
+
+
+def provenance_tables(provenance: dict) -> list[TableModel]:
+    return [run_table(provenance), models_table(provenance["models"]), software_table(provenance["software"])]
+
+
+def run_table(p: dict) -> TableModel:
+    data = p["data"]
+    manifest = data.get("manifest")
+    reasons = Counter(_reason(s["error"]) for s in data["skipped"])
+    rows = [
+        ("Tool", f"{p['tool']['name']} {p['tool']['version']}"),
+        ("Command line", f"`{p['command_line']}`" if p.get("command_line") else "-"),
+        ("Working directory", f"`{p['working_directory']}`"),
+        ("Date (UTC)", p["date"]),
+        ("Images", f"`{data['images_folder']}` (a folder)" if data.get("images_folder") else f"split {data['split']}"),
+        ("Manifest", f"`{manifest['path']}`, sha256 `{manifest['sha256']}`" if manifest else "-"),
+        ("Images used", f"{data['used']:,} of {data['listed']:,} listed"),
+        ("Images skipped", f"{len(data['skipped']):,}" + (": " + "; ".join(f"{n} {r}" for r, n in reasons.items())
+                                                          if reasons else "")),
+        ("Images and labels used, sha256", f"`{data['images_sha256']}`"),
+        ("Seed", str(p["seed"])),
+        ("Bootstrap", f"{p['bootstrap']['resamples']} resamples, {p['bootstrap']['level']:.0%} "
+                      f"{p['bootstrap']['method']}"),
+        ("Calibration", f"ECE over {p['calibration_bins']} equal-width bins of the predicted class's probability"),
+        ("Group gaps", f"uncertain when the interval includes 0 or the smaller group has fewer than "
+                       f"{p['min_group_n']} faces"),
+    ]
+    return TableModel("Provenance: run", ("", "value"), tuple(rows))
+
+
+def _reason(error: str) -> str:
+    """A skipped image's error without its file name, so that like reasons count together."""
+    return error.split(": ", 1)[-1] if ": " in error else error
+
+
+def models_table(models: dict) -> TableModel:
+    archs = list(models)
+    fields = (("Model", lambda m: m.get("description")),
+              ("Files (sha256)", _files),
+              ("Engine", lambda m: m.get("engine")),
+              ("Precision", lambda m: m.get("precision")),
+              ("Device", lambda m: m.get("device")),
+              ("Backbone", _backbone),
+              ("Trained", _trained),
+              ("Training (model card)", lambda m: m.get("training")),
+              ("Training data (model card)", lambda m: m.get("training_data")),
+              ("Model card", lambda m: _file(m["model_card"]) if m.get("model_card") else None))
+    rows = []
+    for label, value in fields:
+        cells = [value(models[a]) for a in archs]
+        if any(cells):
+            rows.append((label, *(str(c) if c else "-" for c in cells)))
+    return TableModel("Provenance: models", ("", *archs), tuple(rows))
+
+
+def _file(record: dict) -> str:
+    return f"`{record['path']}` ({record['bytes']:,} bytes, sha256 `{record['sha256']}`)"
+
+
+def _files(model: dict) -> str | None:
+    return "; ".join(_file(f) for f in model.get("files", [])) or None
+
+
+def _backbone(model: dict) -> str | None:
+    b = model.get("backbone")
+    if not b:
+        return None
+    same = "the one trained on" if b["sha256"] == b["trained_sha256"] else f"trained on `{b['trained_sha256']}`"
+    return f"{b['name']}, sha256 `{b['sha256']}` ({same}), from {b['source']}: `{Path(b['path']).name}`"
+
+
+def _trained(model: dict) -> str | None:
+    t = model.get("trained")
+    if not t:
+        return None
+    val = ", ".join(f"{k} {v:.4f}" for k, v in (t.get("val") or {}).items() if isinstance(v, float))
+    return f"manifest `{t.get('manifest')}`, best epoch {t.get('epoch')} by val {t.get('select')}, seed " \
+           f"{t.get('seed')}" + (f"; val {val}" if val else "")
+
+
+def software_table(software: dict) -> TableModel:
+    return TableModel("Provenance: software", ("", "version"),
+                      tuple((name, str(version or "-")) for name, version in software.items()))
+
+
+def skipped_table(skipped: list[dict]) -> TableModel:
+    rows = tuple((f"`{s['file']}`", s["error"]) for s in skipped[:SKIPPED_SHOWN])
+    more = len(skipped) - SKIPPED_SHOWN
+    note = f"... and {more:,} more (all of them in `--json`: provenance.data.skipped)" if more > 0 else ""
+    return TableModel("Images skipped", ("image", "reason"), rows, note=note)
