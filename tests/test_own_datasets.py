@@ -206,6 +206,11 @@ def test_a_gender_only_dataset_scores_gender_only(tiny_arch, tmp_path):
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["gender"]["n"] == data["n"] > 0 and data["age"]["n"] == 0 and data["age"]["accuracy"] is None
+    assert data["ci95"]["gender"]["accuracy"] is not None and data["ci95"]["age"]["accuracy"] is None
+    assert data["calibration"]["age"]["ece"] is None and data["calibration"]["gender"]["n"] == data["n"]
+    result = runner.invoke(app, ["compare", "--arch", "tiny,tiny", "--manifest", str(tmp_path / "ds/manifest.csv"),
+                                 "--split", "train", "--bootstrap", "50", "--report", str(tmp_path / "r.md")])
+    assert result.exit_code == 0, result.output
 
 
 @pytest.mark.integration
