@@ -405,6 +405,24 @@ def test_two_archives_then_one_into_the_same_out(tmp_path):
     assert sorted(p.name for p in out.rglob("*.jpg")) == sorted(names[c])
 
 
+def test_fewer_archives_or_one_then_several_leave_no_stale_images(tmp_path):
+    a, b, c = (tmp_path / f"{x}.zip" for x in "abc")
+    out = tmp_path / "out"
+    names = {path: _utk_zip(path, seed) for path, seed in ((a, 0), (b, 100), (c, 200))}
+    build_dataset(DatasetConfig(sources=(a, b, c), out=out))
+    build_dataset(DatasetConfig(sources=(a, b), out=out))  # c's folder from the first run must go
+    assert sorted(p.name for p in out.rglob("*.jpg")) == sorted(names[a] + names[b])
+    build_dataset(DatasetConfig(sources=(c,), out=out))
+    build_dataset(DatasetConfig(sources=(a, tmp_path / "b.zip"), out=out))  # c, extracted whole, must go
+    assert sorted(p.name for p in out.rglob("*.jpg")) == sorted(names[a] + names[b])
+    user = out / "images" / "mine"
+    user.mkdir()
+    (user / "keep.txt").write_text("not the tool's")
+    build_dataset(DatasetConfig(sources=(a, b), out=out))  # a folder the tool did not make is never deleted
+    assert (user / "keep.txt").read_text() == "not the tool's"
+    assert sorted(r.path.name for r in read_manifest(out / "manifest.csv")) == sorted(names[a] + names[b])
+
+
 def test_a_file_in_the_way_is_one_line(tmp_path):
     archive = tmp_path / "utk.zip"
     _utk_zip(archive, 0)

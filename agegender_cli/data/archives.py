@@ -10,7 +10,7 @@ import tarfile
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import BinaryIO
 
@@ -94,6 +94,22 @@ def extract_archive(archive: Path, target: Path, limits: Limits | None = None) -
     except _CORRUPT as exc:
         raise AgeGenderError(_corrupt_line(archive, exc)) from exc
     return target
+
+
+def prune_extractions(folder: Path, targets: Collection[Path]) -> None:
+    """Before several archives are extracted into subfolders of `folder`: remove what an earlier run extracted
+    there and this run will not replace (a single archive's files, other sources' folders), so no stale image
+    stays on disk. Only folders this tool made are removed."""
+    folder = Path(os.path.abspath(folder))
+    if folder.is_symlink() or not folder.is_dir() or not _is_ours(folder):
+        return
+    if (folder / MARKER).is_dir():  # one archive was extracted here whole
+        shutil.rmtree(folder)
+        return
+    keep = {Path(os.path.abspath(t)) for t in targets}
+    for entry in folder.iterdir():
+        if entry not in keep:
+            shutil.rmtree(entry)
 
 
 def _extract_into(archive: Path, target: Path, extract: Callable[[Path, Path, _Budget], None], limits: Limits

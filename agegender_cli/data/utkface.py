@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from agegender_cli.config import SPLITS, DatasetConfig
-from agegender_cli.data.archives import extract_archive
+from agegender_cli.data.archives import extract_archive, prune_extractions
 from agegender_cli.errors import AgeGenderError
 from agegender_cli.faces.inputs import IMAGE_EXTENSIONS
 from agegender_cli.fileio import atomic_write_bytes, display, make_folder
@@ -281,6 +281,18 @@ def counts_table(records: Sequence[Record]) -> dict:
     return table
 
 
+def extraction_targets(sources: Sequence[Path], out: Path) -> list[Path]:
+    """Where each source would be extracted if it is an archive: out/images for one source, else
+    out/images/N-NAME; with several archives, what an earlier run left there and this one will not replace is
+    removed first."""
+    if len(sources) == 1:
+        return [out / "images"]
+    targets = [out / "images" / f"{number}-{source.name}" for number, source in enumerate(sources)]
+    if any(source.is_file() for source in sources):
+        prune_extractions(out / "images", [t for s, t in zip(sources, targets, strict=True) if s.is_file()])
+    return targets
+
+
 def _source_records(sources: Sequence[Path], out: Path, gaps: str, progress: Callable[[str], None]
                     ) -> tuple[list[Record], list[Skipped]]:
     """Every file of every source (an archive is extracted under `out`), labelled by its name; a file
@@ -288,10 +300,10 @@ def _source_records(sources: Sequence[Path], out: Path, gaps: str, progress: Cal
     records: list[Record] = []
     skipped: list[Skipped] = []
     seen: set[str] = set()
-    for number, source in enumerate(sources):
+    targets = extraction_targets(sources, out)
+    for source, target in zip(sources, targets, strict=True):
         if not source.exists():
             raise AgeGenderError(f"{source}: no such file or folder; give a UTKFace folder, .tar.gz or .zip")
-        target = out / "images" if len(sources) == 1 else out / "images" / f"{number}-{source.name}"
         folder = extract_archive(source, target) if source.is_file() else source
         progress(f"scanning {folder}")
         found, left_out = records_from_folder(folder, gaps)
@@ -313,13 +325,10 @@ def _labelled_records(cfg: DatasetConfig, say: Callable[[str], None]
     from agegender_cli.data.labelled import labels_summary, read_label_files
 
     roots = []
-    for number, source in enumerate(cfg.sources):
+    for source, target in zip(cfg.sources, extraction_targets(cfg.sources, cfg.out), strict=True):
         if not source.exists():
             raise AgeGenderError(f"{source}: no such file or folder; give the folder (or archive) of the images")
-        if source.is_file():
-            target = cfg.out / "images" if len(cfg.sources) == 1 else cfg.out / "images" / f"{number}-{source.name}"
-            source = extract_archive(source, target)
-        roots.append(source)
+        roots.append(extract_archive(source, target) if source.is_file() else source)
     say(f"reading labels from {', '.join(map(str, cfg.labels))}")
     rows, report = read_label_files(cfg.labels, roots, fmt=cfg.label_format, columns=dict(cfg.columns),
                                     gaps=cfg.gaps)
