@@ -25,6 +25,7 @@ HEADS = ("linear", "mlp")
 SELECT_BY = ("loss", "accuracy")
 LABEL_FORMATS = ("auto", "csv", "fairface", "adience")
 EVAL_DETECTORS = ("none", "mtcnn", "haar", "auto")  # auto: the whole image when it already is a face crop
+SHARD_FORMATS = ("jsonl", "parquet")  # predict --ray --format
 
 
 @dataclass(frozen=True)
@@ -187,6 +188,19 @@ class PredictConfig:
     csv: Path | None = None
     summary: bool = False
     summary_plot: Path | None = None
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """`agegender predict --ray`: where the cluster is, how many model actors, where the shards go."""
+
+    address: str = "local"  # "local": a Ray started for the run; "auto", "host:port" or "ray://host:port": a cluster
+    actors: int = 1  # model actors (one GPU each where the cluster has GPUs)
+    out: Path | None = None  # shards + _SUCCESS; on several machines a folder every node sees at the same path
+    format: str = "jsonl"  # one of SHARD_FORMATS
+    local_cpus: int | None = None  # CPUs of the local Ray (None: all of this machine's)
+    images_per_task: int = 16  # images one CPU task decodes and searches for faces
+    shard_rows: int = 10_000  # records per shard (at most)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agegender_cli.config import DatasetConfig, EvaluateConfig, ModelOptions, PredictConfig, PreprocessConfig
+from agegender_cli.config import (
+    DatasetConfig,
+    EvaluateConfig,
+    ModelOptions,
+    PredictConfig,
+    PreprocessConfig,
+    RayConfig,
+)
 from agegender_cli.errors import AgeGenderError
 from agegender_cli.fileio import display
 from agegender_cli.progress import SILENT, Reporter
@@ -486,4 +493,28 @@ def predict(cfg: PredictConfig, emit, reporter: Reporter = SILENT) -> dict:
         summary["summary_plot"] = str(plot_summary_bars(tally.counts[cfg.archs[0]], cfg.summary_plot))
     if cfg.csv:
         summary["csv"] = str(cfg.csv)
+    return summary
+
+
+def predict_on_ray(cfg: PredictConfig, ray_cfg: RayConfig, reporter: Reporter = SILENT) -> dict:
+    """`agegender predict --ray`: the records of `predict` as shards under ray_cfg.out, computed on a Ray cluster
+    (a local Ray by default); returns the summary it also writes to ray_cfg.out/_SUCCESS."""
+    from agegender_cli.distributed.ray_predict import import_ray, predict_on_ray
+    from agegender_cli.faces.inputs import InputStream
+    from agegender_cli.fileio import check_output_file
+
+    import_ray()  # before any other work: without Ray, the one line that says how to install it
+    check_output_file(cfg.summary_plot, "--summary-plot")
+    items = list(InputStream(cfg.inputs))  # paths on stdin are all read before the job starts
+    if not items:
+        raise AgeGenderError("no input: give image files, folders, globs, videos or - for paths on stdin")
+    refuse_overwriting_inputs({"--summary-plot": cfg.summary_plot}, [i.path for i in items if i.kind != "error"])
+    summary = predict_on_ray(cfg, ray_cfg, items, reporter)
+    if cfg.summary_plot is not None:
+        from agegender_cli.evaluation.plots import plot_summary_bars
+        from agegender_cli.faces.records import Tally
+
+        tally = Tally(cfg.archs[:1])
+        tally.merge(summary["counts"])
+        summary["summary_plot"] = str(plot_summary_bars(tally.counts[cfg.archs[0]], cfg.summary_plot))
     return summary
