@@ -59,6 +59,8 @@ def unpacked_folder(layout: WeightLayout) -> Path:
 def unpack(layout: WeightLayout, fetch, options: ModelOptions) -> ModelOptions:
     """`options` pointing at this machine's copy of the packed files; `fetch()` returns the packed files and is
     only called when this machine has no copy yet."""
+    if not layout.entries:
+        return options
     target = unpacked_folder(layout)
     if not target.is_dir():
         _write_all(target, fetch(), layout)
