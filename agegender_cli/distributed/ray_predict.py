@@ -98,9 +98,13 @@ def connect(ray, ray_cfg: RayConfig, reporter: Reporter) -> bool:
     if ray_cfg.address == "local":
         reporter.message("starting a local Ray")
         ray.init(address="local", num_cpus=ray_cfg.local_cpus, include_dashboard=False, logging_level="WARNING")
-    else:
-        reporter.message(f"joining the Ray cluster at {ray_cfg.address}")
+        return True
+    reporter.message(f"joining the Ray cluster at {ray_cfg.address}")
+    try:
         ray.init(address=ray_cfg.address, logging_level="WARNING")
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AgeGenderError(f"--ray-address {ray_cfg.address}: cannot join a Ray cluster there ({reason})") from None
     return True
 
 

@@ -15,6 +15,7 @@ from agegender_cli.labels import AGE_CLASSES
 SUCCESS = "_SUCCESS"
 EXTENSIONS = {"jsonl": ".jsonl", "parquet": ".parquet"}
 SHARD_NAME = re.compile(r"part-[0-9a-f]{16}\.(jsonl|parquet)")
+HALF_WRITTEN = re.compile(r"\.part-[0-9a-f]{16}\.(jsonl|parquet)\..+\.tmp")  # a temp file of a killed writer
 
 
 def shard_name(keys: Iterable[str], fmt: str) -> str:
@@ -69,10 +70,11 @@ def shard_files(folder: Path) -> list[Path]:
 
 
 def remove_other_shards(folder: Path, keep: Iterable[str]) -> list[str]:
-    """Remove the shards of an earlier run into the same folder, and any a failed attempt left under another
-    name; returns their names."""
+    """Remove the shards of an earlier run into the same folder, any a failed attempt left under another name,
+    and the temp files of writers killed half-way; returns their names."""
     kept = set(keep)
     removed = [p.name for p in shard_files(folder) if p.name not in kept]
+    removed += [p.name for p in folder.iterdir() if HALF_WRITTEN.fullmatch(p.name)]
     for name in removed:
         (folder / name).unlink(missing_ok=True)
     return removed
