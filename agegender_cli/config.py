@@ -30,6 +30,7 @@ PLOT_DPI = 200  # raster resolution of PNG figures
 HTML_SUFFIXES = (".html", ".htm")  # --report with one of these writes HTML, anything else Markdown
 CALIBRATION_BINS = 15  # equal-width confidence bins of the expected calibration error
 MIN_GROUP_N = 20  # a group gap whose smaller group has fewer faces is marked uncertain
+SHARD_FORMATS = ("jsonl", "parquet")  # predict --ray --format
 
 
 @dataclass(frozen=True)
@@ -195,6 +196,19 @@ class PredictConfig:
     summary: bool = False
     summary_plot: Path | None = None
     plot_format: str | None = None  # None: the --summary-plot name's suffix, else png
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """`agegender predict --ray`: where the cluster is, how many model actors, where the shards go."""
+
+    address: str = "local"  # "local": a Ray started for the run; "auto", "host:port" or "ray://host:port": a cluster
+    actors: int = 1  # model actors (one GPU each where the cluster has GPUs)
+    out: Path | None = None  # shards + _SUCCESS; on several machines a folder every node sees at the same path
+    format: str = "jsonl"  # one of SHARD_FORMATS
+    local_cpus: int | None = None  # CPUs of the local Ray (None: all of this machine's)
+    images_per_task: int = 16  # images one CPU task decodes and searches for faces
+    shard_rows: int = 10_000  # records per shard (at most)
 
 
 @dataclass(frozen=True)

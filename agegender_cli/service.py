@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agegender_cli.config import DatasetConfig, EvaluateConfig, ModelOptions, PredictConfig, PreprocessConfig
+from agegender_cli.config import (
+    DatasetConfig,
+    EvaluateConfig,
+    ModelOptions,
+    PredictConfig,
+    PreprocessConfig,
+    RayConfig,
+)
 from agegender_cli.errors import AgeGenderError
 from agegender_cli.fileio import display
 from agegender_cli.progress import SILENT, Reporter
@@ -374,20 +381,6 @@ def compare(cfg: EvaluateConfig, reporter: Reporter = SILENT) -> dict:
     return result
 
 
-def _face_record(frame, index: int, detection, outputs: dict) -> dict:
-    return {"file": frame.source, "frame": frame.index, "face": index, "box": list(detection.box),
-            "score": round(float(detection.score), 4), **outputs}
-
-
-def _arch_output(gender_prob, age_prob) -> dict:
-    from agegender_cli.labels import AGE_CLASSES, GENDERS
-
-    g, a = int(gender_prob.argmax()), int(age_prob.argmax())
-    return {"gender": GENDERS[g], "gender_prob": round(float(gender_prob[g]), 4), "age": AGE_CLASSES[a],
-            "age_prob": round(float(age_prob[a]), 4),
-            "age_probs": {name: round(float(p), 4) for name, p in zip(AGE_CLASSES, age_prob, strict=True)}}
-
-
 class _CsvSink:
     """Face rows written as they come to a temp file renamed over the target at the end (or through a device,
     or to stdout for "-")."""
@@ -441,13 +434,11 @@ def _annotate(frame, relative: str, faces: list[dict], archs: tuple[str, ...], n
 def predict(cfg: PredictConfig, emit, reporter: Reporter = SILENT) -> dict:
     """`agegender predict`: detect faces, run every architecture, stream one record per face to `emit`.
     Paths on stdin are taken as they arrive; no output replaces an input."""
-    import numpy as np
-
     from agegender_cli.archs.registry import framing as framing_for
-    from agegender_cli.faces.detection import crop_face, make_detector
+    from agegender_cli.faces import records
+    from agegender_cli.faces.detection import make_detector
     from agegender_cli.faces.inputs import InputStream, iter_frames
     from agegender_cli.fileio import OutputNames, check_output_file, display, make_folder
-    from agegender_cli.labels import AGE_CLASSES, GENDERS
 
     stream = InputStream(cfg.inputs)
     outputs = {"--csv": cfg.csv, "--summary-plot": cfg.summary_plot}
@@ -463,7 +454,7 @@ def predict(cfg: PredictConfig, emit, reporter: Reporter = SILENT) -> dict:
     predictors = _load_predictors(cfg.archs, cfg.options, reporter)
     framings = {arch: framing_for(arch, cfg.detector, cfg.options) for arch in cfg.archs}
     detector = make_detector(cfg.detector, min_face=cfg.min_face, min_score=cfg.min_score)
-    counts = {arch: np.zeros((len(GENDERS), len(AGE_CLASSES)), int) for arch in cfg.archs}
+    tally = records.Tally(cfg.archs)
     stats = {"files": 0, "frames": 0, "faces": 0, "errors": 0}
     relatives: dict[str, str] = {}
 
@@ -488,28 +479,18 @@ def predict(cfg: PredictConfig, emit, reporter: Reporter = SILENT) -> dict:
             csv_sink.write(row)
 
     def flush(frames: list) -> None:
-        detections = detector.detect([f.image for f in frames])
-        crops = {arch: [] for arch in cfg.archs}
-        owners = []
-        for frame, found in zip(frames, detections, strict=True):
-            for k, det in enumerate(found):
-                owners.append((frame, k, det))
-                for arch, framing in framings.items():
-                    crops[arch].append(crop_face(frame.image, det.box, framing=framing))
-        outputs = {arch: predictors[arch].predict(crops[arch]) if owners else None for arch in cfg.archs}
+        detections, owners, crops = records.detect_and_crop(frames, detector, framings)
+        outputs = {arch: predictors[arch].predict(crops[arch]) for arch in cfg.archs} if owners else {}
         per_frame: dict[int, list[dict]] = {}
         for n, (frame, k, det) in enumerate(owners):
-            row = _face_record(frame, k, det, {
-                arch: _arch_output(outputs[arch].gender_prob[n], outputs[arch].age_prob[n]) for arch in cfg.archs})
-            for arch in cfg.archs:
-                counts[arch][GENDERS.index(row[arch]["gender"]), AGE_CLASSES.index(row[arch]["age"])] += 1
+            row = records.face_record(frame.source, frame.index, k, det, records.arch_outputs(outputs, n))
+            tally.add(row)
             per_frame.setdefault(id(frame), []).append(row)
             send(row)
         stats["faces"] += len(owners)
         for frame, found in zip(frames, detections, strict=True):
             if not found:
-                send({"file": frame.source, "frame": frame.index, "face": None, "box": None, "score": None,
-                      "note": "no face found"})
+                send(records.no_face_record(frame.source, frame.index))
             if names is not None:
                 _annotate(frame, relatives.get(frame.source, ""), per_frame.get(id(frame), []), cfg.archs, names)
 
@@ -524,7 +505,7 @@ def predict(cfg: PredictConfig, emit, reporter: Reporter = SILENT) -> dict:
                 reporter.advance(1)
             if frame.error is not None:
                 stats["errors"] += 1
-                send({"file": frame.source, "frame": frame.index, "error": frame.error})
+                send(records.error_record(frame.source, frame.index, frame.error))
                 continue
             stats["frames"] += 1
             pending.append(frame)
@@ -541,9 +522,7 @@ def predict(cfg: PredictConfig, emit, reporter: Reporter = SILENT) -> dict:
             csv_sink.close(ok)
     if stats["files"] == 0:
         raise AgeGenderError("no input: no paths arrived on stdin")
-    summary = {"archs": list(cfg.archs), **stats,
-               "counts": {arch: {GENDERS[g]: {AGE_CLASSES[a]: int(c[g, a]) for a in range(len(AGE_CLASSES))}
-                                 for g in range(len(GENDERS))} for arch, c in counts.items()}}
+    summary = {"archs": list(cfg.archs), **stats, "counts": tally.to_dict()}
     if names is not None:
         summary["renamed"] = [{"from": wanted, "to": given} for wanted, given in names.renamed]
         for wanted, given in names.renamed:
@@ -554,7 +533,31 @@ def predict(cfg: PredictConfig, emit, reporter: Reporter = SILENT) -> dict:
 
         suffix = cfg.summary_plot.suffix.lstrip(".").lower()
         fmt = suffix if suffix in PLOT_FORMATS else cfg.plot_format or PLOT_FORMATS[0]
-        summary["summary_plot"] = str(plot_summary_bars(counts[cfg.archs[0]], cfg.summary_plot, fmt=fmt))
+        summary["summary_plot"] = str(plot_summary_bars(tally.counts[cfg.archs[0]], cfg.summary_plot, fmt=fmt))
     if cfg.csv:
         summary["csv"] = str(cfg.csv)
+    return summary
+
+
+def predict_on_ray(cfg: PredictConfig, ray_cfg: RayConfig, reporter: Reporter = SILENT) -> dict:
+    """`agegender predict --ray`: the records of `predict` as shards under ray_cfg.out, computed on a Ray cluster
+    (a local Ray by default); returns the summary it also writes to ray_cfg.out/_SUCCESS."""
+    from agegender_cli.distributed.ray_predict import import_ray, predict_on_ray
+    from agegender_cli.faces.inputs import InputStream
+    from agegender_cli.fileio import check_output_file
+
+    import_ray()  # before any other work: without Ray, the one line that says how to install it
+    check_output_file(cfg.summary_plot, "--summary-plot")
+    items = list(InputStream(cfg.inputs))  # paths on stdin are all read before the job starts
+    if not items:
+        raise AgeGenderError("no input: give image files, folders, globs, videos or - for paths on stdin")
+    refuse_overwriting_inputs({"--summary-plot": cfg.summary_plot}, [i.path for i in items if i.kind != "error"])
+    summary = predict_on_ray(cfg, ray_cfg, items, reporter)
+    if cfg.summary_plot is not None:
+        from agegender_cli.evaluation.plots import plot_summary_bars
+        from agegender_cli.faces.records import Tally
+
+        tally = Tally(cfg.archs[:1])
+        tally.merge(summary["counts"])
+        summary["summary_plot"] = str(plot_summary_bars(tally.counts[cfg.archs[0]], cfg.summary_plot))
     return summary

@@ -16,7 +16,7 @@ from agegender_cli.cli.app import app
 runner = CliRunner()
 
 
-def test_help_and_version_do_not_import_torch_or_cv2():
+def test_help_and_version_do_not_import_torch_cv2_or_ray():
     code = (
         "import sys\n"
         "from typer.testing import CliRunner\n"
@@ -25,7 +25,7 @@ def test_help_and_version_do_not_import_torch_or_cv2():
         "r = CliRunner().invoke(app, ['--version']); assert r.exit_code == 0, r.output\n"
         "for cmd in ('dataset', 'preprocess', 'train', 'predict', 'evaluate', 'compare'):\n"
         "    CliRunner().invoke(app, [cmd, '--help'])\n"
-        "heavy = [m for m in ('torch', 'cv2', 'sklearn', 'matplotlib') if m in sys.modules]\n"
+        "heavy = [m for m in ('torch', 'cv2', 'sklearn', 'matplotlib', 'ray', 'pyarrow') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

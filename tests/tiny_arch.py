@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,3 +76,29 @@ class Tiny:
                                val={"gender_acc": 0.7}, history=str(Path(cfg.out) / "history.json"))
 
         return fit
+
+
+class DyingPredictor(TinyPredictor):
+    """The tiny predictor whose process dies (os._exit) on its first batch after `marker` appears, once."""
+
+    def __init__(self, marker: Path) -> None:
+        super().__init__(None, 0.0)
+        self.marker = marker
+
+    def predict(self, faces: Sequence[np.ndarray]) -> Prediction:
+        try:
+            self.marker.unlink()  # whoever removes the marker dies; the others go on
+        except FileNotFoundError:
+            return super().predict(faces)
+        os._exit(1)
+
+
+class DyingOnce(Tiny):
+    """A tiny architecture whose predictor kills its process once (a crashed Ray actor, for fault tests)."""
+
+    def __init__(self, marker: Path, name: str = "dying") -> None:
+        super().__init__(name)
+        self.marker = marker
+
+    def load_predictor(self, model, options, log):
+        return DyingPredictor(self.marker)

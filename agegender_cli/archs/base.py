@@ -86,6 +86,10 @@ class Architecture(Protocol):
         """The trained model at `model` (None: the bundled one) as a Predictor."""
         ...
 
+    # Optional: resolve_weights(model, options, log) -> ModelOptions, the options with every weight file this
+    # architecture would download, convert or look up in a cache resolved to a local file now (`predict --ray`
+    # ships those files to the workers); without it, the options are used as given.
+
     def framing(self, detector: str, options: ModelOptions) -> str:
         """How a detected face is cropped for this model (faces.detection.FRAMINGS)."""
         ...

@@ -81,6 +81,16 @@ def load_predictor(name: str, options: ModelOptions | None = None, log: Log | No
     return get(name).load_predictor(options.model_for(name), options, log or (lambda _message: None))
 
 
+def resolve_weights(name: str, options: ModelOptions, log: Log | None = None) -> ModelOptions:
+    """`options` with the weight files `name` would fetch or convert resolved to local files now (the options as
+    they are for an architecture without such files), so that they can be shipped to machines offline."""
+    arch = get(name)
+    resolve = getattr(arch, "resolve_weights", None)
+    if resolve is None:
+        return options
+    return resolve(options.model_for(name), options, log or (lambda _message: None))
+
+
 def framing(name: str, detector: str, options: ModelOptions) -> str:
     """How a detected face is cropped for `name`: like the crops its model was trained on."""
     return get(name).framing(detector, options)

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from typer.exceptions import TyperException
 
@@ -46,7 +47,7 @@ def fail_cleanly(fn: F) -> F:
         except (typer.Exit, typer.Abort, TyperException):
             raise  # usage errors and exits: Typer prints them
         except AgeGenderError as exc:
-            stderr.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            stderr.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except Terminated:
             stderr.print("[yellow]terminated[/]")
@@ -60,7 +61,8 @@ def fail_cleanly(fn: F) -> F:
             raise typer.Exit(0) from None
         except OSError as exc:  # the system refused (disk full, permissions): its words, one line
             where = f"{display(exc.filename)}: " if exc.filename else ""
-            stderr.print(f"[bold red]error:[/] {where}{exc.strerror or exc}", highlight=False, soft_wrap=True)
+            stderr.print(f"[bold red]error:[/] {escape(where + str(exc.strerror or exc))}", highlight=False,
+                         soft_wrap=True)
             raise typer.Exit(1) from None
         except MemoryError:
             stderr.print(f"[bold red]error:[/] out of memory; {MEMORY_HINT}", highlight=False, soft_wrap=True)
@@ -68,8 +70,8 @@ def fail_cleanly(fn: F) -> F:
         except Exception as exc:
             if os.environ.get(DEBUG_ENV):
                 raise
-            stderr.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}; please report it with the "
-                         f"command line ({DEBUG_ENV}=1 shows the traceback)", highlight=False, soft_wrap=True)
+            stderr.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}; please report it "
+                         f"with the command line ({DEBUG_ENV}=1 shows the traceback)", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]

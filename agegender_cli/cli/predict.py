@@ -13,11 +13,12 @@ from rich.table import Table
 from agegender_cli import service
 from agegender_cli.cli import options as o
 from agegender_cli.cli.common import RichReporter, fail_cleanly, stderr, stdout
-from agegender_cli.config import ModelOptions, PredictConfig
+from agegender_cli.config import SHARD_FORMATS, ModelOptions, PredictConfig, RayConfig
 from agegender_cli.labels import AGE_CLASSES, GENDERS
 
 D = PredictConfig()
 M = D.options
+R = RayConfig()
 
 
 @fail_cleanly
@@ -38,11 +39,28 @@ def predict(
         help="Bar chart of the summary, in the format its suffix names (.png, .svg, .pdf).")] = D.summary_plot,
     plot_format: Annotated[o.PlotFormatName | None, typer.Option(
         help="Format of --summary-plot when its name has no figure suffix (default png).")] = D.plot_format,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON Lines: one object per face.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON Lines: one object per face (with --ray: the "
+                                                         "run's summary).")] = False,
+    ray: Annotated[bool, typer.Option("--ray", help="Run on a Ray cluster (pip install 'agegender\\[ray]'): records "
+                                                    "as shards under --out.")] = False,
+    ray_address: Annotated[str, typer.Option(help="With --ray: local (a Ray started for the run), auto, HOST:PORT "
+                                                  "or ray://HOST:PORT.")] = R.address,
+    ray_actors: Annotated[int, typer.Option(min=1, max=10_000, help="With --ray: model actors (one GPU each where "
+                                                                    "the cluster has GPUs).")] = R.actors,
+    out: Annotated[Path | None, typer.Option(help="With --ray: folder for the shards and _SUCCESS (on several "
+                                                  "machines, one they all see).")] = R.out,
+    shard_format: Annotated[o.choice(SHARD_FORMATS), typer.Option("--format", help="With --ray: jsonl or "
+                                                                                   "parquet shards.")] = R.format,
     options: ModelOptions = M,
 ) -> None:
     """Detect faces (MTCNN by default) and tell each one's gender and age group with one or both models."""
     archs = o.parse_archs(arch)
+    if ray or out is not None:
+        ray_cfg = _ray_config(ray, out, annotate, csv, ray_address, ray_actors, shard_format)
+        cfg = PredictConfig(inputs=tuple(inputs), archs=archs, detector=detector, min_face=min_face,
+                            min_score=min_score, every=every, options=options, summary=summary,
+                            summary_plot=summary_plot)
+        return _predict_on_ray(cfg, ray_cfg, as_json)
     csv_to_stdout = csv is not None and str(csv) == "-"
     if csv_to_stdout and as_json:
         raise typer.BadParameter("--json and --csv - both write to stdout; choose one", param_hint="--csv")
@@ -80,6 +98,34 @@ def _checked_figure(path: Path | None, plot_format: str | None) -> Path | None:
         raise typer.BadParameter(f"{path} names a .{suffix} file but --plot-format is {plot_format}",
                                  param_hint="--plot-format")
     return path
+
+
+def _ray_config(ray: bool, out: Path | None, annotate: Path | None, csv: Path | None, address: str, actors: int,
+                shard_format: str) -> RayConfig:
+    """The --ray options, checked together (exit 2 on a combination that does not apply)."""
+    if not ray:
+        raise typer.BadParameter("--out is where --ray runs write their shards; add --ray (or use --json/--csv)",
+                                 param_hint="--out")
+    if out is None:
+        raise typer.BadParameter("--ray writes its records as shards into a folder: give --out DIR", param_hint="--ray")
+    for option, value in (("--annotate", annotate), ("--csv", csv)):
+        if value is not None:
+            raise typer.BadParameter(f"{option} is not available with --ray; the records are in --out's shards",
+                                     param_hint=option)
+    return RayConfig(address=address, actors=actors, out=out, format=shard_format)
+
+
+def _predict_on_ray(cfg: PredictConfig, ray_cfg: RayConfig, as_json: bool) -> None:
+    result = service.predict_on_ray(cfg, ray_cfg, RichReporter())
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    if cfg.summary or cfg.summary_plot:
+        (stderr if as_json else stdout).print(summary_table(result, cfg.archs))
+    stderr.print(f"{result['records']} records in {len(result['shards'])} {ray_cfg.format} shards under "
+                 f"{result['out']} (summary: _SUCCESS)", highlight=False, soft_wrap=True)
+    stderr.print(f"{result['faces']} faces in {result['frames']} images/frames; {result['errors']} unreadable")
+    if result["errors"]:
+        raise typer.Exit(1)
 
 
 def faces_table(rows: list[dict], archs: tuple[str, ...]) -> Table:

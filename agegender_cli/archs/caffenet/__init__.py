@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,13 +29,22 @@ class Caffenet:
 
         folder = model or self.bundled
         if options.caffe_weights is not None:
-            from agegender_cli.archs.caffenet.original import resolve_caffe_weights
-
-            given = options.caffe_weights
-            folder = resolve_caffe_weights(None if str(given) == ORIGINAL and not given.exists() else given, log=log)
+            folder = self._original_folder(options.caffe_weights, log)
         # auto: the PyTorch twin, which tests prove agrees with cv2.dnn (the reference engine) on >= 99.5%
         engine = "torch" if options.engine == "auto" else options.engine
         return CaffenetPredictor(folder, engine=engine, precision=options.precision, batch_size=options.batch_size)
+
+    def resolve_weights(self, model: Path | None, options: ModelOptions, log: Log) -> ModelOptions:
+        """--caffe-weights original is downloaded (or found in the cache) now, into a folder that can be shipped."""
+        if options.caffe_weights is None:
+            return options
+        return replace(options, caffe_weights=self._original_folder(options.caffe_weights, log))
+
+    @staticmethod
+    def _original_folder(given: Path, log: Log) -> Path:
+        from agegender_cli.archs.caffenet.original import resolve_caffe_weights
+
+        return resolve_caffe_weights(None if str(given) == ORIGINAL and not given.exists() else given, log=log)
 
     def framing(self, detector: str, options: ModelOptions) -> str:
         from agegender_cli.faces.detection import DEFAULT_FRAMING

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,15 @@ class Facenet:
         return FacenetPredictor(model or self.bundled, backbone_weights=options.backbone_weights,
                                 device=options.device, precision=options.precision,
                                 batch_size=options.batch_size, log=log)
+
+    def resolve_weights(self, model: Path | None, options: ModelOptions, log: Log) -> ModelOptions:
+        """The backbone the checkpoint was trained on, resolved now (cache, download or conversion) to a state-dict
+        file that can be shipped to machines without internet."""
+        from agegender_cli.archs.facenet.backbone import resolve_backbone
+        from agegender_cli.archs.facenet.predictor import load_checkpoint
+
+        name = load_checkpoint(model or self.bundled)["backbone"]["name"]
+        return replace(options, backbone_weights=resolve_backbone(name, options.backbone_weights, log=log).path)
 
     def framing(self, detector: str, options: ModelOptions) -> str:
         from agegender_cli.faces.detection import DEFAULT_FRAMING

@@ -1,0 +1,1 @@
+"""Running `predict` beyond one machine (Ray); nothing here is imported unless `--ray` is given."""

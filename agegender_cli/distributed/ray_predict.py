@@ -1,0 +1,318 @@
+"""`agegender predict --ray`: the records of local `predict`, computed by Ray Data on a cluster (or a local Ray).
+
+Inputs become a dataset of paths; CPU tasks decode them and find and crop the faces; a pool of actors (one GPU
+each where the cluster has them) runs the models; CPU tasks write the records as shards under --out.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from agegender_cli.config import Limits, ModelOptions, PredictConfig, RayConfig
+from agegender_cli.distributed import shards, weights
+from agegender_cli.errors import AgeGenderError
+from agegender_cli.faces import records
+from agegender_cli.faces.inputs import InputItem
+from agegender_cli.fileio import display
+from agegender_cli.progress import SILENT, Reporter
+
+INSTALL_HINT = "--ray needs Ray: pip install 'agegender[ray]'"
+
+
+@dataclass(frozen=True)
+class FaceSearch:
+    """What the CPU tasks need to turn a path into records and crops: all plain values, sent to every task."""
+
+    detector: str
+    min_face: int
+    min_score: float
+    every: int
+    framings: tuple[tuple[str, str], ...]  # (architecture, framing)
+    limits: Limits  # the driver's, so that every machine applies the same ones
+    batch: int  # video frames searched for faces at once
+
+
+def import_ray():
+    try:
+        import ray
+        import ray.data
+    except ImportError:
+        raise AgeGenderError(INSTALL_HINT) from None
+    return ray
+
+
+def predict_on_ray(cfg: PredictConfig, ray_cfg: RayConfig, items: Sequence[InputItem],
+                   reporter: Reporter = SILENT) -> dict:
+    """Run `predict` on the expanded inputs as a Ray Data job; returns the summary also written to
+    --out/_SUCCESS."""
+    from agegender_cli.archs import registry
+    from agegender_cli.fileio import atomic_write_text, make_folder
+    from agegender_cli.limits import current_limits
+
+    ray = import_ray()
+    if ray_cfg.out is None:
+        raise AgeGenderError("--ray writes shards: give --out DIR")
+    out = make_folder(ray_cfg.out, "--out").resolve()
+    (out / shards.SUCCESS).unlink(missing_ok=True)  # the folder is not a finished result until the end
+    options = cfg.options
+    for arch in cfg.archs:
+        options = registry.resolve_weights(arch, options, reporter.message)
+    layout, packed = weights.pack(options)
+    search = FaceSearch(cfg.detector, cfg.min_face, cfg.min_score, cfg.every,
+                        tuple((arch, registry.framing(arch, cfg.detector, cfg.options)) for arch in cfg.archs),
+                        current_limits(), ray_cfg.images_per_task)
+    started = time.monotonic()
+    owned = connect(ray, ray_cfg, reporter)
+    try:
+        actors = actor_shape(ray.cluster_resources(), ray_cfg.actors, reporter)
+        packed_ref = ray.put(packed)
+        del packed
+        parts = _job(ray, items, search, options, layout, packed_ref, out, ray_cfg, cfg.archs, actors)
+    finally:
+        if owned:
+            ray.shutdown()
+    summary = _summary(parts, cfg.archs, len(items))
+    removed = shards.remove_other_shards(out, summary["shards"])
+    if removed:
+        reporter.message(f"removed {len(removed)} shards of an earlier run from {display(out)}")
+    summary.update(out=str(out), format=ray_cfg.format, address=ray_cfg.address, actors=actors.count,
+                   gpus_per_actor=actors.gpus, seconds=round(time.monotonic() - started, 2))
+    atomic_write_text(out / shards.SUCCESS, json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def connect(ray, ray_cfg: RayConfig, reporter: Reporter) -> bool:
+    """Join the cluster at the address, or start a local Ray; whether this run started it (and so stops it).
+    A Ray already initialised in this process (a notebook, a test) is used as it is."""
+    if ray.is_initialized():
+        return False
+    if ray_cfg.address == "local":
+        reporter.message("starting a local Ray")
+        ray.init(address="local", num_cpus=ray_cfg.local_cpus, include_dashboard=False, logging_level="WARNING")
+        return True
+    reporter.message(f"joining the Ray cluster at {ray_cfg.address}")
+    try:
+        ray.init(address=ray_cfg.address, logging_level="WARNING")
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AgeGenderError(f"--ray-address {ray_cfg.address}: cannot join a Ray cluster there ({reason})") from None
+    return True
+
+
+@dataclass(frozen=True)
+class ActorShape:
+    """How many model actors run, and what each one holds."""
+
+    count: int
+    gpus: int  # 1 where the cluster has GPUs, else 0
+    cpus: float  # never so many that no CPU is left for the decoding tasks (the pool would wait on them forever)
+
+
+def actor_shape(resources: Mapping[str, float], wanted: int, reporter: Reporter = SILENT) -> ActorShape:
+    """One GPU per actor where the cluster has GPUs (no more actors than GPUs); at most one CPU each, and at least
+    one CPU of the cluster left to decoding, detection and writing."""
+    gpus, cpus = int(resources.get("GPU", 0)), float(resources.get("CPU", 1))
+    count = wanted
+    if gpus and wanted > gpus:
+        reporter.message(f"the cluster has {gpus} GPUs: {gpus} model actors instead of {wanted}")
+        count = gpus
+    return ActorShape(count, 1 if gpus else 0, min(1.0, max(cpus - 1, 0.0) / count) or 0.1)
+
+
+def _job(ray, items, search: FaceSearch, options: ModelOptions, layout, packed_ref, out: Path, ray_cfg: RayConfig,
+         archs: tuple[str, ...], actors: ActorShape) -> list[dict]:
+    from agegender_cli.archs import registry
+
+    rows = [{"order": i, "path": os.fsencode(os.path.abspath(item.path)), "name": display(item.path),
+             "kind": item.kind, "error": item.error or ""} for i, item in enumerate(items)]
+    # Faults are Ray's defaults (retry arguments are deprecated in Ray Data): a task whose worker dies is rerun,
+    # a model actor that dies is restarted and its batch given to it again.
+    faces = ray.data.from_items(rows).map_batches(
+        find_faces, batch_size=ray_cfg.images_per_task, batch_format="numpy", fn_kwargs={"search": search},
+        num_cpus=1)
+    scored = faces.map_batches(
+        ModelActor, batch_size=options.batch_size, batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=actors.count), num_gpus=actors.gpus, num_cpus=actors.cpus,
+        # the packed weights travel as a reference inside a list: Ray hands the list over without fetching them
+        fn_constructor_kwargs={"archs": [registry.get(a) for a in archs], "options": options, "layout": layout,
+                               "packed": [packed_ref]})
+    written = scored.map_batches(
+        write_records, batch_size=ray_cfg.shard_rows, batch_format="numpy",
+        fn_kwargs={"out": str(out), "fmt": ray_cfg.format, "archs": archs}, num_cpus=1)
+    return written.take_all()
+
+
+# --------------------------------------------------------------------------- CPU tasks: decode, detect, crop
+
+
+@lru_cache(maxsize=4)
+def _detector(name: str, min_face: int, min_score: float, max_side: int):
+    """One detector per worker process (MTCNN loads its nets once, not once per task)."""
+    from agegender_cli.faces.detection import make_detector
+
+    return make_detector(name, min_face=min_face, min_score=min_score, max_side=max_side)
+
+
+def find_faces(batch: Mapping[str, np.ndarray], search: FaceSearch) -> dict[str, np.ndarray]:
+    """Paths in; one row per face found (with its crop for each architecture), per frame without a face, and
+    per file or frame that could not be read (the records local predict prints, models not yet run)."""
+    from agegender_cli.faces.inputs import Frame, read_image, read_video
+
+    detector = _detector(search.detector, search.min_face, search.min_score, search.limits.detect_max_side)
+    framings = dict(search.framings)
+    out = _Rows(framings)
+    for order, raw, name, kind, error in zip(batch["order"], batch["path"], batch["name"], batch["kind"],
+                                             batch["error"], strict=True):
+        path = os.fsdecode(bytes(raw))  # absolute: a worker's current folder is not the driver's
+        name = str(name)  # the path as given, as local predict reports it
+        if kind == "error":
+            out.add_error(int(order), name, Frame(path, None, None, str(error)))
+            continue
+        if kind == "video":
+            frames = read_video(path, every=search.every)
+        else:
+            image, problem = read_image(path, search.limits)
+            frames = iter([Frame(path, None, image, problem)])
+        pending: list[Frame] = []
+        for frame in frames:
+            if frame.error is not None:
+                out.add_error(int(order), name, frame)
+                continue
+            pending.append(frame)
+            if len(pending) >= search.batch:  # a video's frames are searched a batch at a time: bounded memory
+                out.add_frames(int(order), name, pending, detector)
+                pending = []
+        if pending:
+            out.add_frames(int(order), name, pending, detector)
+    return out.columns()
+
+
+class _Rows:
+    """The columns find_faces returns, filled frame by frame."""
+
+    def __init__(self, framings: dict[str, str]) -> None:
+        self.framings = framings
+        self.order: list[int] = []
+        self.keys: list[str] = []
+        self.records: list[str] = []
+        self.new_frame: list[bool] = []
+        self.crops: dict[str, list[bytes]] = {arch: [] for arch in framings}
+
+    def _add(self, order: int, record: dict, new_frame: bool, crops: dict[str, bytes] | None = None) -> None:
+        self.order.append(order)
+        self.keys.append(record_key(order, record))
+        self.records.append(json.dumps(record))
+        self.new_frame.append(new_frame)
+        for arch in self.framings:
+            self.crops[arch].append(b"" if crops is None else crops[arch])
+
+    def add_error(self, order: int, name: str, frame) -> None:
+        self._add(order, records.error_record(name, frame.index, frame.error), False)
+
+    def add_frames(self, order: int, name: str, frames: list, detector) -> None:
+        detections, owners, crops = records.detect_and_crop(frames, detector, self.framings)
+        for n, (frame, k, det) in enumerate(owners):
+            record = records.face_record(name, frame.index, k, det, {})
+            self._add(order, record, k == 0, {arch: _to_bytes(crops[arch][n]) for arch in self.framings})
+        for frame, found in zip(frames, detections, strict=True):
+            if not found:
+                self._add(order, records.no_face_record(name, frame.index), True)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        columns = {"order": np.array(self.order, np.int64), "key": np.array(self.keys, object),
+                   "record": np.array(self.records, object), "new_frame": np.array(self.new_frame, bool)}
+        for arch, crops in self.crops.items():
+            columns[f"crop_{arch}"] = np.array(crops, object)
+        return columns
+
+
+def record_key(order: int, record: Mapping) -> str:
+    """(input, frame, face) of a record: unique within a run, and the same for a retried task's copy."""
+    frame, face = record.get("frame"), record.get("face")
+    kind = "e" if "error" in record else "f"
+    return f"{order:012d}:{-1 if frame is None else frame:012d}:{-1 if face is None else face:06d}:{kind}"
+
+
+def _to_bytes(crop: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, crop, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _from_bytes(data: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+# --------------------------------------------------------------------------- model actors
+
+
+class ModelActor:
+    """Loads every architecture once (weights unpacked from the object store on first use on a machine) and
+    completes the face rows with their answers."""
+
+    def __init__(self, archs: list, options: ModelOptions, layout, packed: list) -> None:
+        import ray
+
+        from agegender_cli.archs import registry
+
+        for arch in archs:  # an architecture registered only on the driver (a plug-in) is known here too
+            if arch.name not in registry.names():
+                registry.register(arch)
+        local = weights.unpack(layout, lambda: ray.get(packed[0]), options)
+        self.predictors = {arch.name: registry.load_predictor(arch.name, local) for arch in archs}
+
+    def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        first = next(iter(self.predictors))
+        with_face = [i for i, crop in enumerate(batch[f"crop_{first}"]) if len(crop)]
+        predictions = {arch: predictor.predict([_from_bytes(batch[f"crop_{arch}"][i]) for i in with_face])
+                       for arch, predictor in self.predictors.items()} if with_face else {}
+        completed = list(batch["record"])
+        for n, i in enumerate(with_face):
+            record = json.loads(completed[i])
+            record.update(records.arch_outputs(predictions, n))
+            completed[i] = json.dumps(record)
+        return {"order": batch["order"], "key": batch["key"], "record": np.array(completed, object),
+                "new_frame": batch["new_frame"]}
+
+
+# --------------------------------------------------------------------------- CPU tasks: shards
+
+
+def write_records(batch: Mapping[str, np.ndarray], out: str, fmt: str, archs: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Write one shard of finished records; returns one row: its name and its tallies (summed by the driver)."""
+    rows = sorted(zip(batch["key"], batch["record"], batch["new_frame"], strict=True))
+    name = shards.shard_name((key for key, _, _ in rows), fmt)
+    finished = [json.loads(record) for _, record, _ in rows]
+    shards.write_shard(Path(out), name, finished, fmt, archs)
+    tally = records.Tally(archs)
+    for record in finished:
+        tally.add(record)
+    errors = [r for r in finished if "error" in r]
+    return {"shard": np.array([name], object), "records": np.array([len(finished)]),
+            "faces": np.array([sum(r.get("face") is not None for r in finished)]),
+            "frames": np.array([sum(bool(new) for _, _, new in rows)]),
+            "errors": np.array([json.dumps(errors)], object), "counts": np.array([json.dumps(tally.to_dict())], object)}
+
+
+def _summary(parts: list[dict], archs: tuple[str, ...], files: int) -> dict:
+    """The local summary's fields (archs, files, frames, faces, errors, counts) summed over the shards, with the
+    unreadable files and frames and the shard names."""
+    tally = records.Tally(archs)
+    unreadable: list[dict] = []
+    for part in parts:
+        tally.merge(json.loads(part["counts"]))
+        unreadable += json.loads(part["errors"])
+    unreadable.sort(key=lambda r: (r["file"], -1 if r["frame"] is None else r["frame"]))
+    return {"archs": list(archs), "files": files, "frames": sum(int(p["frames"]) for p in parts),
+            "faces": sum(int(p["faces"]) for p in parts), "errors": len(unreadable), "counts": tally.to_dict(),
+            "records": sum(int(p["records"]) for p in parts), "shards": sorted(p["shard"] for p in parts),
+            "unreadable": unreadable}

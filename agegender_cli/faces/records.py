@@ -1,0 +1,81 @@
+"""One record per face as `predict` reports it, built the same way on one machine and on a cluster."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from agegender_cli.faces.detection import Detection, FaceDetector, crop_face
+from agegender_cli.faces.inputs import Frame
+from agegender_cli.labels import AGE_CLASSES, GENDERS
+
+Owner = tuple[Frame, int, Detection]  # a face: its frame, its index in the frame, its detection
+
+
+def detect_and_crop(
+    frames: Sequence[Frame], detector: FaceDetector, framings: Mapping[str, str]
+) -> tuple[list[list[Detection]], list[Owner], dict[str, list[np.ndarray]]]:
+    """The faces of decoded frames: detections per frame, every face in reading order, and its crop for
+    each architecture (framed as that architecture's model was trained)."""
+    detections = detector.detect([f.image for f in frames])
+    owners: list[Owner] = []
+    crops: dict[str, list[np.ndarray]] = {arch: [] for arch in framings}
+    for frame, found in zip(frames, detections, strict=True):
+        for k, det in enumerate(found):
+            owners.append((frame, k, det))
+            for arch, framing in framings.items():
+                crops[arch].append(crop_face(frame.image, det.box, framing=framing))
+    return detections, owners, crops
+
+
+def face_record(source: str, frame_index: int | None, face_index: int, detection: Detection,
+                outputs: Mapping[str, dict]) -> dict:
+    """A found face: where it is, how sure the detector was, and each architecture's answer."""
+    return {"file": source, "frame": frame_index, "face": face_index, "box": list(detection.box),
+            "score": round(float(detection.score), 4), **outputs}
+
+
+def no_face_record(source: str, frame_index: int | None) -> dict:
+    return {"file": source, "frame": frame_index, "face": None, "box": None, "score": None, "note": "no face found"}
+
+
+def error_record(source: str, frame_index: int | None, error: str) -> dict:
+    return {"file": source, "frame": frame_index, "error": error}
+
+
+def arch_output(gender_prob: np.ndarray, age_prob: np.ndarray) -> dict:
+    """One architecture's answer for one face: both classes with their probabilities, and every age's."""
+    g, a = int(gender_prob.argmax()), int(age_prob.argmax())
+    return {"gender": GENDERS[g], "gender_prob": round(float(gender_prob[g]), 4), "age": AGE_CLASSES[a],
+            "age_prob": round(float(age_prob[a]), 4),
+            "age_probs": {name: round(float(p), 4) for name, p in zip(AGE_CLASSES, age_prob, strict=True)}}
+
+
+def arch_outputs(predictions: Mapping[str, object], n: int) -> dict[str, dict]:
+    """Every architecture's answer for the n-th face of a batch of Predictions."""
+    return {arch: arch_output(p.gender_prob[n], p.age_prob[n]) for arch, p in predictions.items()}  # type: ignore[attr-defined]
+
+
+class Tally:
+    """Faces per gender x age class for each architecture; tallies of parts (shards) add up."""
+
+    def __init__(self, archs: Iterable[str]) -> None:
+        self.counts = {arch: np.zeros((len(GENDERS), len(AGE_CLASSES)), int) for arch in archs}
+
+    def add(self, record: Mapping) -> None:
+        for arch, counts in self.counts.items():
+            if (out := record.get(arch)) is not None:
+                counts[GENDERS.index(out["gender"]), AGE_CLASSES.index(out["age"])] += 1
+
+    def merge(self, nested: Mapping[str, Mapping[str, Mapping[str, int]]]) -> None:
+        """Add a tally given as to_dict() gave it."""
+        for arch, counts in self.counts.items():
+            for g, gender in enumerate(GENDERS):
+                for a, age in enumerate(AGE_CLASSES):
+                    counts[g, a] += int(nested[arch][gender][age])
+
+    def to_dict(self) -> dict[str, dict[str, dict[str, int]]]:
+        """{arch: {gender: {age class: faces}}}, as `predict`'s summary reports it."""
+        return {arch: {GENDERS[g]: {AGE_CLASSES[a]: int(c[g, a]) for a in range(len(AGE_CLASSES))}
+                       for g in range(len(GENDERS))} for arch, c in self.counts.items()}

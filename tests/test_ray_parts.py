@@ -1,0 +1,91 @@
+"""The parts of `predict --ray` that need no cluster: shards, shipped weights, actor shapes, record keys."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from agegender_cli.config import ModelOptions
+from agegender_cli.distributed import shards, weights
+from agegender_cli.distributed.ray_predict import ActorShape, actor_shape, import_ray, record_key
+from agegender_cli.errors import AgeGenderError
+from agegender_cli.labels import AGE_CLASSES
+
+pytest.importorskip("pyarrow")
+FACE = {"file": "a/x.jpg", "frame": None, "face": 0, "box": [1, 2, 30, 40], "score": 0.9987,
+        "tiny": {"gender": "female", "gender_prob": 0.75, "age": "25-32", "age_prob": 0.5,
+                 "age_probs": {age: (0.5 if age == "25-32" else 0.5 / 7) for age in AGE_CLASSES}}}
+NO_FACE = {"file": "b.png", "frame": 30, "face": None, "box": None, "score": None, "note": "no face found"}
+ERROR = {"file": "bad\\xff.jpg", "frame": None, "error": "cannot decode image: not an image or corrupt file"}
+
+
+def test_a_shard_is_named_by_its_records_whatever_their_order():
+    keys = ["000000000001:-00000000001:000000:f", "000000000000:000000000030:-00001:f"]
+    assert shards.shard_name(keys, "jsonl") == shards.shard_name(reversed(keys), "jsonl")
+    assert shards.shard_name(keys[:1], "jsonl") != shards.shard_name(keys, "jsonl")
+    assert shards.SHARD_NAME.fullmatch(shards.shard_name(keys, "parquet"))
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_shards_read_back_as_the_records_written(tmp_path, fmt):
+    shards.write_shard(tmp_path, shards.shard_name(["k"], fmt), [FACE, NO_FACE, ERROR], fmt, ("tiny",))
+    assert shards.read_shards(tmp_path) == [FACE, NO_FACE, ERROR]
+    assert [p.name for p in tmp_path.iterdir()] == [shards.shard_name(["k"], fmt)]  # no temp file left
+
+
+def test_only_shards_not_kept_are_removed(tmp_path):
+    ours, stale = shards.shard_name(["a"], "jsonl"), shards.shard_name(["b"], "parquet")
+    half = f".{ours}.k3j4h5.tmp"
+    for name in (ours, stale, half, "part-notahash.jsonl", "photo.jpg", shards.SUCCESS):
+        (tmp_path / name).write_text("x")
+    assert shards.remove_other_shards(tmp_path, [ours]) == [stale, half]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([ours, "part-notahash.jsonl", "photo.jpg",
+                                                                 shards.SUCCESS])
+
+
+def test_record_keys_tell_files_frames_faces_and_errors_apart():
+    keys = {record_key(0, FACE), record_key(1, FACE), record_key(0, {**FACE, "face": 1}), record_key(0, NO_FACE),
+            record_key(0, ERROR), record_key(0, {**NO_FACE, "frame": 60})}
+    assert len(keys) == 6
+
+
+def test_weights_are_unpacked_once_per_machine_and_the_options_point_at_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("AGEGENDER_HOME", str(tmp_path / "home"))
+    backbone = tmp_path / "given" / "vggface2.pt"
+    backbone.parent.mkdir()
+    backbone.write_bytes(b"backbone bytes")
+    model = tmp_path / "given" / "caffe_model"
+    (model / "sub").mkdir(parents=True)
+    (model / "age_net.caffemodel").write_bytes(b"age")
+    (model / "sub" / "note.txt").write_bytes(b"nested")
+    options = ModelOptions(models=(("caffenet", model),), backbone_weights=backbone, batch_size=8)
+    layout, packed = weights.pack(options)
+    fetched = []
+
+    def fetch():
+        fetched.append(1)
+        return packed
+
+    local = weights.unpack(layout, fetch, options)
+    again = weights.unpack(layout, fetch, options)
+    assert local == again and fetched == [1]  # the second actor on the machine finds the copy
+    assert local.backbone_weights.read_bytes() == b"backbone bytes" and local.backbone_weights.name == "vggface2.pt"
+    shipped = local.model_for("caffenet")
+    assert (shipped / "age_net.caffemodel").read_bytes() == b"age" and (shipped / "sub" / "note.txt").is_file()
+    assert shipped.is_relative_to(tmp_path / "home") and local.batch_size == 8 and local.caffe_weights is None
+    nothing, _ = weights.pack(ModelOptions())
+    assert weights.unpack(nothing, fetch, ModelOptions()) == ModelOptions() and fetched == [1]
+
+
+def test_actor_shape_leaves_a_cpu_to_the_tasks_and_takes_one_gpu_each():
+    assert actor_shape({"CPU": 2.0}, 2) == ActorShape(2, 0, 0.5)
+    assert actor_shape({"CPU": 16.0}, 2) == ActorShape(2, 0, 1.0)
+    assert actor_shape({"CPU": 32.0, "GPU": 2.0}, 4) == ActorShape(2, 1, 1.0)
+    assert actor_shape({"CPU": 1.0}, 1).cpus > 0
+
+
+def test_without_ray_the_run_stops_with_the_install_line(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    with pytest.raises(AgeGenderError, match=r"pip install 'agegender\[ray\]'"):
+        import_ray()
