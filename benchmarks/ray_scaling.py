@@ -1,7 +1,9 @@
 """Images/s of `predict --ray` with 1 and 2 model actors on a local Ray, next to local `predict` on the same files.
 
 Every run is end to end as a user sees it (model loading included; the local Ray is started once, before the
-Ray runs, and its start is printed apart). The Ray runs' records are checked against the local ones.
+Ray runs, and its start is printed apart). The Ray runs' records are checked against the local ones. Local
+predict runs before and after the Ray runs: on a machine shared with other work, a gap between the two says
+how much the load changed meanwhile.
 Usage: python benchmarks/ray_scaling.py [--images 2000] [--cpus 2] [--detector none] [--arch both]
            [--data ../shared/data/utkface_crop_part1]
 """
@@ -56,9 +58,7 @@ def main() -> None:
           f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}), local Ray of {args.cpus} CPUs")
 
     local: list[dict] = []
-    started = time.perf_counter()
-    predict(cfg, local.append)
-    local_rate = len(paths) / (time.perf_counter() - started)
+    local_rate = run_locally(cfg, local.append)
     print(f"local predict:          {local_rate:6.1f} images/s")
 
     started = time.perf_counter()
@@ -75,8 +75,19 @@ def main() -> None:
             print(f"--ray, {actors} actor{'s' if actors > 1 else ' '}:        {rates[actors]:6.1f} images/s "
                   f"({summary['records']} records, largest probability gap to local {gap:.1e})")
     ray.shutdown()
+    local_after = run_locally(cfg, lambda _record: None)
+    print(f"local predict again:    {local_after:6.1f} images/s")
+    local_mean = (local_rate + local_after) / 2
     print(f"2 actors / 1 actor:     {rates[2] / rates[1]:6.2f}")
-    print(f"1 actor / local:        {rates[1] / local_rate:6.2f}")
+    print(f"1 actor / local (mean): {rates[1] / local_mean:6.2f}")
+    print(f"2 actors / local (mean):{rates[2] / local_mean:6.2f}")
+
+
+def run_locally(cfg: PredictConfig, emit) -> float:
+    """Images/s of local predict, end to end."""
+    started = time.perf_counter()
+    predict(cfg, emit)
+    return len(cfg.inputs) / (time.perf_counter() - started)
 
 
 if __name__ == "__main__":
