@@ -13,7 +13,7 @@ SHARED_DATA = Path("../shared/data")  # UTKFace crop_part1 + more, beside the ch
 
 # The values a user may choose, checked once at the command line (torch-free).
 SPLITS = ("train", "val", "test")
-GAPS = ("drop", "nearest")
+GAPS = ("drop", "nearest", "keep")  # keep: gap ages stay, without an age class (scored in years only)
 DUPLICATE_POLICIES = ("group", "drop", "ignore")
 DETECTORS = ("mtcnn", "haar", "none")
 ENGINES = ("auto", "opencv", "torch")
@@ -63,7 +63,7 @@ class DatasetConfig:
 
     sources: tuple[Path, ...] = (SHARED_DATA,)
     out: Path = DEFAULT_DATA_DIR
-    gaps: str = "drop"  # one of GAPS: "drop" (the report's protocol) or "nearest"
+    gaps: str = "drop"  # one of GAPS: "drop" (the report's protocol), "nearest" or "keep" (years only)
     seed: int = 0
     fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
     check_images: bool = True  # decode every file to catch unreadable ones
@@ -158,6 +158,19 @@ class CaffenetTrainConfig:
     seed: int = 0
     resume: bool = False
     plot_format: str = "png"  # the training curves' format, one of PLOT_FORMATS
+
+
+@dataclass(frozen=True)
+class YearsTrainConfig:
+    """`agegender train --years`: a years head added to a trained model, its class heads untouched."""
+
+    arch: str = "facenet"
+    manifest: Path = DEFAULT_MANIFEST
+    init: Path | None = None  # the trained model to extend; None: the bundled one
+    out: Path | None = None  # None: runs/ARCH-years
+    batch_size: int = 64
+    workers: int = 2
+    seed: int = 0
 
 
 @dataclass(frozen=True)

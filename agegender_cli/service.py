@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from agegender_cli.config import (
+    DEFAULT_RUNS_DIR,
     DatasetConfig,
     EvaluateConfig,
     ModelOptions,
     PredictConfig,
     PreprocessConfig,
     RayConfig,
+    YearsTrainConfig,
 )
 from agegender_cli.errors import AgeGenderError
 from agegender_cli.fileio import display
@@ -23,7 +25,8 @@ def make_dataset(cfg: DatasetConfig, reporter: Reporter = SILENT) -> dict:
     from agegender_cli.labels import GAP_RULE
 
     summary = build_dataset(cfg, progress=reporter.message)
-    summary["gap_rule"] = GAP_RULE if cfg.gaps == "nearest" else "ages between the classes are dropped"
+    rules = {"nearest": GAP_RULE, "keep": "ages between the classes are kept without an age class (years only)"}
+    summary["gap_rule"] = rules.get(cfg.gaps, "ages between the classes are dropped")
     return summary
 
 
@@ -220,8 +223,9 @@ def evaluate_models(cfg: EvaluateConfig, reporter: Reporter = SILENT) -> dict:
         raise AgeGenderError("none of the images could be read" if faces is None or not faces.photos
                              else f"no labelled face was found in the {faces.photos} photos")
     used = [records[i] for i in kept]
-    # a dataset labelled by a file may lack one task's label: each task is scored on the images that have it
-    gender_true = np.array([-1 if r.gender is None else r.gender for r in used])
+    # a dataset labelled by a file may lack one task's label: each task is scored on the images that have it;
+    # a face whose age lies between the classes (--gaps keep) is scored in years only, as the report drops it
+    gender_true = np.array([-1 if r.gender is None or _gap_age(r) else r.gender for r in used])
     age_true = np.array([-1 if r.age_class is None else r.age_class for r in used])
     has_gender, has_age = gender_true >= 0, age_true >= 0
     results = {}
@@ -235,7 +239,42 @@ def evaluate_models(cfg: EvaluateConfig, reporter: Reporter = SILENT) -> dict:
     if faces is not None:
         evaluation["detection"] = faces.summary()
     _add_statistics(evaluation, cfg)
+    _add_years(evaluation, cfg)
     return evaluation
+
+
+def _gap_age(record) -> bool:
+    """An age in years that lies between the 8 classes."""
+    return record.age is not None and record.age_class is None
+
+
+def _years_truth(evaluation: dict):
+    """(mask of faces with an age, their ages) among the evaluated faces."""
+    import numpy as np
+
+    ages = np.array([-1 if r.age is None else r.age for r in evaluation["records"]])
+    return ages >= 0, ages
+
+
+def _add_years(evaluation: dict, cfg: EvaluateConfig) -> None:
+    """Into each result of a model that estimates years: MAE, median error, CS@5, per class, race and gender,
+    with bootstrap intervals, on every face with an age (gap ages included)."""
+    import numpy as np
+
+    from agegender_cli.evaluation.years import years_metrics
+
+    has_age, ages = _years_truth(evaluation)
+    if not has_age.any():
+        return
+    records = [r for r, keep in zip(evaluation["records"], has_age, strict=True) if keep]
+    age_class = np.array([-1 if r.age_class is None else r.age_class for r in records])
+    race = np.array([r.race_name for r in records])
+    gender = np.array([-1 if r.gender is None else r.gender for r in records])
+    for arch, prediction in evaluation["predictions"].items():
+        if prediction.age_years is not None:
+            evaluation["results"][arch]["years"] = years_metrics(
+                ages[has_age], prediction.age_years[has_age], age_class=age_class, race=race, gender=gender,
+                bootstrap=cfg.bootstrap, seed=cfg.seed, min_group_n=cfg.min_group_n)
 
 
 def _add_statistics(evaluation: dict, cfg: EvaluateConfig) -> None:
@@ -251,7 +290,7 @@ def _add_statistics(evaluation: dict, cfg: EvaluateConfig) -> None:
     records = evaluation["records"]
     has_gender, has_age = gender_true >= 0, age_true >= 0  # a task's unlabelled faces (-1) are not scored
     groups = {"race": np.array([r.race_name for r in records]),
-              "gender": np.array([GENDERS[g] if g >= 0 else "unknown" for g in gender_true])}
+              "gender": np.array([GENDERS[r.gender] if r.gender is not None else "unknown" for r in records])}
     for arch, prediction in evaluation["predictions"].items():
         result = evaluation["results"][arch]
         result["calibration"] = {
@@ -263,8 +302,11 @@ def _add_statistics(evaluation: dict, cfg: EvaluateConfig) -> None:
 
 
 def _mcnemar(evaluation: dict) -> dict:
-    """McNemar's test of every pair of architectures on the same faces, per task."""
+    """McNemar's test of every pair of architectures on the same faces, per task; Wilcoxon's signed-rank test
+    on the absolute errors in years where both estimate years."""
     import itertools
+
+    import numpy as np
 
     from agegender_cli.evaluation.stats import mcnemar
 
@@ -273,8 +315,17 @@ def _mcnemar(evaluation: dict) -> dict:
     correct = {arch: {"gender": (p.gender_prob.argmax(1) == gender_true)[has_gender],
                       "age": (p.age_prob.argmax(1) == age_true)[has_age]}
                for arch, p in evaluation["predictions"].items()}
-    return {f"{a} vs {b}": {task: mcnemar(correct[a][task], correct[b][task]) for task in ("gender", "age")}
-            for a, b in itertools.combinations(correct, 2)}
+    tests = {f"{a} vs {b}": {task: mcnemar(correct[a][task], correct[b][task]) for task in ("gender", "age")}
+             for a, b in itertools.combinations(correct, 2)}
+    has_age, ages = _years_truth(evaluation)
+    years = {arch: p.age_years for arch, p in evaluation["predictions"].items() if p.age_years is not None}
+    if has_age.any():
+        from agegender_cli.evaluation.years import wilcoxon_signed_rank
+
+        for a, b in itertools.combinations(years, 2):  # the paired test of the years estimates
+            errors = [np.abs(years[arch][has_age] - ages[has_age]) for arch in (a, b)]
+            tests[f"{a} vs {b}"]["years"] = wilcoxon_signed_rank(*errors)
+    return tests
 
 
 def run_provenance(evaluation: dict, cfg: EvaluateConfig) -> dict:
@@ -341,6 +392,54 @@ def train(arch: str, cfg, reporter: Reporter = SILENT) -> dict:
     return trainer(arch)(cfg, reporter).to_dict()
 
 
+def train_years(cfg: YearsTrainConfig, reporter: Reporter = SILENT) -> dict:
+    """`agegender train --years`: features of every train/val face with an age (gap ages too) from a trained
+    model, a years head chosen on val MAE, the model saved again with that head (class outputs unchanged)."""
+    import time
+
+    from agegender_cli.archs.years_head import choose_years_head
+    from agegender_cli.data.utkface import read_manifest
+
+    started = time.monotonic()
+    out = cfg.out or DEFAULT_RUNS_DIR / f"{cfg.arch}-years"
+    options = ModelOptions(models=((cfg.arch, cfg.init),) if cfg.init else (), engine="torch", precision="fp32",
+                           batch_size=cfg.batch_size)
+    predictor = _load_predictors((cfg.arch,), options, reporter)[cfg.arch]
+    if not hasattr(predictor, "years_features"):
+        raise AgeGenderError(f"{cfg.arch} models cannot learn age in years")
+    data = {}
+    for split in ("train", "val"):
+        records = [r for r in read_manifest(cfg.manifest, split) if r.age is not None]
+        if not records:
+            raise AgeGenderError(f"{cfg.manifest}: no {split} image with an age; years need ages in the manifest")
+        data[split] = _years_features(predictor, records, cfg, reporter, split)
+    reporter.message(f"fitting years heads on {len(data['train'][1])} train faces, chosen on {len(data['val'][1])} "
+                     "val faces")
+    fit, tried = choose_years_head(*data["train"], *data["val"], seed=cfg.seed)
+    info = {"manifest": str(cfg.manifest), "train_faces": len(data["train"][1]), "val_faces": len(data["val"][1]),
+            "val_mae": round(fit.val_mae, 4), "epoch": fit.epoch, "chosen": fit.settings, "tried": tried,
+            "history": fit.history}
+    saved = predictor.with_years(fit.head, info, out)
+    return {"arch": cfg.arch, "checkpoint": str(saved), "seconds": round(time.monotonic() - started, 1), **info}
+
+
+def _years_features(predictor, records, cfg: YearsTrainConfig, reporter: Reporter, split: str):
+    """(features, ages) of the records that decode, from the model's years_features."""
+    import numpy as np
+
+    from agegender_cli.faces.batches import iter_image_batches
+
+    features, ages = [], []
+    reporter.start(f"{split} features", len(records))
+    for batch in iter_image_batches([r.path for r in records], cfg.batch_size, cfg.workers):
+        if batch.images:
+            features.append(predictor.years_features(batch.images))
+            ages += [records[i].age for i in batch.indices]
+        reporter.advance(len(batch.indices) + len(batch.failed))
+    reporter.finish()
+    return np.concatenate(features).astype(np.float32), np.asarray(ages, np.float32)
+
+
 def compare(cfg: EvaluateConfig, reporter: Reporter = SILENT) -> dict:
     """`agegender compare`: every architecture on the same images, the report's tables side by side; with
     --report a Markdown (or, for .html, a self-contained HTML) report with provenance and figures."""
@@ -398,7 +497,7 @@ class _CsvSink:
         self.archs = archs
         self.writer = csv.writer(self.text)
         self.writer.writerow(self.COLUMNS + tuple(f"{a}_{k}" for a in archs
-                                                  for k in ("gender", "gender_prob", "age", "age_prob")))
+                                                  for k in ("gender", "gender_prob", "age", "age_prob", "age_years")))
 
     def write(self, row: dict) -> None:
         box = row.get("box") or ["", "", "", ""]
@@ -407,7 +506,7 @@ class _CsvSink:
                   "" if row.get("score") is None else row["score"], row.get("note", ""), row.get("error", "")]
         for arch in self.archs:
             out = row.get(arch) or {}
-            values += [out.get("gender", ""), out.get("gender_prob", ""), out.get("age", ""), out.get("age_prob", "")]
+            values += [out.get(key, "") for key in ("gender", "gender_prob", "age", "age_prob", "age_years")]
         self.writer.writerow(values)
 
     def close(self, ok: bool = True) -> None:

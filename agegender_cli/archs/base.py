@@ -22,6 +22,7 @@ class Prediction:
 
     gender_prob: np.ndarray  # (N, 2): male, female
     age_prob: np.ndarray  # (N, 8): the classes of labels.AGE_CLASSES
+    age_years: np.ndarray | None = None  # (N,): estimated age in years, where the model has a years head
 
     def __len__(self) -> int:
         return len(self.gender_prob)
@@ -30,8 +31,9 @@ class Prediction:
     def concat(parts: Sequence[Prediction]) -> Prediction:
         if not parts:
             return Prediction(np.zeros((0, 2), np.float32), np.zeros((0, 8), np.float32))
+        years = None if any(p.age_years is None for p in parts) else np.concatenate([p.age_years for p in parts])
         return Prediction(
-            np.concatenate([p.gender_prob for p in parts]), np.concatenate([p.age_prob for p in parts])
+            np.concatenate([p.gender_prob for p in parts]), np.concatenate([p.age_prob for p in parts]), years
         )
 
 
@@ -46,6 +48,9 @@ class Predictor(Protocol):
     description: str
 
     def predict(self, faces: Sequence[np.ndarray]) -> Prediction: ...
+
+    # Optional, for age in years (`agegender train --years`): years_features(faces) -> (N, D) float32, the
+    # features a years head reads, and with_years(head, info, out) -> Path, the model saved with that head.
 
 
 @dataclass(frozen=True)

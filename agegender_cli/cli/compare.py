@@ -13,6 +13,7 @@ from agegender_cli.cli.common import RichReporter, command_line, fail_cleanly, p
 from agegender_cli.cli.tables import rich_table
 from agegender_cli.config import EvaluateConfig, ModelOptions
 from agegender_cli.evaluation.tables import groups_table, mcnemar_table, report_tables
+from agegender_cli.evaluation.years_tables import wilcoxon_table
 
 D = EvaluateConfig()
 M = D.options
@@ -53,6 +54,9 @@ def compare(
         stdout.print(rich_table(table))
     if result["mcnemar"]:
         stdout.print(rich_table(mcnemar_table(result["mcnemar"])))
+        years_test = wilcoxon_table(result["mcnemar"])
+        if years_test is not None:
+            stdout.print(rich_table(years_test))
     for group in next(iter(results.values()))["groups"]:
         stdout.print(rich_table(groups_table(results, group)))
     o.print_detection(result.get("detection"))

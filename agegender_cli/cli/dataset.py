@@ -24,7 +24,8 @@ Gaps, Policy, LabelFormat = o.choice(GAPS), o.choice(DUPLICATE_POLICIES), o.choi
 def dataset(
     sources: Annotated[list[Path], typer.Argument(help="UTKFace folders (any depth), .tar.gz or .zip files.")],
     out: Annotated[Path, typer.Option(help="Folder that receives manifest.csv.")] = D.out,
-    gaps: Annotated[Gaps, typer.Option(help="Ages between the classes: 'drop' (the report) or 'nearest'.")] = D.gaps,
+    gaps: Annotated[Gaps, typer.Option(help="Ages between the classes: 'drop' (the report), 'nearest', or 'keep' "
+                                                    "(no age class: years only).")] = D.gaps,
     seed: Annotated[int, typer.Option(min=0, max=o.MAX_SEED, help="Seed of the stratified 70/10/20 split.")] = D.seed,
     check: Annotated[bool, typer.Option(help="Decode every image to catch unreadable files.")] = D.check_images,
     duplicates: Annotated[Policy, typer.Option(help="Copies of one photo: group (one split), drop (keep one) "
@@ -79,7 +80,8 @@ def dataset(
     gap_ages = [s for s in summary["skipped"] if "between the age classes" in s["reason"]]
     others = [s for s in summary["skipped"] if s not in gap_ages]
     if gap_ages:
-        stderr.print(f"skipped {len(gap_ages)} images whose age lies between the classes (--gaps nearest keeps them)")
+        stderr.print(f"skipped {len(gap_ages)} images whose age lies between the classes "
+                     "(--gaps keep keeps them for age in years)")
     for item in others[:20]:
         stderr.print(f"skipped {item['file']}: {item['reason']}", highlight=False, soft_wrap=True)
     if len(others) > 20:

@@ -146,7 +146,8 @@ def faces_table(rows: list[dict], archs: tuple[str, ...]) -> Table:
         cells = []
         for arch in archs:
             out = row[arch]
-            cells += [f"{out['gender']} {out['gender_prob']:.2f}", f"{out['age']} {out['age_prob']:.2f}"]
+            years = f" ({out['age_years']:.1f} y)" if out.get("age_years") is not None else ""
+            cells += [f"{out['gender']} {out['gender_prob']:.2f}", f"{out['age']} {out['age_prob']:.2f}{years}"]
         table.add_row(name, str(row["face"]), ",".join(map(str, row["box"])), f"{row['score']:.2f}", *cells)
     return table
 

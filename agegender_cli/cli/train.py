@@ -11,7 +11,15 @@ from agegender_cli import service
 from agegender_cli.archs import registry
 from agegender_cli.cli import options as o
 from agegender_cli.cli.common import RichReporter, fail_cleanly, print_json, stdout
-from agegender_cli.config import BACKBONES, DEFAULT_MANIFEST, HEADS, PREPROCESS_PRESETS, SELECT_BY, UNFREEZE_POINTS
+from agegender_cli.config import (
+    BACKBONES,
+    DEFAULT_MANIFEST,
+    HEADS,
+    PREPROCESS_PRESETS,
+    SELECT_BY,
+    UNFREEZE_POINTS,
+    YearsTrainConfig,
+)
 from agegender_cli.errors import AgeGenderError
 
 Backbone, Preprocess, Unfreeze = o.choice(BACKBONES), o.choice(tuple(PREPROCESS_PRESETS)), o.choice(UNFREEZE_POINTS)
@@ -63,10 +71,16 @@ def train(
     select: Annotated[SelectBy | None, _option("Best-val epoch by loss or accuracy.", "select")] = None,
     plot_format: Annotated[o.PlotFormatName | None, _option("Training curves' format: png, svg or pdf.",
                                                             "plot_format")] = None,
+    years: Annotated[bool, typer.Option("--years", help="Add an age-in-years head to the model given by --init "
+                                                        "(default: the bundled one), trained on every train face "
+                                                        "with an age, gap ages included; its class outputs stay "
+                                                        "as they are.")] = False,
     as_json: o.Json = False,
 ) -> None:
     """Train an architecture on the train split; best-val checkpoint, curves, resumable."""
     (name,) = o.parse_archs(arch, one=True)
+    if years:
+        return _train_years(name, manifest, init, out, batch_size, seed, as_json)
     given = dict(manifest=manifest, out=out, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                  device=device, precision=precision, seed=seed, resume=resume or None, init=init, backbone=backbone,
                  backbone_weights=backbone_weights, preprocess=preprocess, unfreeze=unfreeze, head=head,
@@ -87,3 +101,18 @@ def train(
             stdout.print(f"{key}: {result[key]}")
     if result.get("val"):
         stdout.print("val: " + ", ".join(f"{k} {v:.4f}" for k, v in result["val"].items() if isinstance(v, float)))
+
+
+def _train_years(name: str, manifest: Path, init: Path | None, out: Path | None, batch_size: int | None,
+                 seed: int | None, as_json: bool) -> None:
+    defaults = YearsTrainConfig()
+    cfg = YearsTrainConfig(arch=name, manifest=manifest, init=init, out=out,
+                           batch_size=batch_size or defaults.batch_size, seed=seed or defaults.seed)
+    result = service.train_years(cfg, RichReporter())
+    if as_json:
+        print_json(result)
+        return
+    chosen = result["chosen"]
+    stdout.print(f"[bold]{name}[/] years head ({chosen['kind']}, sigma {chosen['sigma']}): val MAE "
+                 f"{result['val_mae']:.2f} years on {result['val_faces']} faces, trained on {result['train_faces']}")
+    stdout.print(f"model: {result['checkpoint']}")

@@ -89,8 +89,8 @@ def label_record(path: Path, gaps: str) -> Record | Skipped:
     parsed = parse_name(path.name)
     if isinstance(parsed, str):
         return Skipped(str(path), parsed)
-    age_class = age_to_class(parsed.age, gaps)
-    if age_class is None:
+    age_class = age_to_class(parsed.age, "drop" if gaps == "keep" else gaps)
+    if age_class is None and gaps != "keep":
         return Skipped(str(path), f"age {parsed.age} lies between the age classes (--gaps drop)")
     return Record(path, parsed.age, parsed.gender, parsed.race, age_class)
 
@@ -123,7 +123,7 @@ def stratified_split(
             out += [replace(r, split=kept) for r in members]
         else:
             first = members[0]  # an unknown label is its own stratum (-1), so keys stay comparable
-            key = (_known(first.age_class), _known(first.gender))
+            key = (_stratum_of_age(first), _known(first.gender))
             strata.setdefault(key, []).append(members)
     for key in sorted(strata):
         stratum = sorted(strata[key], key=lambda unit: str(unit[0].path))
@@ -138,6 +138,16 @@ def stratified_split(
 
 def _known(label: int | None) -> int:
     return -1 if label is None else label
+
+
+GAP_STRATUM = 1000  # after every class stratum: adding gap ages (--gaps keep) leaves the class faces' split as it was
+
+
+def _stratum_of_age(record: Record) -> int:
+    """The age class; ages between the classes form one stratum sorted last; an unknown age is -1."""
+    if record.age_class is None and record.age is not None:
+        return GAP_STRATUM
+    return _known(record.age_class)
 
 
 def stored_path(path: Path, base: Path) -> str:
@@ -414,7 +424,7 @@ def build_dataset(cfg: DatasetConfig, progress: Callable[[str], None] | None = N
         "sources": [str(s) for s in cfg.sources],
         "manifest": str(manifest),
         "gaps": cfg.gaps,
-        "gap_rule": None if cfg.gaps == "drop" else "nearest",
+        "gap_rule": None if cfg.gaps == "drop" else cfg.gaps,
         "seed": cfg.seed,
         "kept_splits_from": None if cfg.keep_splits_from is None else str(cfg.keep_splits_from),
         "n_files": len(records) + len(skipped),

@@ -44,7 +44,8 @@ def parquet_schema(archs: Sequence[str]):
     import pyarrow as pa
 
     output = pa.struct([("gender", pa.string()), ("gender_prob", pa.float64()), ("age", pa.string()),
-                        ("age_prob", pa.float64()), ("age_probs", pa.struct([(a, pa.float64()) for a in AGE_CLASSES]))])
+                        ("age_prob", pa.float64()), ("age_probs", pa.struct([(a, pa.float64()) for a in AGE_CLASSES])),
+                        ("age_years", pa.float64())])
     return pa.schema([("file", pa.string()), ("frame", pa.int64()), ("face", pa.int64()),
                       ("box", pa.list_(pa.int64())), ("score", pa.float64()), ("note", pa.string()),
                       ("error", pa.string()), *[(arch, output) for arch in archs]])
@@ -61,7 +62,11 @@ def read_shards(folder: Path) -> list[dict]:
 
             for row in pq.read_table(path).to_pylist():
                 present = ("file", "frame") + (("error",) if row.get("error") is not None else ("face", "box", "score"))
-                records.append({k: v for k, v in row.items() if v is not None or k in present})
+                record = {k: v for k, v in row.items() if v is not None or k in present}
+                for value in record.values():  # a model without a years head has no age_years, as in JSON Lines
+                    if isinstance(value, dict) and value.get("age_years", 0) is None:
+                        del value["age_years"]
+                records.append(record)
     return records
 
 

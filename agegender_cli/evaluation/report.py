@@ -9,6 +9,7 @@ from pathlib import Path
 
 from agegender_cli.evaluation.provenance_tables import provenance_tables, rerun_line, skipped_table
 from agegender_cli.evaluation.tables import TableModel, groups_table, mcnemar_table, report_tables
+from agegender_cli.evaluation.years_tables import wilcoxon_table
 
 TITLE = "Gender and age classification: architectures compared"
 
@@ -45,6 +46,7 @@ def report_blocks(results: dict, mcnemar: dict, provenance: dict, figures: list[
     blocks += report_tables(results, confusion=False, normalize=normalize)
     if mcnemar:
         blocks.append(mcnemar_table(mcnemar))
+        blocks += [table for table in (wilcoxon_table(mcnemar),) if table is not None]
     groups = next(iter(results.values())).get("groups", {})
     blocks += [groups_table(results, group) for group in groups]
     blocks += provenance_tables(provenance)

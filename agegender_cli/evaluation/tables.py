@@ -104,7 +104,7 @@ def confusion_table(matrix: list[list[int]], names: list[str], title: str, norma
 
 def mcnemar_table(tests: dict) -> TableModel:
     rows = tuple((pair, task, str(t["b"]), str(t["c"]), num(t["statistic"]), f"{t['p_value']:.3g}", t["method"])
-                 for pair, tasks in tests.items() for task, t in tasks.items())
+                 for pair, tasks in tests.items() for task, t in tasks.items() if task != "years")
     return TableModel("McNemar's test", ("pair", "task", "b", "c", "statistic", "p-value", "method"), rows,
                       note="b: faces only the first architecture gets right; c: only the second.")
 
@@ -148,4 +148,8 @@ def report_tables(results: dict, confusion: bool = True, normalize: bool = False
         if confusion:
             tables.append(confusion_table(results[arch]["age"]["confusion"], list(AGE_CLASSES),
                                           f"Age confusion matrix: {arch}", normalize))
-    return tables
+    from agegender_cli.evaluation.years_tables import years_groups_table, years_table
+
+    years = [years_table(results), *(years_groups_table(results, group)
+                                     for group in ("per_age_class", "per_race", "per_gender"))]
+    return tables + [table for table in years if table is not None]

@@ -44,17 +44,23 @@ def error_record(source: str, frame_index: int | None, error: str) -> dict:
     return {"file": source, "frame": frame_index, "error": error}
 
 
-def arch_output(gender_prob: np.ndarray, age_prob: np.ndarray) -> dict:
-    """One architecture's answer for one face: both classes with their probabilities, and every age's."""
+def arch_output(gender_prob: np.ndarray, age_prob: np.ndarray, age_years: float | None = None) -> dict:
+    """One architecture's answer for one face: both classes with their probabilities, and every age's; the
+    age in years (one decimal) where the model estimates it."""
     g, a = int(gender_prob.argmax()), int(age_prob.argmax())
-    return {"gender": GENDERS[g], "gender_prob": round(float(gender_prob[g]), 4), "age": AGE_CLASSES[a],
-            "age_prob": round(float(age_prob[a]), 4),
-            "age_probs": {name: round(float(p), 4) for name, p in zip(AGE_CLASSES, age_prob, strict=True)}}
+    out = {"gender": GENDERS[g], "gender_prob": round(float(gender_prob[g]), 4), "age": AGE_CLASSES[a],
+           "age_prob": round(float(age_prob[a]), 4),
+           "age_probs": {name: round(float(p), 4) for name, p in zip(AGE_CLASSES, age_prob, strict=True)}}
+    if age_years is not None:
+        out["age_years"] = round(float(age_years), 1)
+    return out
 
 
 def arch_outputs(predictions: Mapping[str, object], n: int) -> dict[str, dict]:
     """Every architecture's answer for the n-th face of a batch of Predictions."""
-    return {arch: arch_output(p.gender_prob[n], p.age_prob[n]) for arch, p in predictions.items()}  # type: ignore[attr-defined]
+    return {arch: arch_output(p.gender_prob[n], p.age_prob[n],  # type: ignore[attr-defined]
+                              None if p.age_years is None else p.age_years[n])  # type: ignore[attr-defined]
+            for arch, p in predictions.items()}
 
 
 class Tally:

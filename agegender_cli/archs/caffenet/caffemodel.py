@@ -13,7 +13,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from agegender_cli.archs.caffenet.net import PARAM_LAYERS, LeviHassnerNet, check_file_size, cv2_errors, read_cv2_net
+from agegender_cli.archs.caffenet.net import (
+    PARAM_LAYERS,
+    YEARS_LAYERS,
+    LeviHassnerNet,
+    check_file_size,
+    cv2_errors,
+    read_cv2_net,
+)
 from agegender_cli.errors import AgeGenderError
 from agegender_cli.fileio import atomic_write
 from agegender_cli.protowire import WireFormatError, iter_fields, iter_varints
@@ -207,19 +214,27 @@ def _check_blob(blob: memoryview) -> None:
 
 
 def read_params(prototxt: Path, caffemodel: Path) -> dict[str, list[np.ndarray]]:
-    """The parameter blobs of PARAM_LAYERS as cv2.dnn loads them (fp16 blobs come back as float32)."""
+    """The parameter blobs of PARAM_LAYERS (and of the years layers, where the net has them) as cv2.dnn loads
+    them (fp16 blobs come back as float32)."""
     net = read_cv2_net(prototxt, caffemodel)
     with cv2_errors(prototxt, caffemodel):
-        return {name: [net.getParam(name, i) for i in range(2)] for name in PARAM_LAYERS}
+        present = set(net.getLayerNames())
+        names = PARAM_LAYERS + tuple(name for name in YEARS_LAYERS if name in present)
+        return {name: [net.getParam(name, i) for i in range(2)] for name in names}
 
 
 def twin_from_caffemodel(prototxt: Path, caffemodel: Path) -> LeviHassnerNet:
     """A LeviHassnerNet holding the weights of a Caffe model (ours or the original Levi-Hassner files)."""
+    from agegender_cli.archs.years_head import N_BINS
+
     params = read_params(prototxt, caffemodel)
     fc8_weight, fc8_bias = params["fc8"]
     if fc8_weight.size != fc8_bias.size * 512:  # checked before the size of fc8 is trusted to build it
         raise AgeGenderError(f"{caffemodel}: layer fc8 does not fit the Levi-Hassner architecture")
-    twin = LeviHassnerNet(num_classes=fc8_bias.size)
+    hidden = params["fc_years_hidden"][1].size if "fc_years_hidden" in params else None
+    if "fc_years" in params and params["fc_years"][1].size != N_BINS:
+        raise AgeGenderError(f"{caffemodel}: layer fc_years must give {N_BINS} outputs (0..100 years)")
+    twin = LeviHassnerNet(num_classes=fc8_bias.size, years_hidden=hidden, years="fc_years" in params)
     with torch.no_grad():
         for name, (weight, bias) in params.items():
             layer = getattr(twin, name)

@@ -22,6 +22,10 @@ MEAN_BGR = (78.4263377603, 87.7689143744, 114.895847746)
 NUM_CLASSES = {"gender": 2, "age": 8}
 NET_NAMES = {"gender": "gender_net", "age": "age_net"}
 PARAM_LAYERS = ("conv1", "conv2", "conv3", "fc6", "fc7", "fc8")
+# An age_net may also estimate age in years: fc7 -> [fc_years_hidden -> relu] -> fc_years -> years_prob,
+# a distribution over 0..100 years whose expectation is the estimate.
+YEARS_LAYERS = ("fc_years_hidden", "fc_years")
+YEARS_OUTPUT = "years_prob"
 # What a model folder may ask of memory before cv2.dnn is let at it: the deploy prototxts are 2 KB, and
 # cv2.dnn reckons 6 MiB of activations per 227 x 227 face for the Levi-Hassner nets.
 MAX_PROTOTXT_BYTES = 1 << 20
@@ -36,7 +40,8 @@ _POOL = "pooling_param { pool: MAX kernel_size: 3 stride: 2 }"
 _LRN = "lrn_param { local_size: 5 alpha: 0.0001 beta: 0.75 }"
 
 
-def deploy_prototxt(num_classes: int, name: str = "CaffeNet") -> str:
+def deploy_prototxt(num_classes: int, name: str = "CaffeNet", years_hidden: int | None = None,
+                    years: bool = False) -> str:
     """The deploy net definition (V2 `layer` syntax) whose layer names the twin shares."""
     conv = "Convolution"
     layers = [
@@ -60,8 +65,24 @@ def deploy_prototxt(num_classes: int, name: str = "CaffeNet") -> str:
         _layer("fc8", "InnerProduct", "fc7", "fc8", f"inner_product_param {{ num_output: {num_classes} }}"),
         _layer("prob", "Softmax", "fc8", "prob"),
     ]
+    if years:
+        layers += _years_layers(years_hidden)
     header = f'name: "{name}"\ninput: "data"\ninput_shape {{ dim: 1 dim: 3 dim: {INPUT_SIZE} dim: {INPUT_SIZE} }}\n'
     return header + "".join(layers)
+
+
+def _years_layers(hidden: int | None) -> list[str]:
+    from agegender_cli.archs.years_head import N_BINS
+
+    bottom, layers = "fc7", []
+    if hidden:
+        layers += [_layer("fc_years_hidden", "InnerProduct", "fc7", "fc_years_hidden",
+                          f"inner_product_param {{ num_output: {hidden} }}"),
+                   _layer("relu_years", "ReLU", "fc_years_hidden", "fc_years_hidden")]
+        bottom = "fc_years_hidden"
+    return layers + [_layer("fc_years", "InnerProduct", bottom, "fc_years",
+                            f"inner_product_param {{ num_output: {N_BINS} }}"),
+                     _layer(YEARS_OUTPUT, "Softmax", "fc_years", YEARS_OUTPUT)]
 
 
 def _layer(name: str, kind: str, bottom: str, top: str, params: str = "") -> str:
@@ -92,7 +113,7 @@ class CaffeLRN(nn.Module):
 class LeviHassnerNet(nn.Module):
     """PyTorch twin of the deploy prototxt: same layers, same names; forward returns the fc8 logits."""
 
-    def __init__(self, num_classes: int) -> None:
+    def __init__(self, num_classes: int, years_hidden: int | None = None, years: bool = False) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 96, 7, stride=4)
         self.relu1 = nn.ReLU(inplace=True)
@@ -113,18 +134,34 @@ class LeviHassnerNet(nn.Module):
         self.relu7 = nn.ReLU(inplace=True)
         self.drop7 = nn.Dropout(0.5)
         self.fc8 = nn.Linear(512, num_classes)
+        self.years_hidden = years_hidden if years else None
+        self.has_years = years
+        if years:
+            from agegender_cli.archs.years_head import N_BINS
+
+            if years_hidden:
+                self.fc_years_hidden = nn.Linear(512, years_hidden)
+            self.fc_years = nn.Linear(years_hidden or 512, N_BINS)
 
     @property
     def num_classes(self) -> int:
         return self.fc8.out_features
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """fc7's activations: what fc8 and the years layers read."""
         x = self.norm1(self.pool1(self.relu1(self.conv1(x))))
         x = self.norm2(self.pool2(self.relu2(self.conv2(x))))
         x = self.pool5(self.relu3(self.conv3(x)))
         x = self.drop6(self.relu6(self.fc6(torch.flatten(x, 1))))
-        x = self.drop7(self.relu7(self.fc7(x)))
-        return self.fc8(x)
+        return self.drop7(self.relu7(self.fc7(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc8(self.features(x))
+
+    def years_logits(self, features: torch.Tensor) -> torch.Tensor:
+        if self.years_hidden:
+            features = torch.relu(self.fc_years_hidden(features))
+        return self.fc_years(features)
 
 
 def as_bgr(face: np.ndarray) -> np.ndarray:

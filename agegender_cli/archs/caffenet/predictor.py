@@ -15,14 +15,17 @@ from agegender_cli.archs.caffenet.net import (
     INPUT_SIZE,
     NET_NAMES,
     NUM_CLASSES,
+    YEARS_OUTPUT,
     LeviHassnerNet,
     blob_from_faces,
     check_model_folder,
     cv2_errors,
+    deploy_prototxt,
     net_files,
     read_cv2_net,
     torch_input,
 )
+from agegender_cli.archs.years_head import expected_years
 from agegender_cli.errors import AgeGenderError
 from agegender_cli.runtime import describe_precision, resolve_precision
 
@@ -63,8 +66,54 @@ class CaffenetPredictor:
         parts = []
         for start in range(0, len(faces), self.batch_size):
             probs = self._probs(self._nets, faces[start : start + self.batch_size])
-            parts.append(Prediction(gender_prob=probs["gender"], age_prob=probs["age"]))
+            years = expected_years(probs["years"]) if "years" in probs else None
+            parts.append(Prediction(gender_prob=probs["gender"], age_prob=probs["age"], age_years=years))
         return Prediction.concat(parts)
+
+    def years_features(self, faces: Sequence[np.ndarray]) -> np.ndarray:
+        """age_net's fc7 activations (what a years head is trained on), by the twin in fp32."""
+        twin = self._age_twin()
+        parts = []
+        with torch.inference_mode():
+            for start in range(0, len(faces), self.batch_size):
+                x = torch_input(faces[start:start + self.batch_size]).contiguous(memory_format=torch.channels_last)
+                parts.append(twin.features(x).numpy())
+        return np.concatenate(parts) if parts else np.zeros((0, 512), np.float32)
+
+    def with_years(self, head: torch.nn.Module, info: dict, out: Path) -> Path:
+        """This model folder with age_net given the years layers, written into `out` (gender_net copied)."""
+        import json
+        import shutil
+
+        from agegender_cli.archs.caffenet.caffemodel import export_caffemodel
+        from agegender_cli.fileio import atomic_write_text, make_folder
+
+        out = Path(out)
+        make_folder(out, "--out")
+        spec = head.spec()
+        hidden = spec["hidden"] if spec["kind"] == "mlp" else None
+        source = self._age_twin()
+        twin = LeviHassnerNet(source.num_classes, years_hidden=hidden, years=True)
+        state = {k: v for k, v in source.state_dict().items() if not k.startswith(("fc_years",))}
+        twin.load_state_dict(state, strict=False)
+        with torch.no_grad():
+            if hidden:
+                twin.fc_years_hidden.load_state_dict(head.hidden_layer.state_dict())
+            twin.fc_years.load_state_dict(head.output.state_dict())
+        prototxt, caffemodel = net_files(out, "age")
+        atomic_write_text(prototxt, deploy_prototxt(NUM_CLASSES["age"], years_hidden=hidden, years=True))
+        export_caffemodel(twin.eval(), caffemodel, fp16=True)
+        for path in [*net_files(self.folder, "gender"), *(self.folder / name for name in HISTORIES)]:
+            if path.is_file() and path.resolve() != (out / path.name).resolve():
+                shutil.copyfile(path, out / path.name)
+        atomic_write_text(out / "years_history.json", json.dumps(info, indent=2) + "\n")
+        return out
+
+    def _age_twin(self) -> LeviHassnerNet:
+        net = self._nets["age"]
+        if isinstance(net, LeviHassnerNet):
+            return net
+        return _load_twin(*net_files(self.folder, "age"))
 
     def _load(self, folder: Path, task: str) -> cv2.dnn.Net | LeviHassnerNet:
         """Load one net and run it once on a blank face, so that a broken file fails here."""
@@ -90,14 +139,23 @@ def _opencv_probs(nets: dict[str, cv2.dnn.Net], blob: np.ndarray) -> dict[str, n
     out = {}
     for task, net in nets.items():
         net.setInput(blob)
-        out[task] = net.forward().reshape(len(blob), -1).astype(np.float32)
+        if YEARS_OUTPUT in net.getLayerNames():
+            probs, years = net.forward(["prob", YEARS_OUTPUT])
+            out["years"] = years.reshape(len(blob), -1).astype(np.float32)
+        else:
+            probs = net.forward()
+        out[task] = probs.reshape(len(blob), -1).astype(np.float32)
     return out
 
 
 def _torch_probs(nets: dict[str, LeviHassnerNet], x: torch.Tensor, bf16: bool) -> dict[str, np.ndarray]:
     x = x.contiguous(memory_format=torch.channels_last)
     out = {}
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    with torch.inference_mode():
         for task, net in nets.items():
-            out[task] = torch.softmax(net(x).float(), dim=1).numpy()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                features = net.features(x)
+                out[task] = torch.softmax(net.fc8(features).float(), dim=1).numpy()
+            if net.has_years:  # in fp32: a 101-way expectation is sensitive to bf16 rounding
+                out["years"] = torch.softmax(net.years_logits(features.float()), dim=1).numpy()
     return out

@@ -77,11 +77,15 @@ class AgeGenderTail(nn.Module):
                 module.eval()
         return self
 
-    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def embed(self, features: torch.Tensor) -> torch.Tensor:
+        """The 512-value embedding both heads (and a years head) read."""
         if len(self.blocks):
             features = self.blocks(features)
             features = torch.flatten(nn.functional.adaptive_avg_pool2d(features, 1), 1)
-        embedding = self.last_bn(self.last_linear(self.dropout(features)))
+        return self.last_bn(self.last_linear(self.dropout(features)))
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        embedding = self.embed(features)
         return self.gender_head(embedding), self.age_head(embedding)
 
 

@@ -71,7 +71,24 @@ def _checkpoint_problem(ckpt: dict) -> str | None:
         return f"config hidden must be an integer in {_HIDDEN[0]}..{_HIDDEN[1]} and dropout a number in 0..1"
     if not _int_in(ckpt.get("image_size"), *_IMAGE_SIZE):
         return f"image_size must be an integer in {_IMAGE_SIZE[0]}..{_IMAGE_SIZE[1]}"
-    return _preprocess_problem(preprocess) or _tail_problem(ckpt.get("state_dict"), cfg)
+    return _preprocess_problem(preprocess) or _tail_problem(ckpt.get("state_dict"), cfg) or _years_problem(ckpt)
+
+
+def _years_problem(ckpt: dict) -> str | None:
+    """An optional years head must be a spec + weights that fit it, reading the 512-value embedding."""
+    years = ckpt.get("years_head")
+    if years is None:
+        return None
+    from agegender_cli.archs.years_head import head_from_state
+
+    if not isinstance(years, dict) or not isinstance(years.get("spec"), dict) \
+            or not isinstance(years.get("state_dict"), dict):
+        return "years_head must hold a spec and a state_dict"
+    try:
+        head = head_from_state(years["spec"], years["state_dict"])
+    except ValueError as exc:
+        return str(exc)
+    return None if head.in_features == 512 else "years_head must read the 512-value embedding"
 
 
 def _preprocess_problem(raw: dict) -> str | None:
@@ -147,6 +164,9 @@ class FacenetPredictor:
         self.preprocess_cfg = PreprocessConfig(**{k: v for k, v in ckpt["preprocess"].items() if k != "name"})
         self.trunk.to(self.device).to(memory_format=torch.channels_last)
         self.tail.to(self.device)
+        self.years_head = _years_head(ckpt)
+        if self.years_head is not None:
+            self.years_head.to(self.device)
         self.checkpoint = ckpt
         self.path = Path(checkpoint_path)
         self.backbone = resolved
@@ -174,11 +194,43 @@ class FacenetPredictor:
 
     @torch.inference_mode()
     def predict(self, faces: Sequence[np.ndarray]) -> Prediction:
+        from agegender_cli.archs.years_head import expected_years
+
         parts = []
         for start in range(0, len(faces), self.batch_size):
             x = self._batch(faces[start:start + self.batch_size])
             with autocast(self.device, self.precision):
-                gender, age = self.tail(self.trunk(x))
+                embedding = self.tail.embed(self.trunk(x))
+                gender, age = self.tail.gender_head(embedding), self.tail.age_head(embedding)
+            years = None
+            if self.years_head is not None:  # in fp32: a 101-way expectation is sensitive to bf16 rounding
+                years = expected_years(torch.softmax(self.years_head(embedding.float()), 1).cpu().numpy())
             parts.append(Prediction(torch.softmax(gender.float(), 1).cpu().numpy(),
-                                    torch.softmax(age.float(), 1).cpu().numpy()))
+                                    torch.softmax(age.float(), 1).cpu().numpy(), years))
         return Prediction.concat(parts)
+
+    @torch.inference_mode()
+    def years_features(self, faces: Sequence[np.ndarray]) -> np.ndarray:
+        """The embedding the class heads read (what a years head is trained on), in fp32."""
+        parts = []
+        for start in range(0, len(faces), self.batch_size):
+            x = self._batch(faces[start:start + self.batch_size])
+            parts.append(self.tail.embed(self.trunk(x)).float().cpu().numpy())
+        return np.concatenate(parts) if parts else np.zeros((0, 512), np.float32)
+
+    def with_years(self, head: torch.nn.Module, info: dict, out: Path) -> Path:
+        """This checkpoint plus a years head, saved as out/facenet.pt (fp16 weights, like the heads)."""
+        from agegender_cli.fileio import atomic_write
+
+        ckpt = dict(self.checkpoint)
+        ckpt["years_head"] = {"spec": head.spec(), "info": info,
+                              "state_dict": {k: v.detach().cpu().half() for k, v in head.state_dict().items()}}
+        path = Path(out) / "facenet.pt"
+        return atomic_write(path, lambda handle: torch.save(ckpt, handle))
+
+
+def _years_head(ckpt: dict) -> torch.nn.Module | None:
+    from agegender_cli.archs.years_head import head_from_state
+
+    years = ckpt.get("years_head")
+    return None if years is None else head_from_state(years["spec"], years["state_dict"])

@@ -1,0 +1,68 @@
+"""Tables of the age-in-years metrics (MAE, median error, CS@5) and of the paired Wilcoxon test."""
+
+from __future__ import annotations
+
+from agegender_cli.evaluation.tables import TableModel
+from agegender_cli.formatting import pct
+
+
+def _years(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _with_interval(value: float | None, ci, share: bool = False) -> str:
+    text = pct(value) if share else _years(value)
+    if value is None or not ci:
+        return text
+    low, high = ci
+    return f"{text} ({100 * low:.1f}-{100 * high:.1f})" if share else f"{text} ({low:.2f}-{high:.2f})"
+
+
+YEARS_ROWS = (("MAE (years)", "mae", False), ("Median abs. error (years)", "median_ae", False),
+              ("CS@5 (within 5 years)", "cs5", True), ("Mean signed error (years)", "bias", False))
+
+
+def years_table(results: dict) -> TableModel | None:
+    """MAE, median absolute error, CS@5 and bias of each architecture that estimates years, with intervals."""
+    archs = [a for a, r in results.items() if r.get("years")]
+    if not archs:
+        return None
+    rows = []
+    for label, key, share in YEARS_ROWS:
+        cells = [_with_interval(results[a]["years"].get(key), (results[a]["years"].get("ci95") or {}).get(key), share)
+                 for a in archs]
+        rows.append((label, *cells))
+    rows.append(("Faces with an age", *(str(results[a]["years"]["n"]) for a in archs)))
+    return TableModel("Age in years", ("", *archs), tuple(rows),
+                      note="Every face with an age, gap ages included. In brackets: 95% bootstrap interval.")
+
+
+def years_groups_table(results: dict, group: str) -> TableModel | None:
+    """MAE per age class ("per_age_class"), race ("per_race") or gender ("per_gender"), with n."""
+    archs = [a for a, r in results.items() if r.get("years")]
+    if not archs:
+        return None
+    first = results[archs[0]]["years"][group]
+    header = (group.removeprefix("per_").replace("_", " "), "n",
+              *(f"{a} {label}" for a in archs for label in ("MAE", "CS@5")))
+    rows = []
+    for name in first:
+        cells = []
+        for a in archs:
+            m = results[a]["years"][group].get(name) or {}
+            cells += [_with_interval(m.get("mae"), (m.get("ci95") or {}).get("mae")), pct(m.get("cs5"))]
+        rows.append((name, str(first[name]["n"]), *cells))
+    return TableModel(f"Age in years per {header[0]}", header, tuple(rows))
+
+
+def wilcoxon_table(tests: dict) -> TableModel | None:
+    """Wilcoxon's signed-rank test on the absolute errors in years, per pair of architectures."""
+    rows = tuple((pair, str(t["n_nonzero"]), _years(t["median_difference"]), f"{t['statistic']:.1f}",
+                  f"{t['p_value']:.3g}", t["method"], t.get("better") or "-")
+                 for pair, tasks in tests.items() if (t := tasks.get("years")))
+    if not rows:
+        return None
+    return TableModel("Wilcoxon's signed-rank test on the absolute errors in years", (
+        "pair", "pairs (non-zero)", "median diff. (years)", "W", "p-value", "method", "better"), rows,
+        note="Paired over the same faces; the median difference is the first architecture's error minus the "
+             "second's (negative: the first is closer).")
