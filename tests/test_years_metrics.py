@@ -138,8 +138,23 @@ def test_bad_inputs_are_refused():
         years_metrics(TRUE, PRED[:5], age_class=AGE_CLASS, race=RACE, gender=GENDER)
     with pytest.raises(ValueError, match="age_class"):
         years_metrics(TRUE, PRED, age_class=AGE_CLASS + 4, race=RACE, gender=GENDER)
+    with pytest.raises(ValueError, match="finite"):
+        years_metrics(TRUE, np.r_[PRED[:5], np.nan], age_class=AGE_CLASS, race=RACE, gender=GENDER)
+    with pytest.raises(ValueError, match="race 5"):
+        years_metrics(TRUE, PRED, age_class=AGE_CLASS, race=np.full(6, 5), gender=GENDER)
+    with pytest.raises(ValueError, match="bootstrap"):
+        years_metrics(TRUE, PRED, age_class=AGE_CLASS, race=RACE, gender=GENDER, bootstrap=0)
     with pytest.raises(ValueError, match="differ in length"):
         wilcoxon_signed_rank(np.zeros(3), np.zeros(4))
+    with pytest.raises(ValueError, match="finite"):
+        wilcoxon_signed_rank(np.array([1.0, np.inf]), np.zeros(2))
+
+
+def test_race_keys_are_named_as_the_manifest_names_them():
+    # a plain list mixing indices, names and None keeps its types; -1 is an unknown race like None
+    result = years_metrics(TRUE, PRED, age_class=AGE_CLASS, race=[0, 0, 1, 1, "Others", -1], gender=GENDER,
+                           bootstrap=20)
+    assert list(result["per_race"]) == ["Black", "Others", "White", "unknown"]
 
 
 # Wilcoxon examples: absolute errors of model A and model B on the same faces (d = a - b).

@@ -31,12 +31,17 @@ def years_metrics(
     class / race / gender tables and the largest race and gender MAE gaps; faces with a negative true age (no
     age in years) are left out. JSON-ready."""
     true_age = np.asarray(true_age).reshape(-1)
-    columns = [np.asarray(a).reshape(-1) for a in (pred_years, age_class, race, gender)]
-    if any(len(a) != len(true_age) for a in columns):
+    race = np.asarray(race, dtype=object).reshape(-1)  # object: a mix of indices and names keeps its types
+    columns = [np.asarray(a).reshape(-1) for a in (pred_years, age_class, gender)]
+    if any(len(a) != len(true_age) for a in (*columns, race)):
         raise ValueError("true_age, pred_years, age_class, race and gender must have the same length")
-    pred_years, age_class, race, gender = columns
+    pred_years, age_class, gender = columns
     if np.any((age_class < -1) | (age_class >= len(AGE_CLASSES))):
         raise ValueError(f"age_class must lie in -1..{len(AGE_CLASSES) - 1}")
+    if not np.all(np.isfinite(pred_years.astype(np.float64))):
+        raise ValueError("pred_years holds a value that is not a finite number")
+    if bootstrap < 1:
+        raise ValueError(f"bootstrap must be at least 1, got {bootstrap}")
     keep = true_age >= 0
     error = pred_years[keep].astype(np.float64) - true_age[keep].astype(np.float64)
     groups = {
@@ -89,13 +94,13 @@ def years_metrics(
 
 
 def race_name(race: object) -> str:
-    """UTKFace's race index 0-4 as labels.RACES names it, a dataset's own group name as is, None as unknown
-    (as data.utkface.Record.race_name)."""
-    if race is None:
-        return UNKNOWN
+    """UTKFace's race index 0-4 as labels.RACES names it, a dataset's own group name as is, None or a negative
+    index as unknown (as data.utkface.Record.race_name)."""
     if isinstance(race, int | np.integer) and not isinstance(race, bool):
-        return RACES[int(race)]
-    return str(race)
+        if race >= len(RACES):
+            raise ValueError(f"race {race} is not an index 0-{len(RACES) - 1}, a group name or None")
+        return RACES[race] if race >= 0 else UNKNOWN
+    return UNKNOWN if race is None else str(race)
 
 
 def median_of(values: np.ndarray) -> b.Statistic:
@@ -152,6 +157,8 @@ def wilcoxon_signed_rank(abs_err_a: np.ndarray, abs_err_b: np.ndarray) -> dict:
     bb = np.asarray(abs_err_b, dtype=np.float64).reshape(-1)
     if a.shape != bb.shape:
         raise ValueError(f"paired arrays differ in length: {len(a)} and {len(bb)}")
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(bb))):
+        raise ValueError("an error that is not a finite number cannot be ranked")
     difference = a - bb
     nonzero = difference[difference != 0]
     m = len(nonzero)
