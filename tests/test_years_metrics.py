@@ -155,6 +155,9 @@ def test_race_keys_are_named_as_the_manifest_names_them():
     result = years_metrics(TRUE, PRED, age_class=AGE_CLASS, race=[0, 0, 1, 1, "Others", -1], gender=GENDER,
                            bootstrap=20)
     assert list(result["per_race"]) == ["Black", "Others", "White", "unknown"]
+    named_gap = years_metrics(TRUE, PRED, age_class=AGE_CLASS, race=["gap"] * 3 + ["other"] * 3, gender=GENDER,
+                              bootstrap=20)  # a group's name never clashes with the gap's interval
+    assert named_gap["per_race"]["gap"]["ci95"]["mae"] != named_gap["largest_gap"]["race"]["ci95"]
 
 
 # Wilcoxon examples: absolute errors of model A and model B on the same faces (d = a - b).

@@ -68,7 +68,7 @@ def years_metrics(
             statistics[f"{name}:{group}"] = b.mean_of(absolute, groups[name] == group)
         gaps[name] = _mae_gap({g: m for g, m in tables[name].items() if g != UNKNOWN})
         if gaps[name]["gap"] is not None:
-            statistics[f"{name}:gap"] = b.difference(
+            statistics[f"gap:{name}"] = b.difference(
                 b.mean_of(absolute, groups[name] == gaps[name]["worst_group"]),
                 b.mean_of(absolute, groups[name] == gaps[name]["best_group"]))
     found = {key: _listed(interval) for key, interval in b.bootstrap_intervals(statistics, n, bootstrap, seed).items()}
@@ -76,7 +76,7 @@ def years_metrics(
         for group, cell in tables[name].items():
             cell["ci95"] = {"mae": found[f"{name}:{group}"]}
         gap = gaps[name]
-        gap["ci95"] = found.get(f"{name}:gap")
+        gap["ci95"] = found.get(f"gap:{name}")
         gap["doubt"] = gap_doubt(gap, gap["ci95"], min_group_n) if gap["gap"] is not None else None
         gap["uncertain"] = gap["doubt"] is not None or gap["gap"] is None
     return {
