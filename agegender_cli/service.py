@@ -324,7 +324,9 @@ def _mcnemar(evaluation: dict) -> dict:
 
         for a, b in itertools.combinations(years, 2):  # the paired test of the years estimates
             errors = [np.abs(years[arch][has_age] - ages[has_age]) for arch in (a, b)]
-            tests[f"{a} vs {b}"]["years"] = wilcoxon_signed_rank(*errors)
+            test = wilcoxon_signed_rank(*errors)
+            test["better"] = {"a": a, "b": b}.get(test["better"])
+            tests[f"{a} vs {b}"]["years"] = test
     return tests
 
 

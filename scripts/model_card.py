@@ -32,6 +32,23 @@ def line(r: dict, label: str) -> str:
             f"{100 * a['one_off']:.2f}% | {a['macro_f1']:.3f} | {a['mean_error']:.3f} | {a['std_error']:.3f} |")
 
 
+def years_rows(result: dict, info: dict | None) -> str:
+    """The age-in-years paragraph and table of one bundled model (empty without a years head)."""
+    years = result.get("years")
+    if not years or not info:
+        return ""
+    chosen = info["chosen"]
+    ci = years["ci95"]
+    return (f"\n\nAge in years: a `{chosen['kind']}` head (label-distribution loss, sigma {chosen['sigma']}) on the "
+            f"features the class heads read, trained on {info['train_faces']:,} train faces with an age (gap ages "
+            f"included), chosen on {info['val_faces']:,} val faces (val MAE {info['val_mae']:.2f} years; tried: "
+            + ", ".join(f"{t['kind']} sigma {t['sigma']}: {t['val_mae']:.2f}" for t in info["tried"])
+            + "); the class outputs are unchanged.\n\n| test faces with an age | MAE (years) | median abs. error | "
+            "CS@5 | mean signed error |\n|---|---|---|---|---|\n"
+            f"| {years['n']} | {years['mae']:.2f} ({ci['mae'][0]:.2f}-{ci['mae'][1]:.2f}) | {years['median_ae']:.2f} | "
+            f"{100 * years['cs5']:.2f}% ({100 * ci['cs5'][0]:.1f}-{100 * ci['cs5'][1]:.1f}) | {years['bias']:+.2f} |")
+
+
 def test_metrics(manifest: Path, marker: str) -> tuple[dict, dict]:
     """Per architecture: the test metrics of `agegender evaluate --split test`, and the same on the test
     faces whose path holds `marker` (one pass over the images)."""
@@ -40,7 +57,9 @@ def test_metrics(manifest: Path, marker: str) -> tuple[dict, dict]:
     gender_true, age_true = evaluation["truth"]
     part = {}
     for arch, p in evaluation["predictions"].items():
-        part[arch] = evaluate_predictions(gender_true[mask], p.gender_prob[mask], age_true[mask], p.age_prob[mask])
+        has_gender, has_age = mask & (gender_true >= 0), mask & (age_true >= 0)
+        part[arch] = evaluate_predictions(gender_true[has_gender], p.gender_prob[has_gender], age_true[has_age],
+                                          p.age_prob[has_age])
     return evaluation["results"], part
 
 
@@ -65,15 +84,22 @@ def main() -> None:
 
     def rows(arch: str) -> str:
         return (f"{header}\n|---|---|---|---|---|---|---|---|---|\n{line(results[arch], 'all')}\n"
-                f"{line(part[arch], args.subset)}")
+                f"{line(part[arch], args.subset)}{years_rows(results[arch], years_info[arch])}")
+
+    years_info = {"facenet": (ckpt.get("years_head") or {}).get("info"),
+                  "caffenet": json.loads((BUNDLED_CAFFENET / "years_history.json").read_text())
+                  if (BUNDLED_CAFFENET / "years_history.json").exists() else None}
+    n_gap = sum(r.age is not None and r.age_class is None for r in records)
 
     text = f"""# Bundled models
 
 Data: `../shared/data` (UTKFace "crop_part1" and the rest of the aligned & cropped set; non-commercial
-research licence), indexed by `make demo`: `agegender dataset` with the defaults (8 age classes, gaps
-dropped, stratified 70/10/20, seed 0), the crop_part1 split of the first bundled models kept
+research licence), indexed by `make demo`: `agegender dataset` with the defaults (8 age classes,
+stratified 70/10/20, seed 0), the crop_part1 split of the first bundled models kept
 (`--keep-splits-from`), and copies of one photo kept inside one split (`--duplicates group`:
-{len(groups)} groups): {splits['train']:,} train / {splits['val']:,} val / {splits['test']:,} test images.
+{len(groups)} groups), then the {n_gap:,} faces whose age lies between the classes added with `--gaps keep`
+(no age class: they count for age in years only; the class faces keep their split):
+{splits['train']:,} train / {splits['val']:,} val / {splits['test']:,} test images.
 No val or test face of this split, nor a copy of one, was ever trained on. Every choice was made on the
 val split; the test split was used once, for the numbers below (`python scripts/model_card.py`, which
 runs `agegender evaluate --split test`); the second line of each table is the part of the test split
@@ -105,7 +131,8 @@ that comes from `{args.subset}`, for comparison with the earlier models.
 {rows('caffenet')}
 
 Limits: UTKFace crops are aligned, frontal-ish faces; on whole photos the crop framing of `predict`
-imitates them. Age classes between the ranges (3, 7, 14-24, 33-37, 44-47, 54-59) are not represented.
+imitates them. Age classes between the ranges (3, 7, 14-24, 33-37, 44-47, 54-59) are not represented by
+the class heads; the years heads learned them too.
 Accuracy differs across UTKFace's race groups: `agegender compare` prints the largest gap.
 """
     atomic_write_text(ASSETS / "MODEL_CARD.md", text)
