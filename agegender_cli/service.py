@@ -141,6 +141,25 @@ def _load_predictors(archs: tuple[str, ...], options: ModelOptions, reporter: Re
     return predictors
 
 
+class FaceModels:
+    """The detector and every architecture's predictor of a PredictConfig, loaded once; decoded frames in, one
+    list of `predict` records per frame out. `agegender predict` and the Python API (api.AgeGender) share it."""
+
+    def __init__(self, cfg: PredictConfig, reporter: Reporter = SILENT) -> None:
+        from agegender_cli.archs.registry import framing
+        from agegender_cli.faces.detection import make_detector
+
+        self.predictors = _load_predictors(cfg.archs, cfg.options, reporter)
+        self.framings = {arch: framing(arch, cfg.detector, cfg.options) for arch in cfg.archs}
+        self.detector = make_detector(cfg.detector, min_face=cfg.min_face, min_score=cfg.min_score)
+
+    def records(self, frames) -> list[list[dict]]:
+        """The records of decoded frames (faces.inputs.Frame), one list per frame, as `predict --json` has them."""
+        from agegender_cli.faces.records import frame_records
+
+        return frame_records(frames, self.detector, self.framings, self.predictors)
+
+
 def run_on_records(predictors: dict, records, batch_size: int, reporter: Reporter, faces=None):
     """Every predictor on every record's image (decoded once); returns predictions, kept indices, failures.
     With `faces` (a _FaceFinder), the labelled face is found in each photo first; photos where it is not are
@@ -205,8 +224,9 @@ class _FaceFinder:
                 "missed": self.missed}
 
 
-def evaluate_models(cfg: EvaluateConfig, reporter: Reporter = SILENT) -> dict:
-    """`agegender evaluate` / the core of `compare`: metrics of each architecture on the same images."""
+def evaluate_models(cfg: EvaluateConfig, reporter: Reporter = SILENT, predictors: dict | None = None) -> dict:
+    """`agegender evaluate` / the core of `compare`: metrics of each architecture on the same images (`predictors`:
+    models already loaded, by architecture; the others are loaded)."""
     import numpy as np
 
     from agegender_cli.evaluation.metrics import evaluate_predictions
@@ -216,7 +236,9 @@ def evaluate_models(cfg: EvaluateConfig, reporter: Reporter = SILENT) -> dict:
     records = _evaluation_records(cfg)
     inputs = [r.path for r in records] + ([] if cfg.images else [cfg.manifest])
     refuse_overwriting_inputs({"--report": cfg.report}, inputs)
-    predictors = _load_predictors(cfg.archs, cfg.options, reporter)
+    given = predictors or {}
+    loaded = _load_predictors(tuple(a for a in cfg.archs if a not in given), cfg.options, reporter)
+    predictors = {arch: given[arch] if arch in given else loaded[arch] for arch in cfg.archs}
     faces = _FaceFinder(cfg) if cfg.detector != "none" else None
     predictions, kept, failed = run_on_records(predictors, records, cfg.options.batch_size, reporter, faces)
     if not kept:
@@ -370,10 +392,10 @@ def save_evaluation_plots(evaluation: dict, folder: Path, plot_format: str = "pn
     return evaluation_figures(evaluation, folder, plot_format, normalize, provenance)
 
 
-def evaluate(cfg: EvaluateConfig, reporter: Reporter = SILENT) -> dict:
+def evaluate(cfg: EvaluateConfig, reporter: Reporter = SILENT, predictors: dict | None = None) -> dict:
     """`agegender evaluate`: the metrics of one architecture (the JSON schema of the report's tables), or of
-    several under "results"."""
-    evaluation = evaluate_models(cfg, reporter)
+    several under "results" (`predictors`: models already loaded, as evaluate_models takes them)."""
+    evaluation = evaluate_models(cfg, reporter, predictors)
     provenance = run_provenance(evaluation, cfg)
     one = len(cfg.archs) == 1
     result = dict(evaluation["results"][cfg.archs[0]]) if one else {"results": evaluation["results"]}
@@ -442,14 +464,15 @@ def _years_features(predictor, records, cfg: YearsTrainConfig, reporter: Reporte
     return np.concatenate(features).astype(np.float32), np.asarray(ages, np.float32)
 
 
-def compare(cfg: EvaluateConfig, reporter: Reporter = SILENT) -> dict:
+def compare(cfg: EvaluateConfig, reporter: Reporter = SILENT, predictors: dict | None = None) -> dict:
     """`agegender compare`: every architecture on the same images, the report's tables side by side; with
-    --report a Markdown (or, for .html, a self-contained HTML) report with provenance and figures."""
+    --report a Markdown (or, for .html, a self-contained HTML) report with provenance and figures
+    (`predictors`: models already loaded, as evaluate_models takes them)."""
     import tempfile
 
     from agegender_cli.config import HTML_SUFFIXES
 
-    evaluation = evaluate_models(cfg, reporter)
+    evaluation = evaluate_models(cfg, reporter, predictors)
     result: dict = {arch: metrics for arch, metrics in evaluation["results"].items()}
     result["mcnemar"] = _mcnemar(evaluation)
     result["source"] = evaluation["source"]
@@ -487,6 +510,7 @@ class _CsvSink:
     or to stdout for "-")."""
 
     COLUMNS = ("file", "frame", "face", "x1", "y1", "x2", "y2", "score", "note", "error")
+    ARCH_COLUMNS = ("gender", "gender_prob", "p_female", "age", "age_prob", "age_years")  # each as ARCH_name
 
     def __init__(self, path: Path, archs: tuple[str, ...]) -> None:
         import csv
@@ -499,7 +523,7 @@ class _CsvSink:
         self.archs = archs
         self.writer = csv.writer(self.text)
         self.writer.writerow(self.COLUMNS + tuple(f"{a}_{k}" for a in archs
-                                                  for k in ("gender", "gender_prob", "age", "age_prob", "age_years")))
+                                                  for k in self.ARCH_COLUMNS))
 
     def write(self, row: dict) -> None:
         box = row.get("box") or ["", "", "", ""]
@@ -508,7 +532,7 @@ class _CsvSink:
                   "" if row.get("score") is None else row["score"], row.get("note", ""), row.get("error", "")]
         for arch in self.archs:
             out = row.get(arch) or {}
-            values += [out.get(key, "") for key in ("gender", "gender_prob", "age", "age_prob", "age_years")]
+            values += [out.get(k, "") for k in self.ARCH_COLUMNS]
         self.writer.writerow(values)
 
     def close(self, ok: bool = True) -> None:
@@ -535,9 +559,7 @@ def _annotate(frame, relative: str, faces: list[dict], archs: tuple[str, ...], n
 def predict(cfg: PredictConfig, emit, reporter: Reporter = SILENT) -> dict:
     """`agegender predict`: detect faces, run every architecture, stream one record per face to `emit`.
     Paths on stdin are taken as they arrive; no output replaces an input."""
-    from agegender_cli.archs.registry import framing as framing_for
     from agegender_cli.faces import records
-    from agegender_cli.faces.detection import make_detector
     from agegender_cli.faces.inputs import InputStream, iter_frames
     from agegender_cli.fileio import OutputNames, check_output_file, display, make_folder
 
@@ -552,9 +574,7 @@ def predict(cfg: PredictConfig, emit, reporter: Reporter = SILENT) -> dict:
     names = None
     if cfg.annotate is not None:
         names = OutputNames(make_folder(cfg.annotate, "--annotate"), [i.path for i in known if i.kind != "error"])
-    predictors = _load_predictors(cfg.archs, cfg.options, reporter)
-    framings = {arch: framing_for(arch, cfg.detector, cfg.options) for arch in cfg.archs}
-    detector = make_detector(cfg.detector, min_face=cfg.min_face, min_score=cfg.min_score)
+    models = FaceModels(cfg, reporter)
     tally = records.Tally(cfg.archs)
     stats = {"files": 0, "frames": 0, "faces": 0, "errors": 0}
     relatives: dict[str, str] = {}
@@ -580,20 +600,14 @@ def predict(cfg: PredictConfig, emit, reporter: Reporter = SILENT) -> dict:
             csv_sink.write(row)
 
     def flush(frames: list) -> None:
-        detections, owners, crops = records.detect_and_crop(frames, detector, framings)
-        outputs = {arch: predictors[arch].predict(crops[arch]) for arch in cfg.archs} if owners else {}
-        per_frame: dict[int, list[dict]] = {}
-        for n, (frame, k, det) in enumerate(owners):
-            row = records.face_record(frame.source, frame.index, k, det, records.arch_outputs(outputs, n))
-            tally.add(row)
-            per_frame.setdefault(id(frame), []).append(row)
-            send(row)
-        stats["faces"] += len(owners)
-        for frame, found in zip(frames, detections, strict=True):
-            if not found:
-                send(records.no_face_record(frame.source, frame.index))
+        for frame, rows in zip(frames, models.records(frames), strict=True):
+            faces = [row for row in rows if row["face"] is not None]
+            for row in rows:
+                tally.add(row)
+                send(row)
+            stats["faces"] += len(faces)
             if names is not None:
-                _annotate(frame, relatives.get(frame.source, ""), per_frame.get(id(frame), []), cfg.archs, names)
+                _annotate(frame, relatives.get(frame.source, ""), faces, cfg.archs, names)
 
     ok = False
     try:

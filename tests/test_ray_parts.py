@@ -14,7 +14,7 @@ from agegender_cli.labels import AGE_CLASSES
 
 pytest.importorskip("pyarrow")
 FACE = {"file": "a/x.jpg", "frame": None, "face": 0, "box": [1, 2, 30, 40], "score": 0.9987,
-        "tiny": {"gender": "female", "gender_prob": 0.75, "age": "25-32", "age_prob": 0.5,
+        "tiny": {"gender": "female", "gender_prob": 0.75, "p_female": 0.75, "age": "25-32", "age_prob": 0.5,
                  "age_probs": {age: (0.5 if age == "25-32" else 0.5 / 7) for age in AGE_CLASSES}}}
 NO_FACE = {"file": "b.png", "frame": 30, "face": None, "box": None, "score": None, "note": "no face found"}
 ERROR = {"file": "bad\\xff.jpg", "frame": None, "error": "cannot decode image: not an image or corrupt file"}

@@ -44,7 +44,7 @@ class TinyPredictor:
         gender = np.stack([1 - female, female], axis=1)
         age = np.zeros((len(faces), 8), np.float32)
         age[np.arange(len(faces)), (means * 7.99).astype(int)] = 1.0
-        return Prediction(gender, age)
+        return Prediction(gender, age, np.round(means * 90, 1).astype(np.float32))
 
 
 class Tiny:

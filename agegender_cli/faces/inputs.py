@@ -43,7 +43,7 @@ class InputItem:
 class Frame:
     """A decoded still image (index None) or video frame, or the reason it could not be decoded."""
 
-    source: str
+    source: str | None  # None: an image given in memory (the Python API)
     index: int | None
     image: np.ndarray | None  # BGR uint8
     error: str | None = None
@@ -292,6 +292,12 @@ def _too_many_pixels(data: bytes, limits: Limits) -> str | None:
             width, height = header.size
     except Exception:  # noqa: BLE001 - PIL raises many types on odd headers; OpenCV decides below
         return None
+    return too_many_pixels(width, height, limits)
+
+
+def too_many_pixels(width: int, height: int, limits: Limits | None = None) -> str | None:
+    """Why an image of this size is refused (above the max_image_pixels limit), or None."""
+    limits = limits or current_limits()
     if width * height <= limits.max_image_pixels:
         return None
     return (f"image is {width} x {height} = {width * height / 1e6:.0f} MP, above the "

@@ -29,6 +29,22 @@ def detect_and_crop(
     return detections, owners, crops
 
 
+def frame_records(frames: Sequence[Frame], detector: FaceDetector, framings: Mapping[str, str],
+                  predictors: Mapping[str, object]) -> list[list[dict]]:
+    """The records of decoded frames, one list per frame in order: a record per face found (left to right), or
+    one "no face found" record; every architecture of `predictors` answers for every face in one batch."""
+    detections, owners, crops = detect_and_crop(frames, detector, framings)
+    outputs = {arch: p.predict(crops[arch]) for arch, p in predictors.items()} if owners else {}  # type: ignore[attr-defined]
+    position = {id(frame): i for i, frame in enumerate(frames)}
+    per_frame: list[list[dict]] = [[] for _ in frames]
+    for n, (frame, k, det) in enumerate(owners):
+        per_frame[position[id(frame)]].append(face_record(frame.source, frame.index, k, det, arch_outputs(outputs, n)))
+    for rows, frame, found in zip(per_frame, frames, detections, strict=True):
+        if not found:
+            rows.append(no_face_record(frame.source, frame.index))
+    return per_frame
+
+
 def face_record(source: str, frame_index: int | None, face_index: int, detection: Detection,
                 outputs: Mapping[str, dict]) -> dict:
     """A found face: where it is, how sure the detector was, and each architecture's answer."""
@@ -45,10 +61,12 @@ def error_record(source: str, frame_index: int | None, error: str) -> dict:
 
 
 def arch_output(gender_prob: np.ndarray, age_prob: np.ndarray, age_years: float | None = None) -> dict:
-    """One architecture's answer for one face: both classes with their probabilities, and every age's; the
-    age in years (one decimal) where the model estimates it."""
+    """One architecture's answer for one face: the gender it picks with that gender's probability, the probability
+    of female whichever it picks, the age class it picks with its probability, and every age class's; the age in
+    years (one decimal) where the model estimates it."""
     g, a = int(gender_prob.argmax()), int(age_prob.argmax())
-    out = {"gender": GENDERS[g], "gender_prob": round(float(gender_prob[g]), 4), "age": AGE_CLASSES[a],
+    out = {"gender": GENDERS[g], "gender_prob": round(float(gender_prob[g]), 4),
+           "p_female": round(float(gender_prob[GENDERS.index("female")]), 4), "age": AGE_CLASSES[a],
            "age_prob": round(float(age_prob[a]), 4),
            "age_probs": {name: round(float(p), 4) for name, p in zip(AGE_CLASSES, age_prob, strict=True)}}
     if age_years is not None:

@@ -1,0 +1,250 @@
+"""The Python API: `AgeGender` loads the models once and answers for image files, arrays and PIL images."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, overload
+
+from agegender_cli.config import (
+    DETECTORS,
+    DEVICES,
+    ENGINES,
+    EVAL_DETECTORS,
+    PRECISIONS,
+    EvaluateConfig,
+    ModelOptions,
+    PredictConfig,
+)
+from agegender_cli.errors import AgeGenderError
+
+if TYPE_CHECKING:  # numpy and PIL are imported when an image arrives, not with the package
+    import numpy as np
+    from PIL.Image import Image as PILImage
+
+    from agegender_cli.faces.inputs import Frame
+    from agegender_cli.service import FaceModels
+
+    ImageInput = str | os.PathLike[str] | np.ndarray | PILImage
+
+Channels = Literal["bgr", "rgb"]
+CHANNELS = ("bgr", "rgb")
+P = PredictConfig()
+E = EvaluateConfig()
+
+__all__ = ["AgeGender", "AgeGenderError"]
+
+
+class AgeGender:
+    """Gender and age group of every face, with the bundled (or given) models loaded once and kept.
+
+    `arch`: "both" (every architecture), "facenet", "caffenet", or a comma-separated list; `detector`: one of
+    config.DETECTORS (the default of `agegender predict`); `device`, `precision`, `engine`: as the command line's
+    options (`engine` picks how the caffenet nets run); `models`: {arch: model file or folder}, or one path when
+    one architecture runs; None: the bundled models. The models load on first use (or on `load()`) and stay loaded.
+    Every failure raises AgeGenderError with the command line's one-line message.
+    """
+
+    def __init__(
+        self,
+        arch: str | Sequence[str] = "both",
+        detector: str = P.detector,
+        device: str = "auto",
+        precision: str = "auto",
+        engine: str = "auto",
+        models: Mapping[str, str | os.PathLike[str]] | str | os.PathLike[str] | None = None,
+        *,
+        min_face: int = P.min_face,
+        min_score: float = P.min_score,
+        batch_size: int = P.options.batch_size,
+        backbone_weights: str | os.PathLike[str] | None = None,
+        caffe_weights: str | os.PathLike[str] | None = None,
+    ) -> None:
+        from agegender_cli.archs import registry
+
+        for name, value, allowed in (("detector", detector, DETECTORS), ("device", device, DEVICES),
+                                     ("precision", precision, PRECISIONS), ("engine", engine, ENGINES)):
+            _check_choice(name, value, allowed)
+        if min_face < 1 or not 0.0 <= min_score <= 1.0 or batch_size < 1:
+            raise AgeGenderError(f"min_face {min_face}, min_score {min_score}, batch_size {batch_size}: "
+                                 "min_face and batch_size are at least 1, min_score lies in 0..1")
+        archs = registry.parse_archs(arch)
+        if models is None:
+            given: list[str] = []
+        elif isinstance(models, Mapping):
+            given = [f"{name}={path}" for name, path in models.items()]
+        else:
+            given = [str(models)]
+        options = ModelOptions(
+            models=registry.parse_models(given, archs), engine=engine, precision=precision, device=device,
+            batch_size=batch_size, backbone_weights=_path_or_none(backbone_weights),
+            caffe_weights=_path_or_none(caffe_weights))
+        self.config = PredictConfig(archs=archs, detector=detector, min_face=min_face, min_score=min_score,
+                                    options=options)
+        self._models: FaceModels | None = None
+        self.loads = 0  # how often the models were loaded: once for the object's life
+
+    @property
+    def archs(self) -> tuple[str, ...]:
+        """The architectures that answer, in the order of each record's fields."""
+        return self.config.archs
+
+    def __repr__(self) -> str:
+        o = self.config.options
+        return (f"AgeGender(arch={','.join(self.archs)!r}, detector={self.config.detector!r}, device={o.device!r}, "
+                f"precision={o.precision!r}, engine={o.engine!r}, models={dict(o.models) or None!r})")
+
+    def load(self) -> AgeGender:
+        """Load the detector and the models now (else on the first call that needs them); returns self."""
+        self._loaded()
+        return self
+
+    def _loaded(self) -> FaceModels:
+        if self._models is None:
+            from agegender_cli.service import FaceModels
+
+            self._models = FaceModels(self.config)
+            self.loads += 1
+        return self._models
+
+    @overload
+    def predict(self, images: list[ImageInput] | tuple[ImageInput, ...], *,
+                channels: Channels = "bgr") -> list[list[dict]]: ...
+
+    @overload
+    def predict(self, images: ImageInput, *, channels: Channels = "bgr") -> list[dict]: ...
+
+    def predict(self, images: Any, *, channels: Channels = "bgr") -> list[dict] | list[list[dict]]:
+        """The records of every face of one image, or of each image of a list (one list per image, in order).
+
+        An image is a file path (str or Path), a numpy uint8 array (height x width x 3 in `channels` order, "bgr"
+        as cv2.imread gives it or "rgb"; also gray height x width, or 4 channels whose alpha is dropped), or a
+        PIL image (its EXIF rotation applied, as for a file). A record is a dict with the fields of a
+        `agegender predict --json` line: `file` is the path as given, None for an array or a PIL image; an
+        image without a face gives one record with `face` None and `note` "no face found"."""
+        _check_choice("channels", channels, CHANNELS)
+        many = isinstance(images, list | tuple)
+        items = list(images) if many else [images]
+        batch = self.config.options.batch_size
+        results: list[list[dict]] = []
+        for start in range(0, len(items), batch):
+            frames = [_frame(item, channels) for item in items[start:start + batch]]
+            results += self._loaded().records(frames)
+        return results if many else results[0]
+
+    def evaluate(
+        self,
+        manifest: str | os.PathLike[str] = E.manifest,
+        split: str = E.split,
+        images: str | os.PathLike[str] | None = None,
+        *,
+        detector: str = E.detector,
+        bootstrap: int = E.bootstrap,
+        seed: int = E.seed,
+        plots: str | os.PathLike[str] | None = None,
+    ) -> dict:
+        """The dict `agegender evaluate --json` prints, with the loaded models: one architecture's metrics at the
+        top level, several under "results". `images`: a folder of UTKFace-named images instead of the
+        manifest's split; `detector`: one of config.EVAL_DETECTORS ("none": the images are face crops)."""
+        from agegender_cli import service
+
+        cfg = self._evaluate_config(manifest, split, images, detector, bootstrap, seed, plots, None, "evaluate")
+        return _as_json(service.evaluate(cfg, predictors=self._loaded().predictors))
+
+    def compare(
+        self,
+        manifest: str | os.PathLike[str] = E.manifest,
+        split: str = E.split,
+        images: str | os.PathLike[str] | None = None,
+        *,
+        detector: str = E.detector,
+        bootstrap: int = E.bootstrap,
+        seed: int = E.seed,
+        plots: str | os.PathLike[str] | None = None,
+        report: str | os.PathLike[str] | None = None,
+    ) -> dict:
+        """The dict `agegender compare --json` prints, with the loaded models: each architecture's metrics,
+        McNemar's tests between them, and with `report` a Markdown (.md) or HTML (.html) report written."""
+        from agegender_cli import service
+
+        cfg = self._evaluate_config(manifest, split, images, detector, bootstrap, seed, plots, report, "compare")
+        return _as_json(service.compare(cfg, predictors=self._loaded().predictors))
+
+    def _evaluate_config(self, manifest, split, images, detector, bootstrap, seed, plots, report,
+                         method: str) -> EvaluateConfig:
+        from agegender_cli.config import SPLITS
+
+        _check_choice("detector", detector, EVAL_DETECTORS)
+        _check_choice("split", split, SPLITS)
+        if not 1 <= bootstrap <= 100_000:
+            raise AgeGenderError(f"bootstrap {bootstrap}: give 1 to 100000 resamples")
+        call = f"{self!r}.{method}(manifest={str(manifest)!r}, split={split!r}, images={images!r}, " \
+               f"detector={detector!r}, bootstrap={bootstrap}, seed={seed})"
+        return EvaluateConfig(archs=self.archs, manifest=Path(manifest), split=split, images=_path_or_none(images),
+                              options=self.config.options, detector=detector, min_face=self.config.min_face,
+                              min_score=self.config.min_score, bootstrap=bootstrap, seed=seed,
+                              plots=_path_or_none(plots), report=_path_or_none(report), command_line=call)
+
+
+def _check_choice(name: str, value: object, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise AgeGenderError(f"unknown {name} {value!r}: choose one of {', '.join(allowed)}")
+
+
+def _path_or_none(value: str | os.PathLike[str] | None) -> Path | None:
+    return None if value is None else Path(value)
+
+
+def _as_json(result: dict) -> dict:
+    """The result as `--json` prints it: plain dicts, lists, strings and numbers."""
+    return json.loads(json.dumps(result, default=str))
+
+
+def _frame(item: object, channels: Channels) -> Frame:
+    """One input as a decoded BGR frame (no file written); a bad input raises AgeGenderError."""
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    from agegender_cli.faces.inputs import Frame, load_image
+    from agegender_cli.fileio import display
+
+    if isinstance(item, str | os.PathLike):
+        path = Path(item)
+        if path.is_dir():
+            raise AgeGenderError(f"{display(path)}: a folder; give its image files (agegender predict reads folders)")
+        if not path.exists():
+            raise AgeGenderError(f"{display(path)}: no such file or folder")
+        return Frame(display(str(item)), None, load_image(item))
+    if isinstance(item, Image.Image):
+        rgb = np.asarray(ImageOps.exif_transpose(item).convert("RGB"))
+        return Frame(None, None, _bgr(rgb, "rgb"))  # type: ignore[arg-type]
+    if isinstance(item, np.ndarray):
+        return Frame(None, None, _bgr(item, channels))  # type: ignore[arg-type]
+    raise AgeGenderError(f"cannot read an image from a {type(item).__name__}: give a path, a numpy uint8 array "
+                         "or a PIL image")
+
+
+def _bgr(array: np.ndarray, channels: Channels) -> np.ndarray:
+    """A uint8 array as the contiguous BGR image the models take (gray widened, alpha dropped), size-checked."""
+    import numpy as np
+
+    from agegender_cli.faces.inputs import too_many_pixels
+
+    if array.dtype != np.uint8:
+        raise AgeGenderError(f"image array of dtype {array.dtype}: give uint8 pixels (0-255)")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim == 2:
+        array = np.repeat(array[:, :, None], 3, axis=2)
+    if array.ndim != 3 or array.shape[2] not in (3, 4):
+        raise AgeGenderError(f"image array of shape {array.shape}: give height x width x 3 "
+                             f"({channels.upper()}), height x width x 4, or height x width (gray)")
+    height, width = array.shape[:2]
+    if height == 0 or width == 0:
+        raise AgeGenderError(f"image array of shape {array.shape}: the image is empty")
+    if (too_large := too_many_pixels(width, height)) is not None:
+        raise AgeGenderError(f"image array: {too_large}")
+    array = array[:, :, :3]
+    return np.ascontiguousarray(array[:, :, ::-1] if channels == "rgb" else array)
