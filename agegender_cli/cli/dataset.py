@@ -89,10 +89,10 @@ def dataset(
 def counts_table(summary: dict) -> Table:
     splits = summary["splits"]
     table = Table(title="Images per split and class")
-    table.add_column("class")
+    table.add_column("class", overflow="fold")
     for split in splits:
-        table.add_column(split, justify="right")
-    table.add_column("all", justify="right")
+        table.add_column(split, justify="right", overflow="fold")
+    table.add_column("all", justify="right", overflow="fold")
     for group, names in (("age", AGE_CLASSES), ("gender", GENDERS)):
         for name in names:
             row = [splits[s][group][name] for s in splits]
