@@ -36,7 +36,8 @@ def predict(
                                              help="Smallest detection score.")] = D.min_score,
     every: Annotated[int, typer.Option(min=1, max=1_000_000, help="Video: every Nth frame.")] = D.every,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Decoding threads.")] = D.workers,
-    annotate: Annotated[Path | None, typer.Option(help="Write annotated copies into this folder.")] = D.annotate,
+    annotate: Annotated[Path | None, typer.Option(
+        help="Write annotated copies here: photos as JPEG, each video as one video of its kind.")] = D.annotate,
     csv: Annotated[Path | None, typer.Option(help="Also write one CSV row per face; - for stdout.")] = D.csv,
     summary: Annotated[bool, typer.Option(help="Counts of gender x age class over all faces.")] = D.summary,
     summary_plot: Annotated[Path | None, typer.Option(
