@@ -1,15 +1,29 @@
-"""How numbers are written in tables and reports."""
+"""How numbers are written in tables, reports and messages."""
 
 from __future__ import annotations
 
 
-def pct(value: float | None) -> str:
+def pct(value: float | None, digits: int = 2) -> str:
     """0.8735 -> '87.35%'; None (undefined, e.g. 0/0) -> '-'."""
-    return "-" if value is None else f"{100 * value:.2f}%"
+    return "-" if value is None else f"{100 * value:.{digits}f}%"
 
 
 def num(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
+
+
+def with_interval(value: float | None, ci, *, share: bool = True) -> str:
+    """A value with its 95% interval: '92.51% [91.5%, 93.5%]' for shares, '0.976 [0.971, 0.980]' otherwise."""
+    text = pct(value) if share else num(value)
+    if ci is None or value is None:
+        return text
+    low, high = ci
+    return f"{text} [{pct(low, 1)}, {pct(high, 1)}]" if share else f"{text} [{low:.3f}, {high:.3f}]"
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """1 -> '1 face', 3 -> '3 faces' (`words` for irregular plurals); thousands separated."""
+    return f"{n:,} {word if n == 1 else words or word + 's'}"
 
 
 METRIC_ROWS = (("precision", "Precision"), ("recall", "Recall"), ("f1", "F-score"),

@@ -509,7 +509,7 @@ class _CsvSink:
     """Face rows written as they come to a temp file renamed over the target at the end (or through a device,
     or to stdout for "-")."""
 
-    COLUMNS = ("file", "frame", "face", "x1", "y1", "x2", "y2", "score", "note", "error")
+    COLUMNS = ("file", "frame", "time", "face", "x1", "y1", "x2", "y2", "score", "note", "error")
     ARCH_COLUMNS = ("gender", "gender_prob", "p_female", "age", "age_prob", "age_years")  # each as ARCH_name
 
     def __init__(self, path: Path, archs: tuple[str, ...]) -> None:
@@ -527,7 +527,7 @@ class _CsvSink:
 
     def write(self, row: dict) -> None:
         box = row.get("box") or ["", "", "", ""]
-        values = [row["file"], "" if row.get("frame") is None else row["frame"],
+        values = [row["file"], "" if row.get("frame") is None else row["frame"], row.get("time", ""),
                   "" if row.get("face") is None else row["face"], *box,
                   "" if row.get("score") is None else row["score"], row.get("note", ""), row.get("error", "")]
         for arch in self.archs:
@@ -544,23 +544,28 @@ class _CsvSink:
             self.output.discard()
 
 
-def _annotate(frame, relative: str, faces: list[dict], archs: tuple[str, ...], names) -> None:
+def _annotate(frame, relative: str, faces: list[dict], archs: tuple[str, ...], names, videos) -> None:
+    """A photo's annotated copy as an image; a video's annotated frames into one video of the same kind."""
     from agegender_cli.faces.annotate import draw_annotations, write_image_atomic
 
     labelled = []
     for face in faces:
-        lines = [f"{a}: {face[a]['gender']} {face[a]['gender_prob']:.2f}, {face[a]['age']}" for a in archs]
+        lines = [f"{a}: {face[a]['gender']} {face[a]['gender_prob']:.0%}, {face[a]['age']}" for a in archs]
         labelled.append((tuple(face["box"]), lines))
     name = Path(relative or Path(frame.source).name)
-    stem = name.stem + ("" if frame.index is None else f"_frame{frame.index:06d}")
-    write_image_atomic(names.path_for(name.with_name(f"{stem}.jpg")), draw_annotations(frame.image, labelled))
+    image = draw_annotations(frame.image, labelled)
+    if frame.index is None:
+        write_image_atomic(names.path_for(name.with_name(f"{name.stem}.jpg")), image)
+    else:
+        videos.write(frame.source, lambda: names.path_for(name), frame.fps, image)
 
 
 def predict(cfg: PredictConfig, emit, reporter: Reporter = SILENT) -> dict:
     """`agegender predict`: detect faces, run every architecture, stream one record per face to `emit`.
     Paths on stdin are taken as they arrive; no output replaces an input."""
     from agegender_cli.faces import records
-    from agegender_cli.faces.inputs import InputStream, iter_frames
+    from agegender_cli.faces.annotate import AnnotatedVideos
+    from agegender_cli.faces.inputs import InputStream, expected_frames, iter_frames
     from agegender_cli.fileio import OutputNames, check_output_file, display, make_folder
 
     stream = InputStream(cfg.inputs)
@@ -571,9 +576,10 @@ def predict(cfg: PredictConfig, emit, reporter: Reporter = SILENT) -> dict:
     if not stream.streamed and not known:
         raise AgeGenderError("no input: give image files, folders, globs, videos or - for paths on stdin")
     refuse_overwriting_inputs(outputs, [item.path for item in known if item.kind != "error"])
-    names = None
+    names = videos = None
     if cfg.annotate is not None:
         names = OutputNames(make_folder(cfg.annotate, "--annotate"), [i.path for i in known if i.kind != "error"])
+        videos = AnnotatedVideos(cfg.every)
     models = FaceModels(cfg, reporter)
     tally = records.Tally(cfg.archs)
     stats = {"files": 0, "frames": 0, "faces": 0, "errors": 0}
@@ -607,17 +613,14 @@ def predict(cfg: PredictConfig, emit, reporter: Reporter = SILENT) -> dict:
                 send(row)
             stats["faces"] += len(faces)
             if names is not None:
-                _annotate(frame, relatives.get(frame.source, ""), faces, cfg.archs, names)
+                _annotate(frame, relatives.get(frame.source, ""), faces, cfg.archs, names, videos)
 
     ok = False
     try:
         pending: list = []
-        seen_sources: set[str] = set()
-        reporter.start("predicting", None if stream.streamed else len(known))
+        reporter.start("frames", None if stream.streamed else expected_frames(known, cfg.every))
         for frame in iter_frames(consumed(), every=cfg.every, workers=cfg.workers, ready=stream.ready):
-            if frame.source not in seen_sources:
-                seen_sources.add(frame.source)
-                reporter.advance(1)
+            reporter.advance(1)
             if frame.error is not None:
                 stats["errors"] += 1
                 send(records.error_record(frame.source, frame.index, frame.error))
@@ -635,20 +638,19 @@ def predict(cfg: PredictConfig, emit, reporter: Reporter = SILENT) -> dict:
     finally:
         if csv_sink:
             csv_sink.close(ok)
+        if videos is not None:
+            videos.close(ok)
     if stats["files"] == 0:
         raise AgeGenderError("no input: no paths arrived on stdin")
     summary = {"archs": list(cfg.archs), **stats, "counts": tally.to_dict()}
+    if videos is not None and videos.written:
+        summary["annotated_videos"] = [display(p) for p in videos.written]
     if names is not None:
         summary["renamed"] = [{"from": wanted, "to": given} for wanted, given in names.renamed]
         for wanted, given in names.renamed:
             reporter.message(f"{given}: renamed, {wanted} would have replaced an input or an earlier output")
     if cfg.summary_plot is not None:
-        from agegender_cli.config import PLOT_FORMATS
-        from agegender_cli.evaluation.plots import plot_summary_bars
-
-        suffix = cfg.summary_plot.suffix.lstrip(".").lower()
-        fmt = suffix if suffix in PLOT_FORMATS else cfg.plot_format or PLOT_FORMATS[0]
-        summary["summary_plot"] = str(plot_summary_bars(tally.counts[cfg.archs[0]], cfg.summary_plot, fmt=fmt))
+        summary["summary_plot"] = _summary_plot(cfg, tally.counts)
     if cfg.csv:
         summary["csv"] = str(cfg.csv)
     return summary
@@ -669,10 +671,27 @@ def predict_on_ray(cfg: PredictConfig, ray_cfg: RayConfig, reporter: Reporter = 
     refuse_overwriting_inputs({"--summary-plot": cfg.summary_plot}, [i.path for i in items if i.kind != "error"])
     summary = predict_on_ray(cfg, ray_cfg, items, reporter)
     if cfg.summary_plot is not None:
-        from agegender_cli.evaluation.plots import plot_summary_bars
         from agegender_cli.faces.records import Tally
 
-        tally = Tally(cfg.archs[:1])
+        tally = Tally(cfg.archs)
         tally.merge(summary["counts"])
-        summary["summary_plot"] = str(plot_summary_bars(tally.counts[cfg.archs[0]], cfg.summary_plot))
+        summary["summary_plot"] = _summary_plot(cfg, tally.counts)
     return summary
+
+
+def _summary_plot(cfg: PredictConfig, counts: dict) -> str:
+    """--summary-plot: one panel per architecture, titled by its model, side by side."""
+    from agegender_cli.config import PLOT_FORMATS
+    from agegender_cli.evaluation.plots import plot_summary_panels
+
+    suffix = cfg.summary_plot.suffix.lstrip(".").lower()
+    fmt = suffix if suffix in PLOT_FORMATS else cfg.plot_format or PLOT_FORMATS[0]
+    panels = {model_title(arch, cfg.options.model_for(arch)): counts[arch] for arch in cfg.archs}
+    return str(plot_summary_panels(panels, cfg.summary_plot, fmt=fmt))
+
+
+def model_title(arch: str, model: Path | None) -> str:
+    """'facenet: bundled model' or 'caffenet: my_caffe/': which model a figure panel shows."""
+    if model is None:
+        return f"{arch}: bundled model"
+    return f"{arch}: {model.name}" + ("/" if model.is_dir() else "")

@@ -173,7 +173,7 @@ def test_compare_json_and_markdown_report(small_set, tmp_path):
     assert set(data["mcnemar"]["facenet vs caffenet"]) == {"gender", "age"}
     assert "race" in data["facenet"]["groups"]
     text = report.read_text()
-    assert "## Accuracy comparison" in text and "McNemar" in text and "## Provenance: models" in text
+    assert "## Accuracy, AUC and calibration" in text and "McNemar" in text and "## Provenance: models" in text
     assert "![Figure 1](report_figures/roc_gender.png)" in text
 
 

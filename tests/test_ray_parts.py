@@ -17,6 +17,8 @@ FACE = {"file": "a/x.jpg", "frame": None, "face": 0, "box": [1, 2, 30, 40], "sco
         "tiny": {"gender": "female", "gender_prob": 0.75, "p_female": 0.75, "age": "25-32", "age_prob": 0.5,
                  "age_probs": {age: (0.5 if age == "25-32" else 0.5 / 7) for age in AGE_CLASSES}}}
 NO_FACE = {"file": "b.png", "frame": 30, "face": None, "box": None, "score": None, "note": "no face found"}
+VIDEO_FACE = {"file": "clip.mp4", "frame": 12, "time": 0.48,
+              **{k: v for k, v in FACE.items() if k not in ("file", "frame")}}
 ERROR = {"file": "bad\\xff.jpg", "frame": None, "error": "cannot decode image: not an image or corrupt file"}
 
 
@@ -29,8 +31,8 @@ def test_a_shard_is_named_by_its_records_whatever_their_order():
 
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
 def test_shards_read_back_as_the_records_written(tmp_path, fmt):
-    shards.write_shard(tmp_path, shards.shard_name(["k"], fmt), [FACE, NO_FACE, ERROR], fmt, ("tiny",))
-    assert shards.read_shards(tmp_path) == [FACE, NO_FACE, ERROR]
+    shards.write_shard(tmp_path, shards.shard_name(["k"], fmt), [FACE, VIDEO_FACE, NO_FACE, ERROR], fmt, ("tiny",))
+    assert shards.read_shards(tmp_path) == [FACE, VIDEO_FACE, NO_FACE, ERROR]  # a video frame keeps its time
     assert [p.name for p in tmp_path.iterdir()] == [shards.shard_name(["k"], fmt)]  # no temp file left
 
 

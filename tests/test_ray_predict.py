@@ -142,5 +142,5 @@ def test_readme_example_runs_as_written(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, timeout=600,
                             env={**os.environ, "RAY_ADDRESS": ""})
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "Summary" in result.stdout and "records in 1 jsonl shards under" in result.stderr
+    assert "Summary" in result.stdout and "2 records in 1 jsonl shard under" in result.stderr
     assert json.loads((tmp_path / "shards" / SUCCESS).read_text())["faces"] == 2

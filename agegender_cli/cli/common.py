@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from typer.exceptions import TyperException
@@ -23,7 +23,23 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEBUG_ENV = "AGEGENDER_DEBUG"
 MEMORY_HINT = "try a smaller --batch-size or fewer --workers"
 
-stdout = Console(soft_wrap=True)
+UNWRAPPED = 10_000  # the width of results written to a file or a pipe: no line is folded for a terminal
+
+
+class ResultConsole(Console):
+    """Results: as wide as the terminal, and at full width (nothing folded) when stdout is a file or pipe."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = super().size
+        return size if self.is_terminal else ConsoleDimensions(UNWRAPPED, size.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        self._width, self._height = new_size
+
+
+stdout = ResultConsole(soft_wrap=True)
 stderr = Console(stderr=True)
 invoked_as = ""  # the command line, set by the console entry point (reports record it)
 

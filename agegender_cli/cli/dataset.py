@@ -14,6 +14,7 @@ from agegender_cli.cli.common import RichReporter, fail_cleanly, print_json, std
 from agegender_cli.config import DUPLICATE_POLICIES, GAPS, LABEL_FORMATS, DatasetConfig
 from agegender_cli.data.labelled import parse_columns
 from agegender_cli.errors import AgeGenderError
+from agegender_cli.formatting import plural
 from agegender_cli.labels import AGE_CLASSES, GENDERS
 
 D = DatasetConfig()
@@ -65,36 +66,39 @@ def dataset(
         return
     stdout.print(counts_table(summary))
     stdout.print(
-        f"{summary['n_usable']} usable images, {summary['n_skipped']} skipped; manifest: {summary['manifest']}"
+        f"{plural(summary['n_usable'], 'usable image')}, {summary['n_skipped']:,} skipped; "
+        f"manifest: {summary['manifest']}"
     )
     dup = summary["duplicates"]
     if dup["policy"] != "ignore":
-        action = "each kept inside one split" if dup["policy"] == "group" else f"{dup['dropped']} copies dropped"
-        stdout.print(f"duplicates: {dup['groups']} groups of copies ({dup['images']} images, "
-                     f"{dup['conflicting_labels']} with conflicting labels), {action}")
+        action = "each kept inside one split" if dup["policy"] == "group" else \
+            f"{plural(dup['dropped'], 'copy', 'copies')} dropped"
+        stdout.print(f"duplicates: {plural(dup['groups'], 'group')} of copies ({plural(dup['images'], 'image')}, "
+                     f"{dup['conflicting_labels']:,} with conflicting labels), {action}")
     if summary.get("labels"):
         info = summary["labels"]
-        stdout.print(f"labels: {info['with_gender']} images with a gender, {info['with_age_class']} with an age class")
+        stdout.print(f"labels: {plural(info['with_gender'], 'image')} with a gender, {info['with_age_class']:,} with "
+                     "an age class")
         for reason, n in list(info["labels_left_out"].items())[:10]:
-            stderr.print(f"label left out ({n} images): {reason}", highlight=False, soft_wrap=True)
+            stderr.print(f"label left out ({plural(n, 'image')}): {reason}", highlight=False, soft_wrap=True)
     gap_ages = [s for s in summary["skipped"] if "between the age classes" in s["reason"]]
     others = [s for s in summary["skipped"] if s not in gap_ages]
     if gap_ages:
-        stderr.print(f"skipped {len(gap_ages)} images whose age lies between the classes "
-                     "(--gaps keep keeps them for age in years)")
+        stderr.print(f"skipped {plural(len(gap_ages), 'image')} whose age lies between the classes (--gaps keep "
+                     "keeps them for age in years)")
     for item in others[:20]:
         stderr.print(f"skipped {item['file']}: {item['reason']}", highlight=False, soft_wrap=True)
     if len(others) > 20:
-        stderr.print(f"... and {len(others) - 20} more skipped files (see --json)")
+        stderr.print(f"... and {plural(len(others) - 20, 'more skipped file')} (see --json)")
 
 
 def counts_table(summary: dict) -> Table:
     splits = summary["splits"]
     table = Table(title="Images per split and class")
-    table.add_column("class")
+    table.add_column("class", overflow="fold")
     for split in splits:
-        table.add_column(split, justify="right")
-    table.add_column("all", justify="right")
+        table.add_column(split, justify="right", overflow="fold")
+    table.add_column("all", justify="right", overflow="fold")
     for group, names in (("age", AGE_CLASSES), ("gender", GENDERS)):
         for name in names:
             row = [splits[s][group][name] for s in splits]

@@ -24,6 +24,7 @@ from agegender_cli.config import (
     ModelOptions,
 )
 from agegender_cli.errors import AgeGenderError
+from agegender_cli.formatting import plural
 
 
 def choice(values: tuple[str, ...]) -> Any:
@@ -94,10 +95,12 @@ def print_detection(detection: dict | None) -> None:
     from agegender_cli.cli.common import stdout
 
     recall = "-" if detection["recall"] is None else f"{100 * detection['recall']:.2f}%"
-    whole = f", {detection['taken_whole']} taken whole as face crops" if detection["taken_whole"] else ""
-    stdout.print(f"detection ({detection['detector']}): the labelled face was found in {detection['found']} of "
-                 f"{detection['photos']} photos, recall {recall}{whole}; the {len(detection['missed'])} others are "
-                 "left out of the metrics (--json: detection.missed)")
+    whole = f", {plural(detection['taken_whole'], 'photo')} taken whole as a face crop" if detection["taken_whole"] \
+        else ""
+    missed = len(detection["missed"])
+    stdout.print(f"detection ({detection['detector']}): the labelled face was found in {detection['found']:,} of "
+                 f"{plural(detection['photos'], 'photo')}, recall {recall}{whole}; "
+                 f"{plural(missed, 'other photo')} left out of the metrics (--json: detection.missed)")
 
 
 def exit_if_failed(result: dict) -> None:

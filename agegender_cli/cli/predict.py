@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from agegender_cli import service
 from agegender_cli.cli import options as o
 from agegender_cli.cli.common import RichReporter, fail_cleanly, stderr, stdout
+from agegender_cli.cli.tables import natural_width
 from agegender_cli.config import SHARD_FORMATS, ModelOptions, PredictConfig, RayConfig
+from agegender_cli.formatting import pct, plural
 from agegender_cli.labels import AGE_CLASSES, GENDERS
 
 D = PredictConfig()
@@ -32,7 +36,8 @@ def predict(
                                              help="Smallest detection score.")] = D.min_score,
     every: Annotated[int, typer.Option(min=1, max=1_000_000, help="Video: every Nth frame.")] = D.every,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Decoding threads.")] = D.workers,
-    annotate: Annotated[Path | None, typer.Option(help="Write annotated copies into this folder.")] = D.annotate,
+    annotate: Annotated[Path | None, typer.Option(
+        help="Write annotated copies here: photos as JPEG, each video as one video of its kind.")] = D.annotate,
     csv: Annotated[Path | None, typer.Option(help="Also write one CSV row per face; - for stdout.")] = D.csv,
     summary: Annotated[bool, typer.Option(help="Counts of gender x age class over all faces.")] = D.summary,
     summary_plot: Annotated[Path | None, typer.Option(
@@ -79,14 +84,20 @@ def predict(
 
     result = service.predict(cfg, emit, RichReporter())
     if not as_json and not csv_to_stdout:
-        stdout.print(faces_table(rows, archs))
+        stdout.print(faces_table(rows, archs, folders=input_folders(inputs), width=stdout.width))
         if len(rows) >= 10_000:
             stderr.print("table shows the first 10,000 rows; use --json or --csv for all")
     if summary or summary_plot:
         (stderr if as_json or csv_to_stdout else stdout).print(summary_table(result, archs))
-    stderr.print(f"{result['faces']} faces in {result['frames']} images/frames; {result['errors']} unreadable")
+    stderr.print(closing_line(result))
     if result["errors"]:
         raise typer.Exit(1)
+
+
+def closing_line(result: dict) -> str:
+    """'1 face in 2 images/frames; 0 unreadable'."""
+    return (f"{plural(result['faces'], 'face')} in {plural(result['frames'], 'image/frame', 'images/frames')}; "
+            f"{result['errors']:,} unreadable")
 
 
 def _checked_figure(path: Path | None, plot_format: str | None) -> Path | None:
@@ -121,43 +132,74 @@ def _predict_on_ray(cfg: PredictConfig, ray_cfg: RayConfig, as_json: bool) -> No
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
     if cfg.summary or cfg.summary_plot:
         (stderr if as_json else stdout).print(summary_table(result, cfg.archs))
-    stderr.print(f"{result['records']} records in {len(result['shards'])} {ray_cfg.format} shards under "
-                 f"{result['out']} (summary: _SUCCESS)", highlight=False, soft_wrap=True)
-    stderr.print(f"{result['faces']} faces in {result['frames']} images/frames; {result['errors']} unreadable")
+    stderr.print(f"{plural(result['records'], 'record')} in {plural(len(result['shards']), ray_cfg.format + ' shard')} "
+                 f"under {result['out']} (summary: _SUCCESS)", highlight=False, soft_wrap=True)
+    stderr.print(closing_line(result))
     if result["errors"]:
         raise typer.Exit(1)
 
 
-def faces_table(rows: list[dict], archs: tuple[str, ...]) -> Table:
-    table = Table(title="Faces")
-    for column in ("file", "face", "box", "score"):
-        table.add_column(column)
+def input_folders(inputs: list[str]) -> tuple[str, ...]:
+    """The folders among the inputs, as the paths under them are written."""
+    return tuple(str(Path(spec)) for spec in inputs if spec != "-" and os.path.isdir(spec))
+
+
+def short_name(file: str, folders: tuple[str, ...]) -> str:
+    """A file as the table shows it: its path under the folder given, else its name."""
+    for folder in folders:
+        prefix = folder.rstrip(os.sep) + os.sep
+        if file.startswith(prefix):
+            return file[len(prefix):]
+    return Path(file).name
+
+
+def faces_table(rows: list[dict], archs: tuple[str, ...], folders: tuple[str, ...] = (),
+                width: int | None = None) -> Table:
+    """One row per face; on a terminal narrower than the table the box column goes and long cells fold."""
+    table = _faces_table(rows, archs, folders, box=True)
+    if width is not None and natural_width(table) > width:
+        table = _faces_table(rows, archs, folders, box=False)
+    return table
+
+
+def _faces_table(rows: list[dict], archs: tuple[str, ...], folders: tuple[str, ...], box: bool) -> Table:
+    table = Table(title="Faces found, with each model's gender and age class")
+    table.add_column("file", overflow="fold")
+    table.add_column("face", justify="right", overflow="fold")
+    if box:
+        table.add_column("box", overflow="fold")
+    table.add_column("score", justify="right", overflow="fold")
     for arch in archs:
-        table.add_column(f"{arch} gender", justify="right")
-        table.add_column(f"{arch} age", justify="right")
+        table.add_column(f"{arch} gender", justify="right", overflow="fold")
+        table.add_column(f"{arch} age", justify="right", overflow="fold")
     for row in rows:
-        name = row["file"] + ("" if row.get("frame") is None else f" @{row['frame']}")
-        if "error" in row:
-            table.add_row(name, "", f"[red]{row['error']}[/]", "", *[""] * (2 * len(archs)))
-            continue
-        if row.get("box") is None:
-            table.add_row(name, "", "[yellow]no face found[/]", "", *[""] * (2 * len(archs)))
+        name = escape(short_name(row["file"], folders)) + _when(row)
+        if "error" in row or row.get("box") is None:  # the reason after the name; the other cells stay empty
+            table.add_row(name, "", f"[red]{escape(row['error'])}[/]" if "error" in row else "[yellow]no face found[/]")
             continue
         cells = []
         for arch in archs:
             out = row[arch]
             years = f" ({out['age_years']:.1f} y)" if out.get("age_years") is not None else ""
-            cells += [f"{out['gender']} {out['gender_prob']:.2f}", f"{out['age']} {out['age_prob']:.2f}{years}"]
-        table.add_row(name, str(row["face"]), ",".join(map(str, row["box"])), f"{row['score']:.2f}", *cells)
+            cells += [f"{out['gender']} {pct(out['gender_prob'], 0)}", f"{out['age']} {pct(out['age_prob'], 0)}{years}"]
+        where = [",".join(map(str, row["box"]))] if box else []
+        table.add_row(name, str(row["face"]), *where, pct(row["score"], 0), *cells)
     return table
+
+
+def _when(row: dict) -> str:
+    """' frame 12 (0.48 s)' for a video frame, '' for a photo."""
+    if row.get("frame") is None:
+        return ""
+    return f" frame {row['frame']}" + ("" if row.get("time") is None else f" ({row['time']:.2f} s)")
 
 
 def summary_table(result: dict, archs: tuple[str, ...]) -> Table:
     table = Table(title="Summary: faces per gender and age class")
-    table.add_column("age")
+    table.add_column("age", overflow="fold")
     for arch in archs:
         for gender in GENDERS:
-            table.add_column(f"{arch} {gender}", justify="right")
+            table.add_column(f"{arch} {gender}", justify="right", overflow="fold")
     totals = {arch: sum(sum(v.values()) for v in result["counts"][arch].values()) or 1 for arch in archs}
     for age in AGE_CLASSES:
         cells = []

@@ -11,6 +11,7 @@ from agegender_cli import service
 from agegender_cli.cli import options as o
 from agegender_cli.cli.common import RichReporter, fail_cleanly, print_json, stderr, stdout
 from agegender_cli.config import SPLITS, PreprocessConfig
+from agegender_cli.formatting import plural
 
 D = PreprocessConfig()
 SplitName = o.choice(SPLITS)
@@ -60,7 +61,7 @@ def preprocess(
             raise typer.Exit(1)
         return
     if "out" in result:
-        stdout.print(f"{result['written']} of {result['n_images']} images written to {result['out']}")
+        stdout.print(f"{result['written']:,} of {plural(result['n_images'], 'image')} written to {result['out']}")
     if "preview" in result:
         stdout.print(f"preview: {result['preview']}")
     for failure in result["failed"]:

@@ -221,11 +221,11 @@ class _Rows:
     def add_frames(self, order: int, name: str, frames: list, detector) -> None:
         detections, owners, crops = records.detect_and_crop(frames, detector, self.framings)
         for n, (frame, k, det) in enumerate(owners):
-            record = records.face_record(name, frame.index, k, det, {})
+            record = records.face_record(name, frame.index, k, det, {}, frame.time)
             self._add(order, record, k == 0, {arch: _to_bytes(crops[arch][n]) for arch in self.framings})
         for frame, found in zip(frames, detections, strict=True):
             if not found:
-                self._add(order, records.no_face_record(name, frame.index), True)
+                self._add(order, records.no_face_record(name, frame.index, frame.time), True)
 
     def columns(self) -> dict[str, np.ndarray]:
         columns = {"order": np.array(self.order, np.int64), "key": np.array(self.keys, object),

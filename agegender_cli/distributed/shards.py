@@ -45,8 +45,9 @@ def parquet_schema(archs: Sequence[str]):
 
     output = pa.struct([("gender", pa.string()), ("gender_prob", pa.float64()), ("p_female", pa.float64()),
                         ("age", pa.string()), ("age_prob", pa.float64()),
-                        ("age_probs", pa.struct([(a, pa.float64()) for a in AGE_CLASSES])), ("age_years", pa.float64())])
-    return pa.schema([("file", pa.string()), ("frame", pa.int64()), ("face", pa.int64()),
+                        ("age_probs", pa.struct([(a, pa.float64()) for a in AGE_CLASSES])),
+                        ("age_years", pa.float64())])
+    return pa.schema([("file", pa.string()), ("frame", pa.int64()), ("time", pa.float64()), ("face", pa.int64()),
                       ("box", pa.list_(pa.int64())), ("score", pa.float64()), ("note", pa.string()),
                       ("error", pa.string()), *[(arch, output) for arch in archs]])
 

@@ -174,20 +174,36 @@ def plot_summary_bars(
     fmt: str | None = None,
 ) -> Path:
     """Grouped bars of face counts per age class, one bar per gender; `fmt` (else the suffix) sets the format."""
-    table = _count_table(counts)
-    fig = _figure((8, 4.5))
-    ax = fig.add_subplot()
+    return _save(summary_figure({title: counts}), path, fmt)
+
+
+def summary_figure(panels: Mapping[str, Mapping | np.ndarray], title: str | None = None) -> Figure:
+    """One panel of grouped bars (faces per age class, one bar per gender) for each model, side by side on
+    one count scale, each titled by its key with its number of faces."""
+    tables = {name: _count_table(counts) for name, counts in panels.items()}
+    fig = _figure((8 if len(tables) == 1 else 6.5 * len(tables), 4.5))
+    axes = fig.subplots(1, len(tables), sharey=True, squeeze=False)[0]
     x = np.arange(len(AGE_CLASSES))
     width = 0.8 / len(GENDERS)
-    for index, gender in enumerate(GENDERS):
-        offset = (index - (len(GENDERS) - 1) / 2) * width
-        bars = ax.bar(x + offset, table[index], width, label=gender)
-        ax.bar_label(bars, fontsize=7)
-    ax.set_xticks(x, AGE_CLASSES)
-    _integer_ticks(ax, "y")
-    ax.set(xlabel="Age class", ylabel="Faces", title=f"{title} (n = {int(table.sum()):,})")
-    ax.legend()
-    return _save(fig, path, fmt)
+    for ax, (name, table) in zip(axes, tables.items(), strict=True):
+        for index, gender in enumerate(GENDERS):
+            offset = (index - (len(GENDERS) - 1) / 2) * width
+            bars = ax.bar(x + offset, table[index], width, label=gender)
+            ax.bar_label(bars, fontsize=7)
+        ax.set_xticks(x, AGE_CLASSES)
+        _integer_ticks(ax, "y")
+        ax.set(xlabel="Age class", title=f"{name} (n = {int(table.sum()):,})")
+        ax.legend()
+    axes[0].set_ylabel("Faces")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_summary_panels(panels: Mapping[str, Mapping | np.ndarray], path: str | os.PathLike,
+                        fmt: str | None = None) -> Path:
+    """`summary_figure` of every model, written to `path` (`fmt`, else the suffix, sets the format)."""
+    return _save(summary_figure(panels, "Faces per gender and age class"), path, fmt)
 
 
 def _count_table(counts: Mapping[tuple[str | int, str | int], int] | np.ndarray) -> np.ndarray:

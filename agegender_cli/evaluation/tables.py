@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agegender_cli.formatting import METRIC_ROWS, num, pct
+from agegender_cli.formatting import METRIC_ROWS, num, pct, with_interval
 from agegender_cli.labels import AGE_CLASSES, GENDERS
 
 
@@ -17,15 +17,6 @@ class TableModel:
     rows: tuple[tuple[str, ...], ...]
     emphasis: frozenset[tuple[int, int]] = frozenset()
     note: str = ""
-
-
-def _with_ci(value: float | None, ci, *, share: bool = True) -> str:
-    """A value with its 95% interval: '87.35% (86.1-88.6)' for shares, '0.976 (0.971-0.980)' otherwise."""
-    text = pct(value) if share else num(value)
-    if ci is None or value is None:
-        return text
-    low, high = ci
-    return f"{text} ({100 * low:.1f}-{100 * high:.1f})" if share else f"{text} ({low:.3f}-{high:.3f})"
 
 
 # The headline rows: (label, task, metric, shown as a share)
@@ -60,17 +51,18 @@ def accuracy_table(results: dict) -> TableModel:
         cells = []
         for a in archs:
             ci = (results[a].get("ci95") or {}).get(task, {}).get(metric)
-            cells.append(_with_ci(_headline_value(results[a], task, metric), ci, share=share))
+            cells.append(with_interval(_headline_value(results[a], task, metric), ci, share=share))
         rows.append((label, *cells))
     rows.append(("Images", *(str(results[a]["n"]) for a in archs)))
     bins = next((r["calibration"]["gender"]["n_bins"] for r in results.values() if "calibration" in r), None)
-    notes = []
+    notes = ["Table 5.1 of the report."]
     if any("ci95" in r for r in results.values()):
         notes.append("In brackets: 95% bootstrap interval (percentile, paired resamples of the faces).")
     if bins:
         notes.append(f"ECE: expected calibration error of the top-class probability, {bins} equal-width bins "
                      "(its bootstrap interval leans upward: binning noise adds to the error of a resample).")
-    return TableModel("Accuracy comparison (Table 5.1)", ("", *archs), tuple(rows), note=" ".join(notes))
+    return TableModel("Accuracy, AUC and calibration of each model", ("", *archs), tuple(rows),
+                      note=" ".join(notes))
 
 
 def gender_table(results: dict) -> TableModel:
@@ -78,7 +70,8 @@ def gender_table(results: dict) -> TableModel:
     header = ("", *(f"{a} {g}" for a in results for g in GENDERS))
     rows = tuple((label, *(pct(r["gender"]["per_class"][g][key]) for r in results.values() for g in GENDERS))
                  for key, label in METRIC_ROWS)
-    return TableModel("Gender metrics per class (Table 5.2)", header, rows)
+    return TableModel("Gender: precision, recall and error rates per class", header, rows,
+                      note="Table 5.2 of the report.")
 
 
 def age_table(results: dict, arch: str) -> TableModel:
@@ -87,57 +80,68 @@ def age_table(results: dict, arch: str) -> TableModel:
     header = ("class", *(label for _, label in METRIC_ROWS), "n")
     rows = tuple((name, *(pct(per_class[name][key]) for key, _ in METRIC_ROWS), str(per_class[name]["support"]))
                  for name in AGE_CLASSES)
-    return TableModel(f"Age metrics per class: {arch} (Table 5.4)", header, rows)
+    return TableModel(f"Age classes: precision, recall and error rates of {arch}", header, rows,
+                      note="Table 5.4 of the report; n: faces of the class.")
 
 
 def confusion_table(matrix: list[list[int]], names: list[str], title: str, normalize: bool = False) -> TableModel:
     """Rows true, columns predicted: counts, or (normalize) each true class's shares, rows summing to 1."""
     from agegender_cli.evaluation.metrics import confusion_shares
 
-    values = [[f"{v:.2f}" for v in row] for row in confusion_shares(matrix)] if normalize else \
+    values = [[pct(v, 1) for v in row] for row in confusion_shares(matrix)] if normalize else \
         [[str(v) for v in row] for row in matrix]
     sizes = [sum(row) for row in matrix]
     rows = tuple((f"{name} (n={n})", *row) for name, n, row in zip(names, sizes, values, strict=True))
     title = f"{title} (row-normalised)" if normalize else title
-    return TableModel(title, ("true \\ pred", *names), rows, frozenset((i, i + 1) for i in range(len(names))))
+    what = "share of the true class" if normalize else "faces"
+    return TableModel(title, ("true \\ pred", *names), rows, frozenset((i, i + 1) for i in range(len(names))),
+                      note=f"Rows: true class; columns: predicted class; cells: {what}; diagonal: right.")
 
 
 def mcnemar_table(tests: dict) -> TableModel:
     rows = tuple((pair, task, str(t["b"]), str(t["c"]), num(t["statistic"]), f"{t['p_value']:.3g}", t["method"])
                  for pair, tasks in tests.items() for task, t in tasks.items() if task != "years")
-    return TableModel("McNemar's test", ("pair", "task", "b", "c", "statistic", "p-value", "method"), rows,
+    header = ("pair", "task", "b", "c", "statistic", "p-value", "method")
+    return TableModel("McNemar's test: do two models err on different faces?", header, rows,
                       note="b: faces only the first architecture gets right; c: only the second.")
 
 
 def groups_table(results: dict, group: str) -> TableModel:
-    """Gender / age / one-off accuracy per race or gender group with 95% intervals and n, and each
-    architecture's largest gap with its interval, marked uncertain when it cannot be trusted."""
+    """Gender / age / one-off accuracy per race or gender group with 95% intervals and n, then each
+    architecture's largest gap (best minus worst group) in that architecture's own columns."""
     first = next(iter(results.values()))["groups"][group]["metrics"]
-    header = (group, "n", *(f"{a} {label}" for a in results for label in ("gender", "age", "one-off")))
+    header = (group, "n", *(f"{a} {label}" for a in results for label in GROUP_LABELS))
     rows = []
     for name in first:
         cells = []
         for r in results.values():
             m = r["groups"][group]["metrics"][name]
-            cells += [_with_ci(m[key], (m.get("ci95") or {}).get(key)) for key in GROUP_KEYS]
+            cells += [with_interval(m[key], (m.get("ci95") or {}).get(key)) for key in GROUP_KEYS]
         rows.append((name, str(first[name]["n"]), *cells))
-    gaps = [gap_text(arch, gap) for arch, r in results.items()
-            for gap in r["groups"][group]["largest_gap"].values() if gap and gap.get("gap") is not None]
-    title = f"Accuracy per {group} (95% intervals)"
-    return TableModel(title, header, tuple(rows), note="; ".join(gaps))
+    gaps = [r["groups"][group].get("largest_gap") or {} for r in results.values()]
+    if any(_has_gap(gap) for gaps_of in gaps for gap in gaps_of.values()):
+        for label, text in GAP_ROWS:
+            rows.append((label, "", *(text(gaps_of[key]) if _has_gap(gaps_of.get(key)) else ""
+                                      for gaps_of in gaps for key in GROUP_KEYS)))
+    note = ("Largest gap: the best group's accuracy minus the worst's, with its 95% interval; uncertain when "
+            "the interval includes 0 or the smaller group is small.")
+    return TableModel(f"Accuracy per {group} (95% intervals)", header, tuple(rows), note=note)
 
 
 GROUP_KEYS = ("gender_accuracy", "age_accuracy", "one_off")
+GROUP_LABELS = ("gender", "age", "one-off")
 
 
-def gap_text(arch: str, gap: dict) -> str:
-    """'facenet: largest gender gap White (n=1200) vs Others (n=7), 12.0 points (-3.1 to 30.2), uncertain
-    (n = 7 < 20; interval includes 0)'."""
-    ci = gap.get("ci95")
-    interval = f" ({100 * ci[0]:.1f} to {100 * ci[1]:.1f})" if ci else ""
-    doubt = f", uncertain ({gap['doubt']})" if gap.get("doubt") else ""
-    return (f"{arch}: largest {gap['metric'].split('_')[0]} gap {gap['best_group']} (n={gap.get('n_best')}) vs "
-            f"{gap['worst_group']} (n={gap.get('n_worst')}), {100 * gap['gap']:.1f} points{interval}{doubt}")
+def _has_gap(gap: dict | None) -> bool:
+    return bool(gap) and gap.get("gap") is not None
+
+
+# The gap rows under the group rows: (label, text of one architecture's gap for one metric)
+GAP_ROWS = (
+    ("largest gap", lambda gap: with_interval(gap["gap"], gap.get("ci95"))),
+    ("between", lambda gap: f"{gap['best_group']} vs {gap['worst_group']}"),  # their n: in the n column
+    ("trusted", lambda gap: f"no: {gap['doubt']}" if gap.get("doubt") else "yes"),
+)
 
 
 def report_tables(results: dict, confusion: bool = True, normalize: bool = False) -> list[TableModel]:

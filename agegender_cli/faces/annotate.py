@@ -1,9 +1,9 @@
-"""Draw face boxes with labels on an image and write images atomically."""
+"""Draw face boxes with labels on an image; write annotated images and videos atomically."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -86,3 +86,56 @@ def write_image_atomic(path: str | os.PathLike[str], image: np.ndarray, *, jpeg_
         atomic_write_bytes(target, data.tobytes())
     except OSError as exc:
         raise AgeGenderError(f"cannot write {target}: {exc.strerror or exc}") from exc
+
+
+# The codec of an annotated video by its container: the family of the input's, so any player of it plays ours.
+VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG", ".webm": "VP80"}
+FALLBACK_FPS = 25.0  # a video whose header gives no frame rate
+
+
+class AnnotatedVideos:
+    """Annotated frames written as videos, one per input video at the sampled rate (fps / every): each into a
+    temp file beside its target, renamed into place when the video's last frame is in (never half a video)."""
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+        self.source: str | None = None
+        self._writer = None
+        self._tmp: Path | None = None
+        self._target: Path | None = None
+        self.written: list[Path] = []
+
+    def write(self, source: str, target: Callable[[], Path], fps: float | None, image: np.ndarray) -> None:
+        """Add a frame of `source`; `target` names the output the first time a video's frame arrives."""
+        if source != self.source:
+            self.close()
+            self._open(source, target(), fps, image.shape)
+        self._writer.write(image)
+
+    def _open(self, source: str, target: Path, fps: float | None, shape: tuple[int, ...]) -> None:
+        import cv2
+
+        codec = VIDEO_CODECS.get(target.suffix.lower())
+        if codec is None:
+            codec, target = "MJPG", target.with_suffix(".avi")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # OpenCV picks the container by the suffix, so the temp name keeps it
+        tmp = target.with_name(f".{target.stem}.{os.getpid()}.partial{target.suffix}")
+        rate = (fps if fps and fps > 0 else FALLBACK_FPS) / self.every
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*codec), rate, (shape[1], shape[0]))
+        if not writer.isOpened():
+            tmp.unlink(missing_ok=True)
+            raise AgeGenderError(f"cannot write {target}: OpenCV cannot encode {codec} video there")
+        self.source, self._writer, self._tmp, self._target = source, writer, tmp, target
+
+    def close(self, ok: bool = True) -> None:
+        """Finish the open video: into place (ok), or removed."""
+        if self._writer is None:
+            return
+        self._writer.release()
+        if ok:
+            os.replace(self._tmp, self._target)
+            self.written.append(self._target)
+        else:
+            self._tmp.unlink(missing_ok=True)
+        self.source = self._writer = self._tmp = self._target = None

@@ -47,6 +47,12 @@ class Frame:
     index: int | None
     image: np.ndarray | None  # BGR uint8
     error: str | None = None
+    fps: float | None = None  # a video's frame rate (None: a photo, or a header without one)
+
+    @property
+    def time(self) -> float | None:
+        """A video frame's time in seconds (3 decimals); None for a photo or an unknown frame rate."""
+        return None if self.index is None or not self.fps else round(self.index / self.fps, 3)
 
 
 def expand_inputs(specs: Sequence[str], *, stdin: TextIO | None = None) -> list[InputItem]:
@@ -325,7 +331,8 @@ def read_video(path: str, *, every: int = 1) -> Iterator[Frame]:
             yield Frame(path, None, None, "cannot open video: unsupported format or corrupt file")
             return
         declared = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        count, read = yield from _video_frames(capture, path, every)
+        fps = float(capture.get(cv2.CAP_PROP_FPS) or 0) or None
+        count, read = yield from _video_frames(capture, path, every, fps)
         if count == 0:
             yield Frame(path, None, None, "cannot decode video: no frames could be read")
         elif read < declared - max(2, declared // 100):  # a count estimated from the duration errs a little
@@ -335,7 +342,32 @@ def read_video(path: str, *, every: int = 1) -> Iterator[Frame]:
         capture.release()
 
 
-def _video_frames(capture, path: str, every: int):
+def expected_frames(items: Sequence[InputItem], every: int) -> int | None:
+    """How many frames predict will take from the items (a photo is one), or None when a video's header
+    does not say how long it is."""
+    import cv2
+
+    total = 0
+    for item in items:
+        if item.kind != "video":
+            total += 1
+            continue
+        if display(item.path) != item.path:  # read_video answers such a name with one error frame
+            total += 1
+            continue
+        capture = cv2.VideoCapture(item.path)
+        try:
+            opened = capture.isOpened()
+            declared = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if opened else 0
+        finally:
+            capture.release()
+        if opened and declared <= 0:
+            return None
+        total += -(-declared // every) if opened else 1  # a video that does not open is one error frame
+    return total
+
+
+def _video_frames(capture, path: str, every: int, fps: float | None):
     index = count = 0
     # grab() skips a frame without the cost of converting it; retrieve() only for frames we keep.
     while capture.grab():
@@ -343,6 +375,6 @@ def _video_frames(capture, path: str, every: int):
             ok, image = capture.retrieve()
             if ok and image is not None:
                 count += 1
-                yield Frame(path, index, image)
+                yield Frame(path, index, image, fps=fps)
         index += 1
     return count, index

@@ -38,26 +38,32 @@ def frame_records(frames: Sequence[Frame], detector: FaceDetector, framings: Map
     position = {id(frame): i for i, frame in enumerate(frames)}
     per_frame: list[list[dict]] = [[] for _ in frames]
     for n, (frame, k, det) in enumerate(owners):
-        per_frame[position[id(frame)]].append(face_record(frame.source, frame.index, k, det, arch_outputs(outputs, n)))
+        per_frame[position[id(frame)]].append(face_record(frame.source, frame.index, k, det, arch_outputs(outputs, n),
+                                                          frame.time))
     for rows, frame, found in zip(per_frame, frames, detections, strict=True):
         if not found:
-            rows.append(no_face_record(frame.source, frame.index))
+            rows.append(no_face_record(frame.source, frame.index, frame.time))
     return per_frame
 
 
 def face_record(source: str, frame_index: int | None, face_index: int, detection: Detection,
-                outputs: Mapping[str, dict]) -> dict:
+                outputs: Mapping[str, dict], time: float | None = None) -> dict:
     """A found face: where it is, how sure the detector was, and each architecture's answer."""
-    return {"file": source, "frame": frame_index, "face": face_index, "box": list(detection.box),
+    return {**_where(source, frame_index, time), "face": face_index, "box": list(detection.box),
             "score": round(float(detection.score), 4), **outputs}
 
 
-def no_face_record(source: str, frame_index: int | None) -> dict:
-    return {"file": source, "frame": frame_index, "face": None, "box": None, "score": None, "note": "no face found"}
+def no_face_record(source: str, frame_index: int | None, time: float | None = None) -> dict:
+    return {**_where(source, frame_index, time), "face": None, "box": None, "score": None, "note": "no face found"}
 
 
 def error_record(source: str, frame_index: int | None, error: str) -> dict:
     return {"file": source, "frame": frame_index, "error": error}
+
+
+def _where(source: str, frame_index: int | None, time: float | None) -> dict:
+    """file and frame; and a video frame's time in seconds when its frame rate is known."""
+    return {"file": source, "frame": frame_index} | ({} if time is None else {"time": time})
 
 
 def arch_output(gender_prob: np.ndarray, age_prob: np.ndarray, age_years: float | None = None) -> dict:
