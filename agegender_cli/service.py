@@ -82,7 +82,7 @@ def run_preprocess(
         result["preview"] = str(save_stage_figure(rows, preview))
     if out is None:
         return result
-    result["out"] = str(make_folder(out, "--out"))
+    result["out"] = str(make_folder(out, "--out").resolve())  # the folder really written, links followed
     names = OutputNames(out, sources)
     for source, relative in reporter.track(pairs, "preprocessing", len(pairs)):
         try:
@@ -334,10 +334,15 @@ def evaluate(cfg: EvaluateConfig, reporter: Reporter = SILENT) -> dict:
     return result
 
 
-def train(arch: str, cfg, reporter: Reporter = SILENT) -> dict:
-    """`agegender train`: one architecture's trainer on a manifest's train split, chosen on val."""
+def train(arch: str, cfg, reporter: Reporter = SILENT, *, overwrite: bool = False) -> dict:
+    """`agegender train`: one architecture's trainer on a manifest's train split, chosen on val. A run folder
+    that already holds files is refused unless the run resumes it or `overwrite` is set."""
     from agegender_cli.archs.registry import trainer
 
+    out = Path(cfg.out)
+    if not cfg.resume and not overwrite and out.is_dir() and any(out.iterdir()):
+        raise AgeGenderError(f"{display(out)} already holds a training run: pass --resume to continue it or "
+                             "--overwrite to train anew in it (or choose another --out)")
     return trainer(arch)(cfg, reporter).to_dict()
 
 
@@ -447,13 +452,19 @@ def predict(cfg: PredictConfig, emit, reporter: Reporter = SILENT) -> dict:
     known = stream.known()
     if not stream.streamed and not known:
         raise AgeGenderError("no input: give image files, folders, globs, videos or - for paths on stdin")
-    refuse_overwriting_inputs(outputs, [item.path for item in known if item.kind != "error"])
+    usable = [item.path for item in known if item.kind != "error"]
+    for item in known:  # said at once, before the models load (their records come in input order)
+        if item.kind == "error":
+            reporter.problem(f"{display(item.path)}: {item.error}")
+    refuse_overwriting_inputs(outputs, usable)
     names = None
     if cfg.annotate is not None:
-        names = OutputNames(make_folder(cfg.annotate, "--annotate"), [i.path for i in known if i.kind != "error"])
-    predictors = _load_predictors(cfg.archs, cfg.options, reporter)
+        names = OutputNames(make_folder(cfg.annotate, "--annotate"), usable)
+    # nothing to read (every input missing): no model is loaded, the run ends with the inputs' errors
+    needed = stream.streamed or bool(usable)
+    predictors = _load_predictors(cfg.archs, cfg.options, reporter) if needed else {}
     framings = {arch: framing_for(arch, cfg.detector, cfg.options) for arch in cfg.archs}
-    detector = make_detector(cfg.detector, min_face=cfg.min_face, min_score=cfg.min_score)
+    detector = make_detector(cfg.detector, min_face=cfg.min_face, min_score=cfg.min_score) if needed else None
     tally = records.Tally(cfg.archs)
     stats = {"files": 0, "frames": 0, "faces": 0, "errors": 0}
     relatives: dict[str, str] = {}
@@ -461,6 +472,8 @@ def predict(cfg: PredictConfig, emit, reporter: Reporter = SILENT) -> dict:
     def consumed():
         """The items as predict takes them: streamed paths are checked against the outputs one by one."""
         for item in stream:
+            if item.kind == "error" and stream.streamed:
+                reporter.problem(f"{display(item.path)}: {item.error}")
             if item.kind != "error":
                 if stream.streamed:
                     refuse_overwriting_inputs(outputs, [item.path])
@@ -561,3 +574,10 @@ def predict_on_ray(cfg: PredictConfig, ray_cfg: RayConfig, reporter: Reporter = 
         tally.merge(summary["counts"])
         summary["summary_plot"] = str(plot_summary_bars(tally.counts[cfg.archs[0]], cfg.summary_plot))
     return summary
+
+
+def info() -> dict:
+    """`agegender info`: versions, the device and precision a run would use and why, threads, cache, weights."""
+    from agegender_cli.environment import describe
+
+    return describe()

@@ -105,7 +105,7 @@ def test_bad_values_are_usage_errors_before_any_work(args, monkeypatch):
 
 def test_train_builds_the_config_from_the_architecture_defaults(monkeypatch, tmp_path):
     seen = {}
-    monkeypatch.setattr(service, "train", lambda arch, cfg, reporter: seen.update(arch=arch, cfg=cfg) or {
+    monkeypatch.setattr(service, "train", lambda arch, cfg, reporter, **_: seen.update(arch=arch, cfg=cfg) or {
         "best_epoch": {"gender": 1, "age": 1}, "epochs_run": 1, "checkpoint": "x"})
     result = runner.invoke(app, ["train", "--arch", "caffenet", "--epochs", "7", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
