@@ -43,7 +43,7 @@ def apply_shell_options(threads: int | None, quiet: bool, table: bool) -> None:
     """Apply the global options: before any model import, so that --threads reaches torch and OpenCV."""
     if threads is not None:
         # read by torch and OpenCV when they are first imported; set directly where they already are
-        os.environ["OMP_NUM_THREADS"] = str(threads)
+        os.environ["OMP_NUM_THREADS"] = os.environ["OPENCV_FOR_THREADS_NUM"] = str(threads)
         if "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(threads)
         if "cv2" in sys.modules:

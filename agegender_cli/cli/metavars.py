@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, get_args
 
-import click
+import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 WORDS: dict[Any, str] = {str: "TEXT", int: "INTEGER", float: "NUMBER", Path: "PATH"}
@@ -27,12 +27,12 @@ def plain_type(param: TyperArgument | TyperOption) -> str | None:
 
 
 class PlainOption(TyperOption):
-    def display_type_rich(self, ctx: click.Context) -> str | None:
+    def display_type_rich(self, ctx: typer.Context) -> str | None:
         return plain_type(self)
 
 
 class PlainArgument(TyperArgument):
-    def display_type_rich(self, ctx: click.Context) -> str | None:
+    def display_type_rich(self, ctx: typer.Context) -> str | None:
         return plain_type(self)
 
     def _usage_display_name(self) -> str:
@@ -45,13 +45,13 @@ class PlainArgument(TyperArgument):
 PLAIN = {TyperOption: PlainOption, TyperArgument: PlainArgument}
 
 
-def _plain(param: click.Parameter) -> None:
+def _plain(param: Any) -> None:
     # Typer builds the parameters itself; only their class changes, to one that differs in the help text alone
     if type(param) in PLAIN:
         param.__class__ = PLAIN[type(param)]
 
 
-def _plain_params(params: list[click.Parameter]) -> list[click.Parameter]:
+def _plain_params(params: list[Any]) -> list[Any]:
     for param in params:
         _plain(param)
     return params
@@ -60,12 +60,12 @@ def _plain_params(params: list[click.Parameter]) -> list[click.Parameter]:
 class PlainCommand(TyperCommand):
     """A command whose --help shows plain metavars."""
 
-    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+    def get_params(self, ctx: typer.Context) -> list[Any]:
         return _plain_params(super().get_params(ctx))
 
 
 class PlainGroup(TyperGroup):
     """The root group, with plain metavars like its commands."""
 
-    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+    def get_params(self, ctx: typer.Context) -> list[Any]:
         return _plain_params(super().get_params(ctx))

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import click
 import typer
 
 from agegender_cli.archs import registry
@@ -117,17 +116,18 @@ def with_shell_options(command: Callable[..., Any]) -> Callable[..., Any]:
     shared = list(inspect.signature(template, eval_str=True).parameters.values())
     own = list(inspect.signature(command, eval_str=True).parameters.values())
 
+    context = inspect.Parameter("shell_context", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
+
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
         given = {p.name: kwargs.pop(p.name) for p in shared}
-        context = click.get_current_context(silent=True)
-        root = context.find_root().params if context is not None else {}
+        root = kwargs.pop(context.name).find_root().params
         threads = given["threads"] if given["threads"] is not None else root.get("threads")
         apply_shell_options(threads, given["quiet"] or bool(root.get("quiet")),
                             not (given["no_table"] or root.get("no_table")))
         return command(**kwargs)
 
-    wrapper.__signature__ = inspect.Signature(own + shared)  # type: ignore[attr-defined]
+    wrapper.__signature__ = inspect.Signature(own + shared + [context])  # type: ignore[attr-defined]
     return wrapper
 
 
