@@ -15,31 +15,14 @@ from pathlib import Path
 
 import pytest
 from conftest import write_jpeg
-from tiny_arch import Tiny
 from typer.testing import CliRunner
 
-from agegender_cli.archs import registry
 from agegender_cli.cli.app import app
 from agegender_cli.config import ASSETS_DIR
 
 runner = CliRunner()
 AGEGENDER = Path(sys.executable).parent / "agegender"
 COMMANDS = ("dataset", "preprocess", "train", "predict", "evaluate", "compare", "info")
-
-
-@pytest.fixture
-def tiny():
-    arch = registry.register(Tiny("tiny"))
-    yield arch
-    registry.unregister(arch.name)
-
-
-@pytest.fixture
-def labelled(tmp_path) -> Path:
-    folder = tmp_path / "faces"
-    for k, age in enumerate((1, 5, 10, 18, 28, 40, 50, 70) * 2):
-        write_jpeg(folder / f"{age}_{k % 2}_{k % 5}_2017010{k % 9}12345678{k % 10}.jpg", seed=k, size=48)
-    return folder
 
 
 def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
@@ -61,7 +44,7 @@ def test_json_piped_into_head_exits_0_without_a_traceback(tmp_path):
     assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
 
 
-def test_csv_and_json_agree_and_a_photo_without_a_face_is_a_row_with_its_note(tiny, tmp_path):
+def test_csv_and_json_agree_and_a_photo_without_a_face_is_a_row_with_its_note(tiny_arch, tmp_path):
     blank = tmp_path / "blank.png"
     import cv2
     import numpy as np
@@ -78,7 +61,7 @@ def test_csv_and_json_agree_and_a_photo_without_a_face_is_a_row_with_its_note(ti
     assert record["box"] is None and row["x1"] == "" and row["tiny_gender"] == ""
 
 
-def test_files_the_commands_write_get_0644_under_umask_022(tiny, tmp_path):
+def test_files_the_commands_write_get_0644_under_umask_022(tiny_arch, tmp_path):
     image = write_jpeg(tmp_path / "a.jpg")
     previous = os.umask(0o022)
     try:
@@ -112,7 +95,7 @@ def quiet_runs(tiny_utkface: Path, labelled: Path, tmp_path: Path) -> dict[str, 
 
 @pytest.mark.parametrize("command", COMMANDS[:-1])
 @pytest.mark.parametrize("where", ["before", "after"])
-def test_quiet_leaves_stderr_empty_on_every_command(tiny, tiny_utkface, labelled, tmp_path, command, where):
+def test_quiet_leaves_stderr_empty_on_every_command(tiny_arch, tiny_utkface, labelled, tmp_path, command, where):
     args = quiet_runs(tiny_utkface, labelled, tmp_path)[command]
     loud = runner.invoke(app, args)
     assert loud.exit_code == 0, loud.output
@@ -123,7 +106,7 @@ def test_quiet_leaves_stderr_empty_on_every_command(tiny, tiny_utkface, labelled
     assert quiet.stdout == loud.stdout
 
 
-def test_quiet_still_prints_errors(tiny, tmp_path):
+def test_quiet_still_prints_errors(tiny_arch, tmp_path):
     image = write_jpeg(tmp_path / "a.jpg")
     result = runner.invoke(app, ["predict", str(image), str(tmp_path / "gone.jpg"), "--arch", "tiny",
                                  "--detector", "none", "-q"])
@@ -135,7 +118,7 @@ def test_quiet_still_prints_errors(tiny, tmp_path):
 
 
 @pytest.mark.parametrize("command", ["dataset", "predict", "evaluate", "compare"])
-def test_no_table_and_json_turn_the_table_off(tiny, tiny_utkface, labelled, tmp_path, command):
+def test_no_table_and_json_turn_the_table_off(tiny_arch, tiny_utkface, labelled, tmp_path, command):
     args = quiet_runs(tiny_utkface, labelled, tmp_path)[command]
     table = runner.invoke(app, args)
     assert table.exit_code == 0, table.output
@@ -152,7 +135,7 @@ def test_no_table_and_json_turn_the_table_off(tiny, tiny_utkface, labelled, tmp_
         json.loads(result.stdout)
 
 
-def test_predict_csv_to_stdout_prints_no_table(tiny, tmp_path):
+def test_predict_csv_to_stdout_prints_no_table(tiny_arch, tmp_path):
     image = write_jpeg(tmp_path / "a.jpg")
     result = runner.invoke(app, ["predict", str(image), "--arch", "tiny", "--detector", "none", "--csv", "-"])
     assert result.exit_code == 0, result.output
@@ -179,7 +162,7 @@ def test_threads_works_before_and_after_the_command(tiny_utkface, tmp_path, plac
     assert result.stdout.split() == ["1", "1", "1"]
 
 
-def test_threads_after_the_command_reaches_an_already_imported_torch(tiny, tmp_path):
+def test_threads_after_the_command_reaches_an_already_imported_torch(tiny_arch, tmp_path):
     import torch
 
     before = torch.get_num_threads()
@@ -221,7 +204,7 @@ def test_all_inputs_missing_is_exit_1_at_once_without_importing_torch(tmp_path):
     assert "2 unreadable" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_a_missing_input_is_said_before_the_models_load(tiny, tmp_path):
+def test_a_missing_input_is_said_before_the_models_load(tiny_arch, tmp_path):
     image = write_jpeg(tmp_path / "a.jpg")
     result = runner.invoke(app, ["predict", str(image), str(tmp_path / "gone.jpg"), "--arch", "tiny",
                                  "--detector", "none", "--json"])
@@ -232,7 +215,7 @@ def test_a_missing_input_is_said_before_the_models_load(tiny, tmp_path):
     assert {r.get("error") for r in records} == {None, "no such file or folder"}
 
 
-def test_missing_paths_on_stdin_are_said_as_they_arrive(tiny, tmp_path):
+def test_missing_paths_on_stdin_are_said_as_they_arrive(tiny_arch, tmp_path):
     image = write_jpeg(tmp_path / "a.jpg")
     result = runner.invoke(app, ["predict", "-", "--arch", "tiny", "--detector", "none", "--csv", "-"],
                            input=f"{tmp_path / 'gone.jpg'}\n{image}\n")
@@ -309,7 +292,7 @@ def test_info_table(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- train into a used folder, preprocess
 
 
-def test_train_refuses_a_folder_that_holds_a_run_unless_resume_or_overwrite(tiny, tmp_path):
+def test_train_refuses_a_folder_that_holds_a_run_unless_resume_or_overwrite(tiny_arch, tmp_path):
     out = tmp_path / "run"
     args = ["train", "--arch", "tiny", "--epochs", "1", "--out", str(out)]
     assert runner.invoke(app, args).exit_code == 0
