@@ -436,6 +436,14 @@ def _annotate(frame, relative: str, faces: list[dict], archs: tuple[str, ...], n
     write_image_atomic(names.path_for(name.with_name(f"{stem}.jpg")), draw_annotations(frame.image, labelled))
 
 
+def _say_missing(items, reporter: Reporter) -> None:
+    """Inputs that cannot be read (missing, empty glob or folder), said at once, before any model loads; their
+    records still come in input order."""
+    for item in items:
+        if item.kind == "error":
+            reporter.problem(f"{display(item.path)}: {item.error}")
+
+
 def predict(cfg: PredictConfig, emit, reporter: Reporter = SILENT) -> dict:
     """`agegender predict`: detect faces, run every architecture, stream one record per face to `emit`.
     Paths on stdin are taken as they arrive; no output replaces an input."""
@@ -453,9 +461,7 @@ def predict(cfg: PredictConfig, emit, reporter: Reporter = SILENT) -> dict:
     if not stream.streamed and not known:
         raise AgeGenderError("no input: give image files, folders, globs, videos or - for paths on stdin")
     usable = [item.path for item in known if item.kind != "error"]
-    for item in known:  # said at once, before the models load (their records come in input order)
-        if item.kind == "error":
-            reporter.problem(f"{display(item.path)}: {item.error}")
+    _say_missing(known, reporter)
     refuse_overwriting_inputs(outputs, usable)
     names = None
     if cfg.annotate is not None:
@@ -472,8 +478,8 @@ def predict(cfg: PredictConfig, emit, reporter: Reporter = SILENT) -> dict:
     def consumed():
         """The items as predict takes them: streamed paths are checked against the outputs one by one."""
         for item in stream:
-            if item.kind == "error" and stream.streamed:
-                reporter.problem(f"{display(item.path)}: {item.error}")
+            if stream.streamed:
+                _say_missing([item], reporter)
             if item.kind != "error":
                 if stream.streamed:
                     refuse_overwriting_inputs(outputs, [item.path])
@@ -564,6 +570,7 @@ def predict_on_ray(cfg: PredictConfig, ray_cfg: RayConfig, reporter: Reporter = 
     items = list(InputStream(cfg.inputs))  # paths on stdin are all read before the job starts
     if not items:
         raise AgeGenderError("no input: give image files, folders, globs, videos or - for paths on stdin")
+    _say_missing(items, reporter)
     refuse_overwriting_inputs({"--summary-plot": cfg.summary_plot}, [i.path for i in items if i.kind != "error"])
     summary = predict_on_ray(cfg, ray_cfg, items, reporter)
     if cfg.summary_plot is not None:
