@@ -14,6 +14,9 @@ class Reporter:
     def message(self, text: str) -> None:
         """A line of information for the user (never the result)."""
 
+    def problem(self, text: str) -> None:
+        """A line about an input that cannot be used, shown at once (even where messages are not)."""
+
     def start(self, description: str, total: int | None = None) -> None:
         """Begin a task of `total` steps."""
 

@@ -85,7 +85,7 @@ def run_preprocess(
         result["preview"] = str(save_stage_figure(rows, preview))
     if out is None:
         return result
-    result["out"] = str(make_folder(out, "--out"))
+    result["out"] = str(make_folder(out, "--out").resolve())  # the folder really written, links followed
     names = OutputNames(out, sources)
     for source, relative in reporter.track(pairs, "preprocessing", len(pairs)):
         try:
@@ -409,10 +409,15 @@ def evaluate(cfg: EvaluateConfig, reporter: Reporter = SILENT, predictors: dict 
     return result
 
 
-def train(arch: str, cfg, reporter: Reporter = SILENT) -> dict:
-    """`agegender train`: one architecture's trainer on a manifest's train split, chosen on val."""
+def train(arch: str, cfg, reporter: Reporter = SILENT, *, overwrite: bool = False) -> dict:
+    """`agegender train`: one architecture's trainer on a manifest's train split, chosen on val. A run folder
+    that already holds files is refused unless the run resumes it or `overwrite` is set."""
     from agegender_cli.archs.registry import trainer
 
+    out = Path(cfg.out)
+    if not cfg.resume and not overwrite and out.is_dir() and any(out.iterdir()):
+        raise AgeGenderError(f"{display(out)} already holds a training run: pass --resume to continue it or "
+                             "--overwrite to train anew in it (or choose another --out)")
     return trainer(arch)(cfg, reporter).to_dict()
 
 
@@ -560,6 +565,14 @@ def _annotate(frame, relative: str, faces: list[dict], archs: tuple[str, ...], n
         videos.write(frame.source, lambda: names.path_for(name), frame.fps, image)
 
 
+def _say_missing(items, reporter: Reporter) -> None:
+    """Inputs that cannot be read (missing, empty glob or folder), said at once, before any model loads; their
+    records still come in input order."""
+    for item in items:
+        if item.kind == "error":
+            reporter.problem(f"{display(item.path)}: {item.error}")
+
+
 def predict(cfg: PredictConfig, emit, reporter: Reporter = SILENT) -> dict:
     """`agegender predict`: detect faces, run every architecture, stream one record per face to `emit`.
     Paths on stdin are taken as they arrive; no output replaces an input."""
@@ -575,12 +588,15 @@ def predict(cfg: PredictConfig, emit, reporter: Reporter = SILENT) -> dict:
     known = stream.known()
     if not stream.streamed and not known:
         raise AgeGenderError("no input: give image files, folders, globs, videos or - for paths on stdin")
-    refuse_overwriting_inputs(outputs, [item.path for item in known if item.kind != "error"])
+    usable = [item.path for item in known if item.kind != "error"]
+    _say_missing(known, reporter)
+    refuse_overwriting_inputs(outputs, usable)
     names = videos = None
     if cfg.annotate is not None:
-        names = OutputNames(make_folder(cfg.annotate, "--annotate"), [i.path for i in known if i.kind != "error"])
+        names = OutputNames(make_folder(cfg.annotate, "--annotate"), usable)
         videos = AnnotatedVideos(cfg.every)
-    models = FaceModels(cfg, reporter)
+    # nothing to read (every input missing): no model is loaded, the run ends with the inputs' errors
+    models = FaceModels(cfg, reporter) if stream.streamed or usable else None
     tally = records.Tally(cfg.archs)
     stats = {"files": 0, "frames": 0, "faces": 0, "errors": 0}
     relatives: dict[str, str] = {}
@@ -588,6 +604,8 @@ def predict(cfg: PredictConfig, emit, reporter: Reporter = SILENT) -> dict:
     def consumed():
         """The items as predict takes them: streamed paths are checked against the outputs one by one."""
         for item in stream:
+            if stream.streamed:
+                _say_missing([item], reporter)
             if item.kind != "error":
                 if stream.streamed:
                     refuse_overwriting_inputs(outputs, [item.path])
@@ -668,6 +686,7 @@ def predict_on_ray(cfg: PredictConfig, ray_cfg: RayConfig, reporter: Reporter = 
     items = list(InputStream(cfg.inputs))  # paths on stdin are all read before the job starts
     if not items:
         raise AgeGenderError("no input: give image files, folders, globs, videos or - for paths on stdin")
+    _say_missing(items, reporter)
     refuse_overwriting_inputs({"--summary-plot": cfg.summary_plot}, [i.path for i in items if i.kind != "error"])
     summary = predict_on_ray(cfg, ray_cfg, items, reporter)
     if cfg.summary_plot is not None:
@@ -695,3 +714,10 @@ def model_title(arch: str, model: Path | None) -> str:
     if model is None:
         return f"{arch}: bundled model"
     return f"{arch}: {model.name}" + ("/" if model.is_dir() else "")
+
+
+def info() -> dict:
+    """`agegender info`: versions, the device and precision a run would use and why, threads, cache, weights."""
+    from agegender_cli.environment import describe
+
+    return describe()

@@ -68,6 +68,15 @@ def make_image(seed: int, size: int = 200) -> np.ndarray:
 
 
 @pytest.fixture
+def labelled(tmp_path: Path) -> Path:
+    """16 small UTKFace-named images, two of each age class."""
+    folder = tmp_path / "faces"
+    for k, age in enumerate((1, 5, 10, 18, 28, 40, 50, 70) * 2):
+        write_jpeg(folder / f"{age}_{k % 2}_{k % 5}_2017010{k % 9}12345678{k % 10}.jpg", seed=k, size=48)
+    return folder
+
+
+@pytest.fixture
 def tiny_arch():
     """The tiny test architecture, registered as "tiny" for one test."""
     from tiny_arch import Tiny

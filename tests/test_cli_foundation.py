@@ -23,7 +23,7 @@ def test_help_and_version_do_not_import_torch_cv2_or_ray():
         "from agegender_cli.cli.app import app\n"
         "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output\n"
         "r = CliRunner().invoke(app, ['--version']); assert r.exit_code == 0, r.output\n"
-        "for cmd in ('dataset', 'preprocess', 'train', 'predict', 'evaluate', 'compare'):\n"
+        "for cmd in ('dataset', 'preprocess', 'train', 'predict', 'evaluate', 'compare', 'info'):\n"
         "    CliRunner().invoke(app, [cmd, '--help'])\n"
         "heavy = [m for m in ('torch', 'cv2', 'sklearn', 'matplotlib', 'ray', 'pyarrow') if m in sys.modules]\n"
         "assert not heavy, heavy\n"

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import write_jpeg
 from tiny_arch import Tiny
 from typer.testing import CliRunner
 
@@ -24,14 +23,6 @@ def tiny():
     yield archs
     for arch in archs:
         registry.unregister(arch.name)
-
-
-@pytest.fixture
-def labelled(tmp_path) -> Path:
-    folder = tmp_path / "faces"
-    for k, age in enumerate((1, 5, 10, 18, 28, 40, 50, 70) * 2):
-        write_jpeg(folder / f"{age}_{k % 2}_{k % 5}_2017010{k % 9}12345678{k % 10}.jpg", seed=k, size=48)
-    return folder
 
 
 def test_evaluate_compare_and_predict_run_a_registered_architecture(tiny, labelled):
@@ -105,7 +96,7 @@ def test_bad_values_are_usage_errors_before_any_work(args, monkeypatch):
 
 def test_train_builds_the_config_from_the_architecture_defaults(monkeypatch, tmp_path):
     seen = {}
-    monkeypatch.setattr(service, "train", lambda arch, cfg, reporter: seen.update(arch=arch, cfg=cfg) or {
+    monkeypatch.setattr(service, "train", lambda arch, cfg, reporter, **_: seen.update(arch=arch, cfg=cfg) or {
         "best_epoch": {"gender": 1, "age": 1}, "epochs_run": 1, "checkpoint": "x"})
     result = runner.invoke(app, ["train", "--arch", "caffenet", "--epochs", "7", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output

@@ -6,15 +6,16 @@ import os
 import shlex
 import signal
 import sys
-from typing import Annotated
 
 import typer
 
-from agegender_cli import __version__
-from agegender_cli.cli.common import Terminated, stderr
+from agegender_cli.cli import options as o
+from agegender_cli.cli.common import Terminated, apply_shell_options, errors
 from agegender_cli.cli.compare import compare
 from agegender_cli.cli.dataset import dataset
 from agegender_cli.cli.evaluate import evaluate
+from agegender_cli.cli.info import info
+from agegender_cli.cli.metavars import PlainCommand, PlainGroup
 from agegender_cli.cli.predict import predict
 from agegender_cli.cli.preprocess import preprocess
 from agegender_cli.cli.train import train
@@ -25,34 +26,25 @@ app = typer.Typer(
     name="agegender",
     help="Gender and age group of faces: dataset, preprocess, train, predict, evaluate, compare.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
+    cls=PlainGroup,
 )
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"agegender {__version__}")
-        raise typer.Exit()
 
 
 @app.callback()
 def root(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
-    ] = False,
-    threads: Annotated[
-        int | None, typer.Option(min=1, max=1024, help="CPU threads for torch and OpenCV (default: all cores).")
-    ] = None,
+    version: o.Version = False,
+    threads: o.Threads = None,
+    quiet: o.Quiet = False,
+    no_table: o.NoTable = False,
 ) -> None:
     """Gender and age group of faces: two architectures, trained, evaluated and compared."""
-    if threads is not None:
-        # read by torch and OpenCV when they are first imported, which happens after this
-        os.environ["OMP_NUM_THREADS"] = str(threads)
+    apply_shell_options(threads, quiet, not no_table)  # each command applies them again with its own
     try:
         limit = current_limits().max_image_pixels
     except AgeGenderError as exc:
-        stderr.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     # OpenCV's own decoder limit (1 GP by default) for formats whose header PIL cannot read
     os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(limit))
@@ -60,12 +52,8 @@ def root(
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 
-app.command()(dataset)
-app.command()(preprocess)
-app.command()(train)
-app.command()(predict)
-app.command()(evaluate)
-app.command()(compare)
+for command in (dataset, preprocess, train, predict, evaluate, compare, info):
+    app.command(cls=PlainCommand)(o.with_shell_options(command))
 
 
 def main() -> None:

@@ -40,8 +40,37 @@ class ResultConsole(Console):
 
 
 stdout = ResultConsole(soft_wrap=True)
-stderr = Console(stderr=True)
+stderr = Console(stderr=True)  # progress and messages: silent with --quiet
+errors = Console(stderr=True)  # what went wrong: printed even with --quiet
 invoked_as = ""  # the command line, set by the console entry point (reports record it)
+
+
+class Shell:
+    """The global options of the running command (--quiet, --no-table), set once per invocation."""
+
+    quiet = False
+    table = True
+
+
+shell = Shell()
+
+
+def apply_shell_options(threads: int | None, quiet: bool, table: bool) -> None:
+    """Apply the global options: before any model import, so that --threads reaches torch and OpenCV."""
+    if threads is not None:
+        # read by torch and OpenCV when they are first imported; set directly where they already are
+        os.environ["OMP_NUM_THREADS"] = os.environ["OPENCV_FOR_THREADS_NUM"] = str(threads)
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(threads)
+        if "cv2" in sys.modules:
+            sys.modules["cv2"].setNumThreads(threads)
+    shell.quiet, shell.table = quiet, table
+    stderr.quiet = quiet
+
+
+def show_table(stdout_taken: bool = False) -> bool:
+    """Whether the stdout table is printed: not with --no-table, nor when stdout carries JSON or CSV."""
+    return shell.table and not stdout_taken
 
 
 def command_line() -> str:
@@ -63,13 +92,13 @@ def fail_cleanly(fn: F) -> F:
         except (typer.Exit, typer.Abort, TyperException):
             raise  # usage errors and exits: Typer prints them
         except AgeGenderError as exc:
-            stderr.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            errors.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except Terminated:
-            stderr.print("[yellow]terminated[/]")
+            errors.print("[yellow]terminated[/]")
             raise typer.Exit(143) from None
         except KeyboardInterrupt:
-            stderr.print("[yellow]interrupted[/]")
+            errors.print("[yellow]interrupted[/]")
             raise typer.Exit(130) from None
         except BrokenPipeError:
             # the reader (head, less) has gone: stop quietly, and keep Python from complaining at exit
@@ -77,16 +106,16 @@ def fail_cleanly(fn: F) -> F:
             raise typer.Exit(0) from None
         except OSError as exc:  # the system refused (disk full, permissions): its words, one line
             where = f"{display(exc.filename)}: " if exc.filename else ""
-            stderr.print(f"[bold red]error:[/] {escape(where + str(exc.strerror or exc))}", highlight=False,
+            errors.print(f"[bold red]error:[/] {escape(where + str(exc.strerror or exc))}", highlight=False,
                          soft_wrap=True)
             raise typer.Exit(1) from None
         except MemoryError:
-            stderr.print(f"[bold red]error:[/] out of memory; {MEMORY_HINT}", highlight=False, soft_wrap=True)
+            errors.print(f"[bold red]error:[/] out of memory; {MEMORY_HINT}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except Exception as exc:
             if os.environ.get(DEBUG_ENV):
                 raise
-            stderr.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}; please report it "
+            errors.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}; please report it "
                          f"with the command line ({DEBUG_ENV}=1 shows the traceback)", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
@@ -100,16 +129,19 @@ def print_json(data: Any) -> None:
 
 
 class RichReporter(Reporter):
-    """Progress bars and messages on stderr."""
+    """Progress bars and messages on stderr (none with --quiet); problems with inputs always."""
 
-    def __init__(self, quiet: bool = False) -> None:
-        self.quiet = quiet
+    def __init__(self, quiet: bool | None = None) -> None:
+        self.quiet = shell.quiet if quiet is None else quiet
         self._progress: Progress | None = None
         self._task = None
 
     def message(self, text: str) -> None:
         if not self.quiet:
             stderr.print(f"[dim]{text}[/]", highlight=False)
+
+    def problem(self, text: str) -> None:
+        errors.print(f"[red]{escape(text)}[/]", highlight=False, soft_wrap=True)
 
     def start(self, description: str, total: int | None = None) -> None:
         if self.quiet:

@@ -9,7 +9,7 @@ import typer
 
 from agegender_cli import service
 from agegender_cli.cli import options as o
-from agegender_cli.cli.common import RichReporter, command_line, fail_cleanly, print_json, stderr, stdout
+from agegender_cli.cli.common import RichReporter, command_line, errors, fail_cleanly, print_json, show_table, stdout
 from agegender_cli.cli.tables import rich_table
 from agegender_cli.config import EvaluateConfig, ModelOptions
 from agegender_cli.evaluation.tables import groups_table, mcnemar_table, report_tables
@@ -50,18 +50,19 @@ def compare(
         o.exit_if_failed(result)
         return
     results = {a: result[a] for a in archs}
-    for table in report_tables(results, confusion=False):
-        stdout.print(rich_table(table))
-    if result["mcnemar"]:
-        stdout.print(rich_table(mcnemar_table(result["mcnemar"])))
-        years_test = wilcoxon_table(result["mcnemar"])
-        if years_test is not None:
-            stdout.print(rich_table(years_test))
-    for group in next(iter(results.values()))["groups"]:
-        stdout.print(rich_table(groups_table(results, group)))
+    if show_table():
+        for table in report_tables(results, confusion=False):
+            stdout.print(rich_table(table))
+        if result["mcnemar"]:
+            stdout.print(rich_table(mcnemar_table(result["mcnemar"])))
+            years_test = wilcoxon_table(result["mcnemar"])
+            if years_test is not None:
+                stdout.print(rich_table(years_test))
+        for group in next(iter(results.values()))["groups"]:
+            stdout.print(rich_table(groups_table(results, group)))
     o.print_detection(result.get("detection"))
     for failure in result["failed"]:
-        stderr.print(f"[red]skipped[/] {failure['error']}", highlight=False)
+        errors.print(f"[red]skipped[/] {failure['error']}", highlight=False)
     if result.get("report"):
         stdout.print(f"report: {result['report']}")
     o.exit_if_failed(result)

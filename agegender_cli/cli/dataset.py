@@ -10,7 +10,7 @@ from rich.table import Table
 
 from agegender_cli import service
 from agegender_cli.cli import options as o
-from agegender_cli.cli.common import RichReporter, fail_cleanly, print_json, stderr, stdout
+from agegender_cli.cli.common import RichReporter, fail_cleanly, print_json, show_table, stderr, stdout
 from agegender_cli.config import DUPLICATE_POLICIES, GAPS, LABEL_FORMATS, DatasetConfig
 from agegender_cli.data.labelled import parse_columns
 from agegender_cli.errors import AgeGenderError
@@ -41,8 +41,8 @@ def dataset(
              "fold_N_data.txt.")] = None,
     label_format: Annotated[LabelFormat, typer.Option("--format", help="Label file layout: auto (by its name), csv, "
                                                       "fairface or adience.")] = D.label_format,
-    columns: Annotated[list[str] | None, typer.Option(help="CSV/TSV headers: FIELD=HEADER,... for path, age, "
-                                                      "gender, race, split.")] = None,
+    columns: Annotated[list[str] | None, typer.Option(
+        metavar="FIELD=HEADER,...", help="CSV/TSV headers for path, age, gender, race, split.")] = None,
     split_from_source: Annotated[bool, typer.Option(help="Keep the dataset's own split (a split column, FairFace's "
                                                     "train/val files, Adience's folds).")] = D.split_from_source,
     as_json: o.Json = False,
@@ -64,7 +64,8 @@ def dataset(
     if as_json:
         print_json(summary)
         return
-    stdout.print(counts_table(summary))
+    if show_table():
+        stdout.print(counts_table(summary))
     stdout.print(
         f"{plural(summary['n_usable'], 'usable image')}, {summary['n_skipped']:,} skipped; "
         f"manifest: {summary['manifest']}"

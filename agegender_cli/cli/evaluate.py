@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from agegender_cli import service
 from agegender_cli.cli import options as o
-from agegender_cli.cli.common import RichReporter, command_line, fail_cleanly, print_json, stderr, stdout
+from agegender_cli.cli.common import RichReporter, command_line, errors, fail_cleanly, print_json, show_table, stdout
 from agegender_cli.cli.tables import rich_table
 from agegender_cli.config import EvaluateConfig, ModelOptions
 from agegender_cli.evaluation.tables import groups_table, report_tables
@@ -41,13 +41,14 @@ def evaluate(
         o.exit_if_failed(result)
         return
     results = {archs[0]: result} if len(archs) == 1 else result["results"]
-    for table in report_tables(results, normalize=normalize):
-        stdout.print(rich_table(table))
-    for group in next(iter(results.values()))["groups"]:
-        stdout.print(rich_table(groups_table(results, group)))
+    if show_table():
+        for table in report_tables(results, normalize=normalize):
+            stdout.print(rich_table(table))
+        for group in next(iter(results.values()))["groups"]:
+            stdout.print(rich_table(groups_table(results, group)))
     o.print_detection(result.get("detection"))
     for failure in result["failed"]:
-        stderr.print(f"[red]skipped[/] {failure['error']}", highlight=False)
+        errors.print(f"[red]skipped[/] {failure['error']}", highlight=False)
     for path in result.get("plots", []):
         stdout.print(f"figure: {path}")
     o.exit_if_failed(result)

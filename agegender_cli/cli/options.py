@@ -39,8 +39,8 @@ Archs = Annotated[str, typer.Option("--arch", help=ARCH_HELP)]
 OneArch = Annotated[str, typer.Option("--arch", help=f"One architecture: {', '.join(registry.names())}.")]
 Models = Annotated[
     list[str] | None,
-    typer.Option("--model", help="A trained model, ARCH=PATH (repeatable), or PATH when one architecture runs. "
-                                 "Default: the bundled models."),
+    typer.Option("--model", metavar="[ARCH=]PATH", help="A trained model, ARCH=PATH (repeatable), or PATH when one "
+                                                        "architecture runs. Default: the bundled models."),
 ]
 CaffeWeights = Annotated[
     Path | None, typer.Option(help="Folder with the original Levi-Hassner .caffemodel files, or 'original'.")
@@ -86,6 +86,50 @@ EvalDetector = Annotated[choice(EVAL_DETECTORS), typer.Option(
                        "one nearest the label's box, else the largest), or auto (mtcnn; crops taken whole).")]
 Seed = Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Random seed.")]
 Json = Annotated[bool, typer.Option("--json", help="Print only JSON.")]
+Threads = Annotated[int | None, typer.Option(min=1, max=1024, metavar="N",
+                                             help="CPU threads for torch and OpenCV (default: all cores).")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or messages on stderr (errors still "
+                                                           "print).")]
+NoTable = Annotated[bool, typer.Option("--no-table", help="No table on stdout (off anyway with --json or --csv -).")]
+
+
+def show_version(value: bool) -> None:
+    """The --version callback: print it and exit."""
+    if value:
+        from agegender_cli import __version__
+
+        typer.echo(f"agegender {__version__}")
+        raise typer.Exit()
+
+
+Version = Annotated[bool, typer.Option("--version", callback=show_version, is_eager=True,
+                                       help="Show the version and exit.")]
+
+
+def with_shell_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command the global options (--threads, --quiet/-q, --no-table, --version), so that they work after
+    the command's name as well as before it; a value given after it wins."""
+    from agegender_cli.cli.common import apply_shell_options
+
+    def template(threads: Threads = None, quiet: Quiet = False, no_table: NoTable = False,
+                 version: Version = False) -> None: ...
+
+    shared = list(inspect.signature(template, eval_str=True).parameters.values())
+    own = list(inspect.signature(command, eval_str=True).parameters.values())
+
+    context = inspect.Parameter("shell_context", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        given = {p.name: kwargs.pop(p.name) for p in shared}
+        root = kwargs.pop(context.name).find_root().params
+        threads = given["threads"] if given["threads"] is not None else root.get("threads")
+        apply_shell_options(threads, given["quiet"] or bool(root.get("quiet")),
+                            not (given["no_table"] or root.get("no_table")))
+        return command(**kwargs)
+
+    wrapper.__signature__ = inspect.Signature(own + shared + [context])  # type: ignore[attr-defined]
+    return wrapper
 
 
 def print_detection(detection: dict | None) -> None:

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from agegender_cli import service
 from agegender_cli.cli import options as o
-from agegender_cli.cli.common import RichReporter, fail_cleanly, stderr, stdout
+from agegender_cli.cli.common import RichReporter, errors, fail_cleanly, show_table, stderr, stdout
 from agegender_cli.cli.tables import natural_width
 from agegender_cli.config import SHARD_FORMATS, ModelOptions, PredictConfig, RayConfig
 from agegender_cli.formatting import pct, plural
@@ -74,22 +74,29 @@ def predict(
                         csv=csv, summary=summary, summary_plot=_checked_figure(summary_plot, plot_format),
                         plot_format=plot_format)
     rows: list[dict] = []
+    table = show_table(as_json or csv_to_stdout)
 
     def emit(row: dict) -> None:
         if as_json:
             sys.stdout.write(json.dumps(row) + "\n")
             sys.stdout.flush()
-        elif not csv_to_stdout and len(rows) < 10_000:
+        elif table and len(rows) < 10_000:
             rows.append(row)
 
     result = service.predict(cfg, emit, RichReporter())
-    if not as_json and not csv_to_stdout:
+    if table:
         stdout.print(faces_table(rows, archs, folders=input_folders(inputs), width=stdout.width))
         if len(rows) >= 10_000:
             stderr.print("table shows the first 10,000 rows; use --json or --csv for all")
     if summary or summary_plot:
         (stderr if as_json or csv_to_stdout else stdout).print(summary_table(result, archs))
-    stderr.print(closing_line(result))
+    _print_counts(result)
+
+
+def _print_counts(result: dict) -> None:
+    """The closing line; with unreadable inputs it is printed even with --quiet, and the exit code is 1."""
+    line = closing_line(result)
+    (errors if result["errors"] else stderr).print(line)
     if result["errors"]:
         raise typer.Exit(1)
 
@@ -134,9 +141,7 @@ def _predict_on_ray(cfg: PredictConfig, ray_cfg: RayConfig, as_json: bool) -> No
         (stderr if as_json else stdout).print(summary_table(result, cfg.archs))
     stderr.print(f"{plural(result['records'], 'record')} in {plural(len(result['shards']), ray_cfg.format + ' shard')} "
                  f"under {result['out']} (summary: _SUCCESS)", highlight=False, soft_wrap=True)
-    stderr.print(closing_line(result))
-    if result["errors"]:
-        raise typer.Exit(1)
+    _print_counts(result)
 
 
 def input_folders(inputs: list[str]) -> tuple[str, ...]:

@@ -9,7 +9,7 @@ import typer
 
 from agegender_cli import service
 from agegender_cli.cli import options as o
-from agegender_cli.cli.common import RichReporter, fail_cleanly, print_json, stderr, stdout
+from agegender_cli.cli.common import RichReporter, errors, fail_cleanly, print_json, stderr, stdout
 from agegender_cli.config import SPLITS, PreprocessConfig
 from agegender_cli.formatting import plural
 
@@ -55,16 +55,17 @@ def preprocess(
         cfg, list(inputs or []), out, manifest=manifest, split=split, preview=preview,
         preview_count=preview_count, reporter=RichReporter(),
     )
+    if "out" in result:
+        stderr.print(f"{result['written']:,} of {plural(result['n_images'], 'image')} written to {result['out']}",
+                     highlight=False, soft_wrap=True)
     if as_json:
         print_json(result)
         if result["failed"]:
             raise typer.Exit(1)
         return
-    if "out" in result:
-        stdout.print(f"{result['written']:,} of {plural(result['n_images'], 'image')} written to {result['out']}")
     if "preview" in result:
         stdout.print(f"preview: {result['preview']}")
     for failure in result["failed"]:
-        stderr.print(f"[red]failed[/] {failure['error']}", highlight=False)
+        errors.print(f"[red]failed[/] {failure['error']}", highlight=False)
     if result["failed"]:
         raise typer.Exit(1)

@@ -54,7 +54,9 @@ def train(
     device: Annotated[o.DeviceName | None, _option("auto, cpu or cuda.", "device")] = None,
     precision: Annotated[o.PrecisionName | None, _option("auto, bf16 or fp32.", "precision")] = None,
     seed: Annotated[int | None, _option("Random seed.", "seed", min=0, max=o.MAX_SEED)] = None,
-    resume: Annotated[bool, typer.Option(help="Continue an interrupted run in the same folder.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in the same folder.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Train anew in an --out that already holds a run "
+                                                                "(its files are replaced).")] = False,
     init: Annotated[Path | None, typer.Option(help="Start from this trained model folder (fine-tuning).")] = None,
     backbone: Annotated[Backbone | None, _option("Pretrained backbone.", "backbone")] = None,
     backbone_weights: o.BackboneWeights = None,
@@ -79,6 +81,9 @@ def train(
 ) -> None:
     """Train an architecture on the train split; best-val checkpoint, curves, resumable."""
     (name,) = o.parse_archs(arch, one=True)
+    if resume and overwrite:
+        raise typer.BadParameter("--resume continues the run in --out, --overwrite replaces it: choose one",
+                                 param_hint="--overwrite")
     if years:
         return _train_years(name, manifest, init, out, batch_size, seed, as_json)
     given = dict(manifest=manifest, out=out, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
@@ -90,7 +95,7 @@ def train(
         cfg = registry.train_config(name, given)
     except AgeGenderError as exc:
         raise typer.BadParameter(str(exc)) from None
-    result = service.train(name, cfg, RichReporter())
+    result = service.train(name, cfg, RichReporter(), overwrite=overwrite)
     if as_json:
         print_json(result)
         return
