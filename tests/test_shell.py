@@ -315,5 +315,5 @@ def test_preprocess_says_the_folder_it_really_wrote(tmp_path):
     for extra in ([], ["--json"]):
         result = runner.invoke(app, ["preprocess", str(image), "--out", str(tmp_path / "link"), *extra])
         assert result.exit_code == 0, result.output
-        assert f"1 of 1 images written to {(tmp_path / 'real').resolve()}" in result.stderr
+        assert f"1 of 1 image written to {(tmp_path / 'real').resolve()}" in result.stderr
     assert json.loads(result.stdout)["out"] == str((tmp_path / "real").resolve())
