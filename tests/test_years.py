@@ -205,3 +205,15 @@ def test_train_years_then_predict_and_evaluate_show_years(tmp_path: Path) -> Non
     n_class = sum(1 for r in csv.DictReader((ds / "manifest.csv").open()) if r["split"] == "test" and r["age_class"])
     assert metrics["years"]["n"] == n_test and metrics["gender"]["n"] == n_class
     assert metrics["years"]["mae"] is not None and 0 <= metrics["years"]["cs5"] <= 1
+
+
+@pytest.mark.integration
+def test_bundled_models_tell_years_for_each_face_of_a_photo() -> None:
+    """`predict photo.jpg --arch both` shows years for each face, in the table and in --json."""
+    photo = str(Path(__file__).resolve().parents[1] / "examples" / "grace_hopper.jpg")
+    result = runner.invoke(app, ["predict", photo, "--arch", "both", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert rows and all(0 < row[arch]["age_years"] < 100 for row in rows for arch in ("facenet", "caffenet"))
+    table = runner.invoke(app, ["predict", photo, "--arch", "both"])
+    assert table.stdout.count(" y)") == 2 * len(rows)
