@@ -53,7 +53,8 @@ def predict(
                                                                                    "parquet shards.")] = R.format,
     options: ModelOptions = M,
 ) -> None:
-    """Detect faces (MTCNN by default) and tell each one's gender and age group with one or both models."""
+    """Detect faces (MTCNN; a face crop is taken whole) and tell each one's gender and age group with one or both
+    models."""
     archs = o.parse_archs(arch)
     if ray or out is not None:
         ray_cfg = _ray_config(ray, out, annotate, csv, ray_address, ray_actors, shard_format)
@@ -147,7 +148,8 @@ def faces_table(rows: list[dict], archs: tuple[str, ...]) -> Table:
         for arch in archs:
             out = row[arch]
             cells += [f"{out['gender']} {out['gender_prob']:.2f}", f"{out['age']} {out['age_prob']:.2f}"]
-        table.add_row(name, str(row["face"]), ",".join(map(str, row["box"])), f"{row['score']:.2f}", *cells)
+        box = ",".join(map(str, row["box"])) + (" (whole image)" if row.get("note") else "")
+        table.add_row(name, str(row["face"]), box, f"{row['score']:.2f}", *cells)
     return table
 
 

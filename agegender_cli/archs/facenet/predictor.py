@@ -148,7 +148,7 @@ class FacenetPredictor:
         self.trunk.to(self.device).to(memory_format=torch.channels_last)
         self.tail.to(self.device)
         self.checkpoint = ckpt
-        self.path = Path(checkpoint_path)
+        self.path = self.model_path = Path(checkpoint_path)
         self.backbone = resolved
         self.description = (f"InceptionResnetV1 ({ckpt['backbone']['name']}) + {cfg['head']} heads, "
                             f"preprocess {ckpt['preprocess']['name']}, {describe_precision(precision, self.device)}")
