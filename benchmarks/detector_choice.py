@@ -128,7 +128,7 @@ def main() -> None:
                 best = max(explicit, key=explicit.get)
                 loss = explicit[best] - results[set_name, default][arch][task].mean()
                 worst = max(worst, loss)
-                print(f"{set_name:7s} {arch:9s} {task:6s} {default} is {-loss * 100:+.1f} points against the best "
+                print(f"{set_name:7s} {arch:9s} {task:6s} {default} is {0.0 - loss * 100:+.1f} points against the best "
                       f"explicit ({best})" + ("  ** more than 0.5 points lost" if loss > TOLERANCE else ""))
     print(f"largest loss of the default: {worst * 100:.1f} points")
     if args.dump:
