@@ -15,7 +15,7 @@ SHARED_DATA = Path("../shared/data")  # UTKFace crop_part1 + more, beside the ch
 SPLITS = ("train", "val", "test")
 GAPS = ("drop", "nearest", "keep")  # keep: gap ages stay, without an age class (scored in years only)
 DUPLICATE_POLICIES = ("group", "drop", "ignore")
-DETECTORS = ("mtcnn", "haar", "none")
+DETECTORS = ("auto", "mtcnn", "haar", "none")  # auto: MTCNN, but a face crop is taken whole (as none)
 ENGINES = ("auto", "opencv", "torch")
 PRECISIONS = ("auto", "bf16", "fp32")  # auto: bf16 where the hardware runs it natively
 DEVICES = ("auto", "cpu", "cuda")
@@ -198,7 +198,8 @@ class PredictConfig:
 
     inputs: tuple[str, ...] = ()
     archs: tuple[str, ...] = ()  # empty: every registered architecture
-    detector: str = "mtcnn"  # one of DETECTORS
+    # one of DETECTORS; auto is right on face crops and on photos (benchmarks/detector_choice.py)
+    detector: str = "auto"
     min_face: int = 20
     min_score: float = 0.9
     every: int = 30  # video: every Nth frame

@@ -116,18 +116,50 @@ def refuse_overwriting_inputs(outputs: dict[str, Path | str | None], inputs) -> 
 
 
 def _evaluation_records(cfg: EvaluateConfig):
+    """The labelled images to evaluate on, and the files of an --images folder left out by their names."""
     from agegender_cli.data.utkface import read_manifest, records_from_folder
 
+    skipped = []
     if cfg.images is not None:
         if not cfg.images.is_dir():
             raise AgeGenderError(f"{cfg.images}: not a folder; give a folder of UTKFace-named images")
-        records, _ = records_from_folder(cfg.images)
+        records, skipped = records_from_folder(cfg.images)
     else:
         records = read_manifest(cfg.manifest, cfg.split)
     if not records:
         where = cfg.images or f"{cfg.manifest} split '{cfg.split}'"
         raise AgeGenderError(f"{where}: no labelled images to evaluate on")
-    return records
+    return records, skipped
+
+
+def _skipped_counts(named: list, failed: list, faces) -> dict[str, int]:
+    """Images left out of an evaluation, by why: each of data.utkface.SKIP_KINDS (0 where none)."""
+    from collections import Counter
+
+    from agegender_cli.data.utkface import SKIP_KINDS
+
+    counts = Counter(s.kind for s in named)
+    counts["unreadable"] += len(failed)
+    counts["no_face"] += len(faces.missed) if faces is not None else 0
+    return {kind: counts[kind] for kind in SKIP_KINDS}
+
+
+def _training_overlap(predictors: dict, hashes: list[int], reporter: Reporter) -> dict[str, int]:
+    """Per architecture whose model keeps training-set fingerprints: how many evaluated images it trained on;
+    a warning on stderr for each that did."""
+    from agegender_cli.data.fingerprints import count_overlap, read_fingerprints
+
+    overlap = {}
+    for arch, predictor in predictors.items():
+        model = getattr(predictor, "model_path", None)
+        fingerprints = None if model is None else read_fingerprints(model)
+        if fingerprints is None:
+            continue
+        overlap[arch] = count_overlap(hashes, fingerprints)
+        if overlap[arch]:
+            reporter.message(f"warning: {overlap[arch]} of {len(hashes)} images were in the training set of the "
+                             f"{arch} model ({display(model)}); its scores on them are optimistic")
+    return overlap
 
 
 def _load_predictors(archs: tuple[str, ...], options: ModelOptions, reporter: Reporter) -> dict:
@@ -160,10 +192,10 @@ class FaceModels:
         return frame_records(frames, self.detector, self.framings, self.predictors)
 
 
-def run_on_records(predictors: dict, records, batch_size: int, reporter: Reporter, faces=None):
+def run_on_records(predictors: dict, records, batch_size: int, reporter: Reporter, faces=None, hashes=None):
     """Every predictor on every record's image (decoded once); returns predictions, kept indices, failures.
     With `faces` (a _FaceFinder), the labelled face is found in each photo first; photos where it is not are
-    left out and listed by the finder."""
+    left out and listed by the finder. With a list `hashes`, each decoded image's pixel hash is appended to it."""
     from agegender_cli.archs.base import Prediction
     from agegender_cli.faces.batches import iter_image_batches
 
@@ -173,6 +205,10 @@ def run_on_records(predictors: dict, records, batch_size: int, reporter: Reporte
     reporter.start("evaluating " + " + ".join(predictors), len(records))
     for batch in iter_image_batches([r.path for r in records], batch_size):
         indices, inputs = batch.indices, {arch: batch.images for arch in predictors}
+        if hashes is not None:
+            from agegender_cli.data.fingerprints import image_hash
+
+            hashes += [image_hash(image) for image in batch.images]
         if faces is not None and batch.images:
             indices, inputs = faces.crops(batch.indices, batch.images, [records[i] for i in batch.indices])
         for arch, predictor in predictors.items():
@@ -233,14 +269,15 @@ def evaluate_models(cfg: EvaluateConfig, reporter: Reporter = SILENT, predictors
     from agegender_cli.fileio import check_output_file
 
     check_output_file(cfg.report, "--report")
-    records = _evaluation_records(cfg)
+    records, named = _evaluation_records(cfg)
     inputs = [r.path for r in records] + ([] if cfg.images else [cfg.manifest])
     refuse_overwriting_inputs({"--report": cfg.report}, inputs)
     given = predictors or {}
     loaded = _load_predictors(tuple(a for a in cfg.archs if a not in given), cfg.options, reporter)
     predictors = {arch: given[arch] if arch in given else loaded[arch] for arch in cfg.archs}
     faces = _FaceFinder(cfg) if cfg.detector != "none" else None
-    predictions, kept, failed = run_on_records(predictors, records, cfg.options.batch_size, reporter, faces)
+    hashes: list[int] = []
+    predictions, kept, failed = run_on_records(predictors, records, cfg.options.batch_size, reporter, faces, hashes)
     if not kept:
         raise AgeGenderError("none of the images could be read" if faces is None or not faces.photos
                              else f"no labelled face was found in the {faces.photos} photos")
@@ -257,7 +294,10 @@ def evaluate_models(cfg: EvaluateConfig, reporter: Reporter = SILENT, predictors
         results[arch] = {"arch": arch, "model": predictors[arch].description, **metrics}
     source = str(cfg.images) if cfg.images else f"{cfg.manifest}:{cfg.split}"
     evaluation = {"source": source, "results": results, "failed": failed, "records": used, "listed": len(records),
-                  "predictions": predictions, "truth": (gender_true, age_true), "predictors": predictors}
+                  "predictions": predictions, "truth": (gender_true, age_true), "predictors": predictors,
+                  "skipped": _skipped_counts(named, failed, faces),
+                  "left_out": [{"file": display(Path(s.file)), "reason": s.reason} for s in named],
+                  "training_overlap": _training_overlap(predictors, hashes, reporter)}
     if faces is not None:
         evaluation["detection"] = faces.summary()
     _add_statistics(evaluation, cfg)
@@ -371,6 +411,7 @@ def run_provenance(evaluation: dict, cfg: EvaluateConfig) -> dict:
             "manifest": None if cfg.images else file_record(cfg.manifest),
             "images_folder": display(cfg.images.resolve()) if cfg.images else None,
             "listed": evaluation["listed"], "used": len(evaluation["records"]), "skipped": evaluation["failed"],
+            "left_out_by_name": evaluation["left_out"],
             "images_sha256": records_digest(evaluation["records"])}
     return {"tool": {"name": "agegender", "version": __version__}, "command_line": cfg.command_line,
             "working_directory": display(os.getcwd()),
@@ -399,7 +440,8 @@ def evaluate(cfg: EvaluateConfig, reporter: Reporter = SILENT, predictors: dict 
     provenance = run_provenance(evaluation, cfg)
     one = len(cfg.archs) == 1
     result = dict(evaluation["results"][cfg.archs[0]]) if one else {"results": evaluation["results"]}
-    result.update(source=evaluation["source"], failed=evaluation["failed"], provenance=provenance)
+    result.update(source=evaluation["source"], failed=evaluation["failed"], skipped=evaluation["skipped"],
+                  training_overlap=evaluation["training_overlap"], provenance=provenance)
     if "detection" in evaluation:
         result["detection"] = evaluation["detection"]
     if cfg.plots is not None:
@@ -410,15 +452,26 @@ def evaluate(cfg: EvaluateConfig, reporter: Reporter = SILENT, predictors: dict 
 
 
 def train(arch: str, cfg, reporter: Reporter = SILENT, *, overwrite: bool = False) -> dict:
-    """`agegender train`: one architecture's trainer on a manifest's train split, chosen on val. A run folder
+    """`agegender train`: one architecture's trainer on a manifest's train split, chosen on val; the training
+    images' fingerprints are stored beside the model (evaluate warns when it is scored on them). A run folder
     that already holds files is refused unless the run resumes it or `overwrite` is set."""
     from agegender_cli.archs.registry import trainer
+    from agegender_cli.data.fingerprints import hash_images, write_fingerprints
+    from agegender_cli.data.utkface import read_manifest
 
     out = Path(cfg.out)
     if not cfg.resume and not overwrite and out.is_dir() and any(out.iterdir()):
         raise AgeGenderError(f"{display(out)} already holds a training run: pass --resume to continue it or "
                              "--overwrite to train anew in it (or choose another --out)")
-    return trainer(arch)(cfg, reporter).to_dict()
+    result = trainer(arch)(cfg, reporter).to_dict()
+    if not Path(cfg.manifest).is_file():  # a trainer that did not read it (the tests' tiny one)
+        return result
+    paths = [record.path for record in read_manifest(cfg.manifest, "train")]
+    reporter.start("fingerprinting the training images", len(paths))
+    hashes = hash_images(paths, reporter.advance)
+    reporter.finish()
+    result["train_fingerprints"] = str(write_fingerprints(hashes, Path(result["checkpoint"])))
+    return result
 
 
 def train_years(cfg: YearsTrainConfig, reporter: Reporter = SILENT) -> dict:
@@ -482,6 +535,8 @@ def compare(cfg: EvaluateConfig, reporter: Reporter = SILENT, predictors: dict |
     result["mcnemar"] = _mcnemar(evaluation)
     result["source"] = evaluation["source"]
     result["failed"] = evaluation["failed"]
+    result["skipped"] = evaluation["skipped"]
+    result["training_overlap"] = evaluation["training_overlap"]
     if "detection" in evaluation:
         result["detection"] = evaluation["detection"]
     result["provenance"] = run_provenance(evaluation, cfg)

@@ -47,6 +47,7 @@ def evaluate(
         for group in next(iter(results.values()))["groups"]:
             stdout.print(rich_table(groups_table(results, group)))
     o.print_detection(result.get("detection"))
+    o.print_skipped(result.get("skipped"))
     for failure in result["failed"]:
         errors.print(f"[red]skipped[/] {failure['error']}", highlight=False)
     for path in result.get("plots", []):

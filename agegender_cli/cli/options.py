@@ -80,7 +80,9 @@ PlotFormat = Annotated[PlotFormatName, typer.Option(help=PLOT_FORMAT_HELP)]
 Normalize = Annotated[bool, typer.Option("--normalize", help="Confusion matrices as shares of each true class "
                                                              "(rows sum to 1) instead of counts.")]
 Bootstrap = Annotated[int, typer.Option(min=1, max=100_000, help="Bootstrap resamples for the 95% intervals.")]
-Detector = Annotated[choice(DETECTORS), typer.Option(help="Face detector: mtcnn, haar, or none (face crops).")]
+Detector = Annotated[choice(DETECTORS), typer.Option(
+    help="Face detector: auto (mtcnn, but an image that already is a face crop is taken whole), mtcnn, haar, or "
+         "none (face crops).")]
 EvalDetector = Annotated[choice(EVAL_DETECTORS), typer.Option(
     "--detector", help="none (the images are face crops), mtcnn or haar (find the labelled face in photos: the "
                        "one nearest the label's box, else the largest), or auto (mtcnn; crops taken whole).")]
@@ -145,6 +147,20 @@ def print_detection(detection: dict | None) -> None:
     stdout.print(f"detection ({detection['detector']}): the labelled face was found in {detection['found']:,} of "
                  f"{plural(detection['photos'], 'photo')}, recall {recall}{whole}; "
                  f"{plural(missed, 'other photo')} left out of the metrics (--json: detection.missed)")
+
+
+SKIP_WORDS = {"gap_age": "age between the classes", "bad_name": "not a UTKFace name", "not_image": "not an image",
+              "unreadable": "unreadable", "no_face": "labelled face not found", "other": "other"}
+
+
+def print_skipped(skipped: dict[str, int] | None) -> None:
+    """One stderr line: how many images were left out of the metrics, and why (--json: skipped)."""
+    if not skipped or not any(skipped.values()):
+        return
+    from agegender_cli.cli.common import stderr
+
+    reasons = ", ".join(f"{n} {SKIP_WORDS.get(kind, kind)} ({kind})" for kind, n in skipped.items() if n)
+    stderr.print(f"skipped {sum(skipped.values())} images: {reasons}", highlight=False, soft_wrap=True)
 
 
 def exit_if_failed(result: dict) -> None:

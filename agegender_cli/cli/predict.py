@@ -58,7 +58,8 @@ def predict(
                                                                                    "parquet shards.")] = R.format,
     options: ModelOptions = M,
 ) -> None:
-    """Detect faces (MTCNN by default) and tell each one's gender and age group with one or both models."""
+    """Detect faces (MTCNN; a face crop is taken whole) and tell each one's gender and age group with one or both
+    models."""
     archs = o.parse_archs(arch)
     if ray or out is not None:
         ray_cfg = _ray_config(ray, out, annotate, csv, ray_address, ray_actors, shard_format)
@@ -187,7 +188,7 @@ def _faces_table(rows: list[dict], archs: tuple[str, ...], folders: tuple[str, .
             out = row[arch]
             years = f" ({out['age_years']:.1f} y)" if out.get("age_years") is not None else ""
             cells += [f"{out['gender']} {pct(out['gender_prob'], 0)}", f"{out['age']} {pct(out['age_prob'], 0)}{years}"]
-        where = [",".join(map(str, row["box"]))] if box else []
+        where = [",".join(map(str, row["box"])) + (" (whole image)" if row.get("note") else "")] if box else []
         table.add_row(name, str(row["face"]), *where, pct(row["score"], 0), *cells)
     return table
 

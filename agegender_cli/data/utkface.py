@@ -51,10 +51,15 @@ class Record:
 
 @dataclass(frozen=True)
 class Skipped:
-    """A file left out of the manifest, with the reason."""
+    """A file left out of the manifest, with the reason and its kind (one of SKIP_KINDS, for counting)."""
 
     file: str
     reason: str
+    kind: str = "other"
+
+
+# Why an image of a UTKFace folder is left out, as `evaluate --images` counts them.
+SKIP_KINDS = ("gap_age", "bad_name", "not_image", "unreadable", "no_face", "other")
 
 
 @dataclass(frozen=True)
@@ -83,15 +88,15 @@ def parse_name(name: str) -> ParsedName | str:
 def label_record(path: Path, gaps: str) -> Record | Skipped:
     """Turn one file into a Record, or say why it is skipped (the name only; no decoding)."""
     if path.suffix.lower() not in IMAGE_EXTENSIONS:
-        return Skipped(display(path), f"not an image (extension '{display(path.suffix) or 'none'}')")
+        return Skipped(display(path), f"not an image (extension '{display(path.suffix) or 'none'}')", "not_image")
     if display(path) != str(path):
-        return Skipped(display(path), "the file name is not valid UTF-8; rename the file")
+        return Skipped(display(path), "the file name is not valid UTF-8; rename the file", "bad_name")
     parsed = parse_name(path.name)
     if isinstance(parsed, str):
-        return Skipped(str(path), parsed)
+        return Skipped(str(path), parsed, "bad_name")
     age_class = age_to_class(parsed.age, "drop" if gaps == "keep" else gaps)
     if age_class is None and gaps != "keep":
-        return Skipped(str(path), f"age {parsed.age} lies between the age classes (--gaps drop)")
+        return Skipped(str(path), f"age {parsed.age} lies between the age classes (--gaps drop)", "gap_age")
     return Record(path, parsed.age, parsed.gender, parsed.race, age_class)
 
 

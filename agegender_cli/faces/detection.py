@@ -14,10 +14,11 @@ from agegender_cli.errors import AgeGenderError
 Box = tuple[int, int, int, int]  # x1, y1, x2, y2 in image pixels, x2/y2 exclusive
 Point = tuple[float, float]
 
-DETECTORS = ("mtcnn", "haar", "none")
+DETECTORS = ("auto", "mtcnn", "haar", "none")
 FRAMINGS = ("utkface", "opencv20", "box")
-# What crop_face should use for each detector: "none" means the input already is a face crop.
-DEFAULT_FRAMING = {"mtcnn": "utkface", "haar": "utkface", "none": "box"}
+# What crop_face should use for each detector: "none" means the input already is a face crop; "auto" frames
+# the faces MTCNN finds like "mtcnn", and an image it takes whole (Detection.whole) like "none".
+DEFAULT_FRAMING = {"auto": "utkface", "mtcnn": "utkface", "haar": "utkface", "none": "box"}
 
 # UTKFace "crop_part1" chips are tight: measured on 200 of them pasted into a canvas, an MTCNN box
 # is 0.87 x 1.10 of the chip (w x h) and its centre sits 0.07 of the chip above the chip centre;
@@ -35,6 +36,7 @@ class Detection:
     box: Box
     score: float
     landmarks: tuple[Point, ...] | None = None  # eyes, nose, mouth corners (MTCNN only)
+    whole: bool = False  # the whole image taken as the face (--detector auto on a face crop)
 
     @property
     def width(self) -> int:
@@ -56,12 +58,16 @@ class FaceDetector(Protocol):
 def make_detector(
     name: str, *, min_face: int = 20, min_score: float = 0.9, device: str = "cpu", max_side: int | None = None
 ) -> FaceDetector:
-    """Build a detector by name: "mtcnn", "haar" or "none" (the whole image is the face); photos longer than
-    `max_side` (default: the detect_max_side limit) are searched at that size."""
+    """Build a detector by name: "auto" (MTCNN, but an image that already is a face crop is taken whole),
+    "mtcnn", "haar" or "none" (the whole image is the face); photos longer than `max_side` (default: the
+    detect_max_side limit) are searched at that size."""
     if max_side is None:
         from agegender_cli.limits import current_limits
 
         max_side = current_limits().detect_max_side
+    if name == "auto":
+        return AutoCropDetector(make_detector("mtcnn", min_face=min_face, min_score=min_score, device=device,
+                                              max_side=max_side))
     if name == "mtcnn":
         return DownscalingDetector(MtcnnDetector(min_face=min_face, min_score=min_score, device=device), max_side)
     if name == "haar":
@@ -194,7 +200,33 @@ class WholeImageDetector:
         return [[Detection((0, 0, image.shape[1], image.shape[0]), 1.0)] for image in images]
 
 
-CROP_AREA = 0.25  # a face box this share of the image (or cut by its edge) means the image is a face crop
+class AutoCropDetector:
+    """MTCNN's faces, except that an image which already is a face crop (pick_face's auto rule) is one face:
+    the whole image, as --detector none would take it."""
+
+    name = "auto"
+
+    def __init__(self, inner: FaceDetector) -> None:
+        self.inner = inner
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
+        return [self._pick(image.shape, found) for image, found in zip(images, self.inner.detect(images), strict=True)]
+
+    @staticmethod
+    def _pick(shape: tuple[int, ...], found: list[Detection]) -> list[Detection]:
+        picked = pick_face(shape, found, auto=True)
+        if picked is None or not picked[1]:
+            return found
+        score = max((d.score for d in found), default=0.0)  # 0: no face found, a small image taken as a crop
+        return [Detection(picked[0], score, whole=True)]
+
+
+# A face box (unclipped) of this share of the image means the image is a face crop. Measured on the val split
+# (benchmarks/detector_choice.py --split val --dump): MTCNN's box is 0.65-2.8 of a UTKFace crop (median 1.26),
+# 0.03-0.26 of a 640x480 scene with a pasted face. A box cut by the image's edge is no sign of a crop: 14% of
+# those scenes' faces touch an edge; the earlier rule (a quarter of the image, or cut) took 15% of the scenes
+# whole and lost 5-13.5 points against mtcnn there.
+CROP_AREA = 0.5
 CROP_SIDE = 400  # an image no longer than this, where no face is found, is taken as a crop (auto)
 MATCH_IOU = 0.3  # a detection overlapping a labelled box less than this is not the labelled face
 
@@ -205,8 +237,8 @@ def pick_face(
     """The labelled face of an image: (box, whole image?) or None when it was not found.
 
     With a labelled box, the detection that overlaps it most (IoU >= MATCH_IOU); else the largest detection.
-    With `auto`, an image that already is a face crop (the face fills CROP_AREA of it or is cut by its edge;
-    with no face found, an image of at most CROP_SIDE px) is taken whole."""
+    With `auto`, an image that already is a face crop (the face's box is CROP_AREA of it or more; with no face
+    found, an image of at most CROP_SIDE px) is taken whole."""
     height, width = shape[:2]
     whole = (0, 0, width, height)
     if label_box is not None:
@@ -217,9 +249,7 @@ def pick_face(
     if auto:
         if face is None:
             return (whole, True) if max(height, width) <= CROP_SIDE and label_box is None else None
-        x1, y1, x2, y2 = face.box
-        cut = x1 < 0 or y1 < 0 or x2 > width or y2 > height
-        if cut or face.width * face.height >= CROP_AREA * width * height:
+        if face.width * face.height >= CROP_AREA * width * height:
             return whole, True
     return None if face is None else (face.box, False)
 

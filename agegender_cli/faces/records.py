@@ -10,6 +10,7 @@ from agegender_cli.faces.detection import Detection, FaceDetector, crop_face
 from agegender_cli.faces.inputs import Frame
 from agegender_cli.labels import AGE_CLASSES, GENDERS
 
+WHOLE_IMAGE_NOTE = "whole image: a face crop"
 Owner = tuple[Frame, int, Detection]  # a face: its frame, its index in the frame, its detection
 
 
@@ -17,7 +18,7 @@ def detect_and_crop(
     frames: Sequence[Frame], detector: FaceDetector, framings: Mapping[str, str]
 ) -> tuple[list[list[Detection]], list[Owner], dict[str, list[np.ndarray]]]:
     """The faces of decoded frames: detections per frame, every face in reading order, and its crop for
-    each architecture (framed as that architecture's model was trained)."""
+    each architecture (framed as that architecture's model was trained; a whole-image face is the image)."""
     detections = detector.detect([f.image for f in frames])
     owners: list[Owner] = []
     crops: dict[str, list[np.ndarray]] = {arch: [] for arch in framings}
@@ -25,7 +26,7 @@ def detect_and_crop(
         for k, det in enumerate(found):
             owners.append((frame, k, det))
             for arch, framing in framings.items():
-                crops[arch].append(crop_face(frame.image, det.box, framing=framing))
+                crops[arch].append(crop_face(frame.image, det.box, framing="box" if det.whole else framing))
     return detections, owners, crops
 
 
@@ -48,9 +49,13 @@ def frame_records(frames: Sequence[Frame], detector: FaceDetector, framings: Map
 
 def face_record(source: str, frame_index: int | None, face_index: int, detection: Detection,
                 outputs: Mapping[str, dict], time: float | None = None) -> dict:
-    """A found face: where it is, how sure the detector was, and each architecture's answer."""
-    return {**_where(source, frame_index, time), "face": face_index, "box": list(detection.box),
-            "score": round(float(detection.score), 4), **outputs}
+    """A found face: where it is, how sure the detector was, and each architecture's answer; a face crop taken
+    whole by --detector auto says so in "note"."""
+    record = {**_where(source, frame_index, time), "face": face_index, "box": list(detection.box),
+              "score": round(float(detection.score), 4)}
+    if detection.whole:
+        record["note"] = WHOLE_IMAGE_NOTE
+    return {**record, **outputs}
 
 
 def no_face_record(source: str, frame_index: int | None, time: float | None = None) -> dict:

@@ -48,6 +48,7 @@ class CaffenetPredictor:
         cpu = torch.device("cpu")
         self.bf16 = engine == "torch" and resolve_precision(precision, cpu) == "bf16"
         self.folder = folder
+        self.model_path = Path(folder)
         self._nets = {task: self._load(folder, task) for task in NET_NAMES}
         detail = "cv2.dnn" if engine == "opencv" else f"PyTorch twin, {describe_precision(precision, cpu)}"
         self.description = f"Levi-Hassner age_net + gender_net ({detail}) from {folder}"

@@ -168,7 +168,7 @@ class FacenetPredictor:
         if self.years_head is not None:
             self.years_head.to(self.device)
         self.checkpoint = ckpt
-        self.path = Path(checkpoint_path)
+        self.path = self.model_path = Path(checkpoint_path)
         self.backbone = resolved
         self.description = (f"InceptionResnetV1 ({ckpt['backbone']['name']}) + {cfg['head']} heads, "
                             f"preprocess {ckpt['preprocess']['name']}, {describe_precision(precision, self.device)}")

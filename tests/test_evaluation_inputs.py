@@ -1,0 +1,110 @@
+"""What evaluate says about its images: how many were skipped and why, and which were in a model's training set."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import make_image
+from typer.testing import CliRunner
+
+from agegender_cli.cli.app import app
+from agegender_cli.data.fingerprints import (
+    count_overlap,
+    fingerprint_file,
+    hash_images,
+    image_hash,
+    read_fingerprints,
+    write_fingerprints,
+)
+
+runner = CliRunner()
+MANIFEST = Path(__file__).resolve().parents[1] / "data" / "utkface" / "manifest.csv"
+
+
+def test_evaluate_counts_skipped_images_by_reason(tiny_arch, tiny_utkface):
+    """tiny_utkface: a gap age, a bad gender and a malformed name, a text file, a corrupt JPEG."""
+    expected = {"gap_age": 1, "bad_name": 2, "not_image": 1, "unreadable": 1, "no_face": 0, "other": 0}
+    result = runner.invoke(app, ["evaluate", "--arch", "tiny", "--images", str(tiny_utkface), "--json",
+                                 "--bootstrap", "10"])
+    assert result.exit_code == 1, result.output  # the corrupt JPEG could not be read
+    data = json.loads(result.stdout)
+    assert data["skipped"] == expected and data["n"] == 192
+    left_out = {Path(item["file"]).name: item["reason"] for item in data["provenance"]["data"]["left_out_by_name"]}
+    assert "between the age classes" in left_out["35_0_0_20170101000000000.jpg"]
+    assert "malformed" in left_out["hello.jpg"]
+    result = runner.invoke(app, ["compare", "--arch", "tiny", "--images", str(tiny_utkface), "--bootstrap", "10"])
+    assert "skipped 5 images: 1 age between the classes (gap_age), 2 not a UTKFace name (bad_name), 1 not an " \
+           "image (not_image), 1 unreadable (unreadable)" in " ".join(result.stderr.split())
+
+
+def test_nothing_skipped_says_nothing(tiny_arch, tmp_path):
+    for k, age in enumerate((1, 5, 10, 18, 28, 40, 50, 70)):
+        cv2.imwrite(str(tmp_path / f"{age}_{k % 2}_1_2017010{k}12345678.jpg"), make_image(k, 32))
+    result = runner.invoke(app, ["evaluate", "--arch", "tiny", "--images", str(tmp_path), "--bootstrap", "10"])
+    assert result.exit_code == 0, result.output
+    assert "skipped" not in result.stderr
+    data = json.loads(runner.invoke(app, ["evaluate", "--arch", "tiny", "--images", str(tmp_path), "--json",
+                                          "--bootstrap", "10"]).stdout)
+    assert not any(data["skipped"].values()) and data["training_overlap"] == {}  # tiny keeps no fingerprints
+
+
+def test_pixel_hash_matches_the_same_pixels_under_any_name_and_lossless_format(tmp_path):
+    image = make_image(1, 48)
+    cv2.imwrite(str(tmp_path / "a.png"), image)
+    cv2.imwrite(str(tmp_path / "renamed.bmp"), image)
+    changed = image.copy()
+    changed[10, 10, 0] ^= 1
+    cv2.imwrite(str(tmp_path / "changed.png"), changed)
+    assert image_hash(cv2.imread(str(tmp_path / "a.png"))) == image_hash(cv2.imread(str(tmp_path / "renamed.bmp")))
+    assert image_hash(image) != image_hash(changed)
+    assert image_hash(image) != image_hash(image.reshape(24, 96, 3))  # same bytes, another shape
+    hashes = hash_images([tmp_path / "a.png", tmp_path / "renamed.bmp", tmp_path / "changed.png"])
+    assert hashes.dtype == np.uint64 and len(hashes) == 2 and list(hashes) == sorted(hashes)
+    stored = write_fingerprints(hash_images([tmp_path / "a.png"]), tmp_path / "model.pt")
+    assert stored == fingerprint_file(tmp_path / "model.pt") == tmp_path / "model.train_fingerprints.npy"
+    fingerprints = read_fingerprints(tmp_path / "model.pt")
+    assert count_overlap([image_hash(image), image_hash(changed), image_hash(image)], fingerprints) == 2
+    assert count_overlap([], fingerprints) == 0
+    (tmp_path / "folder_model").mkdir()
+    assert read_fingerprints(tmp_path / "folder_model") is None  # a model without fingerprints: no check
+    assert fingerprint_file(tmp_path / "folder_model") == tmp_path / "folder_model" / "train_fingerprints.npy"
+
+
+@pytest.mark.parametrize("arch", ["facenet", "caffenet"])
+def test_bundled_models_carry_small_fingerprints(arch):
+    from agegender_cli.archs import registry
+
+    path = fingerprint_file(registry.get(arch).bundled)
+    assert path.stat().st_size < 1_000_000
+    assert len(read_fingerprints(registry.get(arch).bundled)) > 5000
+
+
+def _copies(split: str, folder: Path, count: int = 4) -> Path:
+    from agegender_cli.data.utkface import read_manifest
+
+    folder.mkdir()
+    for record in read_manifest(MANIFEST, split)[:count]:
+        shutil.copyfile(record.path, folder / record.path.name)
+    return folder
+
+
+@pytest.mark.integration
+def test_images_from_the_training_split_are_flagged_and_test_images_are_not(tmp_path):
+    if not MANIFEST.is_file():
+        pytest.skip(f"{MANIFEST} is missing (the manifest the bundled models were trained from)")
+    trained = _copies("train", tmp_path / "train")
+    unseen = _copies("test", tmp_path / "test")
+    result = runner.invoke(app, ["evaluate", "--arch", "facenet", "--images", str(trained), "--json",
+                                 "--bootstrap", "10"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["training_overlap"] == {"facenet": 4}
+    assert "4 of 4 images were in the training set of the facenet model" in " ".join(result.stderr.split())
+    result = runner.invoke(app, ["compare", "--images", str(unseen), "--json", "--bootstrap", "10"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["training_overlap"] == {"facenet": 0, "caffenet": 0}
+    assert "training set" not in result.stderr
