@@ -459,10 +459,7 @@ def train(arch: str, cfg, reporter: Reporter = SILENT, *, overwrite: bool = Fals
     from agegender_cli.data.fingerprints import hash_images, write_fingerprints
     from agegender_cli.data.utkface import read_manifest
 
-    out = Path(cfg.out)
-    if not cfg.resume and not overwrite and out.is_dir() and any(out.iterdir()):
-        raise AgeGenderError(f"{display(out)} already holds a training run: pass --resume to continue it or "
-                             "--overwrite to train anew in it (or choose another --out)")
+    _refuse_used_folder(Path(cfg.out), cfg.resume or overwrite)
     result = trainer(arch)(cfg, reporter).to_dict()
     if not Path(cfg.manifest).is_file():  # a trainer that did not read it (the tests' tiny one)
         return result
@@ -474,7 +471,14 @@ def train(arch: str, cfg, reporter: Reporter = SILENT, *, overwrite: bool = Fals
     return result
 
 
-def train_years(cfg: YearsTrainConfig, reporter: Reporter = SILENT) -> dict:
+def _refuse_used_folder(out: Path, allowed: bool) -> None:
+    """A run folder that already holds files is only written into with --resume or --overwrite."""
+    if not allowed and out.is_dir() and any(out.iterdir()):
+        raise AgeGenderError(f"{display(out)} already holds a training run: pass --resume to continue it or "
+                             "--overwrite to train anew in it (or choose another --out)")
+
+
+def train_years(cfg: YearsTrainConfig, reporter: Reporter = SILENT, *, overwrite: bool = False) -> dict:
     """`agegender train --years`: features of every train/val face with an age (gap ages too) from a trained
     model, a years head chosen on val MAE, the model saved again with that head (class outputs unchanged)."""
     import time
@@ -484,6 +488,7 @@ def train_years(cfg: YearsTrainConfig, reporter: Reporter = SILENT) -> dict:
 
     started = time.monotonic()
     out = cfg.out or DEFAULT_RUNS_DIR / f"{cfg.arch}-years"
+    _refuse_used_folder(Path(out), overwrite)
     options = ModelOptions(models=((cfg.arch, cfg.init),) if cfg.init else (), engine="torch", precision="fp32",
                            batch_size=cfg.batch_size)
     predictor = _load_predictors((cfg.arch,), options, reporter)[cfg.arch]

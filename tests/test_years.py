@@ -217,3 +217,12 @@ def test_bundled_models_tell_years_for_each_face_of_a_photo() -> None:
     assert rows and all(0 < row[arch]["age_years"] < 100 for row in rows for arch in ("facenet", "caffenet"))
     table = runner.invoke(app, ["predict", photo, "--arch", "both"])
     assert table.stdout.count(" y)") == 2 * len(rows)
+
+
+def test_train_years_refuses_a_folder_that_holds_a_run(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "age_net.caffemodel").write_bytes(b"earlier")
+    result = runner.invoke(app, ["train", "--arch", "caffenet", "--years", "--out", str(out)])
+    assert result.exit_code == 1 and "--overwrite" in result.stderr
+    assert (out / "age_net.caffemodel").read_bytes() == b"earlier"

@@ -85,7 +85,7 @@ def train(
         raise typer.BadParameter("--resume continues the run in --out, --overwrite replaces it: choose one",
                                  param_hint="--overwrite")
     if years:
-        return _train_years(name, manifest, init, out, batch_size, seed, as_json)
+        return _train_years(name, manifest, init, out, batch_size, seed, overwrite, as_json)
     given = dict(manifest=manifest, out=out, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                  device=device, precision=precision, seed=seed, resume=resume or None, init=init, backbone=backbone,
                  backbone_weights=backbone_weights, preprocess=preprocess, unfreeze=unfreeze, head=head,
@@ -109,11 +109,11 @@ def train(
 
 
 def _train_years(name: str, manifest: Path, init: Path | None, out: Path | None, batch_size: int | None,
-                 seed: int | None, as_json: bool) -> None:
+                 seed: int | None, overwrite: bool, as_json: bool) -> None:
     defaults = YearsTrainConfig()
     cfg = YearsTrainConfig(arch=name, manifest=manifest, init=init, out=out,
                            batch_size=batch_size or defaults.batch_size, seed=seed or defaults.seed)
-    result = service.train_years(cfg, RichReporter())
+    result = service.train_years(cfg, RichReporter(), overwrite=overwrite)
     if as_json:
         print_json(result)
         return
