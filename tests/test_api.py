@@ -124,7 +124,7 @@ def test_too_many_pixels_in_an_array_is_refused(tiny_arch, monkeypatch):
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    ({"detector": "yolo"}, "unknown detector 'yolo': choose one of mtcnn, haar, none"),
+    ({"detector": "yolo"}, "unknown detector 'yolo': choose one of auto, mtcnn, haar, none"),
     ({"device": "tpu"}, "unknown device 'tpu'"),
     ({"precision": "fp8"}, "unknown precision 'fp8'"),
     ({"engine": "onnx"}, "unknown engine 'onnx'"),
