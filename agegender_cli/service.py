@@ -494,12 +494,13 @@ def train_years(cfg: YearsTrainConfig, reporter: Reporter = SILENT, *, overwrite
     predictor = _load_predictors((cfg.arch,), options, reporter)[cfg.arch]
     if not hasattr(predictor, "years_features"):
         raise AgeGenderError(f"{cfg.arch} models cannot learn age in years")
-    data = {}
+    data, train_hashes = {}, []
     for split in ("train", "val"):
         records = [r for r in read_manifest(cfg.manifest, split) if r.age is not None]
         if not records:
             raise AgeGenderError(f"{cfg.manifest}: no {split} image with an age; years need ages in the manifest")
-        data[split] = _years_features(predictor, records, cfg, reporter, split)
+        data[split] = _years_features(predictor, records, cfg, reporter, split,
+                                      train_hashes if split == "train" else None)
     reporter.message(f"fitting years heads on {len(data['train'][1])} train faces, chosen on {len(data['val'][1])} "
                      "val faces")
     fit, tried = choose_years_head(*data["train"], *data["val"], seed=cfg.seed)
@@ -507,13 +508,29 @@ def train_years(cfg: YearsTrainConfig, reporter: Reporter = SILENT, *, overwrite
             "val_mae": round(fit.val_mae, 4), "epoch": fit.epoch, "chosen": fit.settings, "tried": tried,
             "history": fit.history}
     saved = predictor.with_years(fit.head, info, out)
-    return {"arch": cfg.arch, "checkpoint": str(saved), "seconds": round(time.monotonic() - started, 1), **info}
+    fingerprints = _extend_fingerprints(getattr(predictor, "model_path", None), train_hashes, saved)
+    return {"arch": cfg.arch, "checkpoint": str(saved), "train_fingerprints": str(fingerprints),
+            "seconds": round(time.monotonic() - started, 1), **info}
 
 
-def _years_features(predictor, records, cfg: YearsTrainConfig, reporter: Reporter, split: str):
-    """(features, ages) of the records that decode, from the model's years_features."""
+def _extend_fingerprints(model: Path | None, hashes: list[int], saved: Path) -> Path:
+    """The extended model's training set: the images its starting model learned from, and the new head's."""
     import numpy as np
 
+    from agegender_cli.data.fingerprints import read_fingerprints, write_fingerprints
+
+    earlier = None if model is None else read_fingerprints(model)
+    new = np.array(hashes, np.uint64)
+    return write_fingerprints(new if earlier is None else np.concatenate([earlier, new]), saved)
+
+
+def _years_features(predictor, records, cfg: YearsTrainConfig, reporter: Reporter, split: str,
+                    hashes: list[int] | None = None):
+    """(features, ages) of the records that decode, from the model's years_features; with `hashes`, the
+    images' training-set fingerprints are collected on the way (no second decoding)."""
+    import numpy as np
+
+    from agegender_cli.data.fingerprints import image_hash
     from agegender_cli.faces.batches import iter_image_batches
 
     features, ages = [], []
@@ -522,6 +539,8 @@ def _years_features(predictor, records, cfg: YearsTrainConfig, reporter: Reporte
         if batch.images:
             features.append(predictor.years_features(batch.images))
             ages += [records[i].age for i in batch.indices]
+            if hashes is not None:
+                hashes += [image_hash(image) for image in batch.images]
         reporter.advance(len(batch.indices) + len(batch.failed))
     reporter.finish()
     return np.concatenate(features).astype(np.float32), np.asarray(ages, np.float32)

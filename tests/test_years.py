@@ -189,6 +189,11 @@ def test_train_years_then_predict_and_evaluate_show_years(tmp_path: Path) -> Non
     assert result.exit_code == 0, result.output
     trained = json.loads(result.stdout)
     assert trained["val_mae"] > 0 and len(trained["tried"]) == 3 and (model / "years_history.json").is_file()
+    from agegender_cli.archs.caffenet import ARCH as CAFFENET
+    from agegender_cli.data.fingerprints import read_fingerprints
+
+    bundled, extended = read_fingerprints(CAFFENET.bundled), read_fingerprints(model)
+    assert set(bundled.tolist()) < set(extended.tolist())  # the bundled net's images and the head's
     one = str(files[0])
     predicted = runner.invoke(app, ["predict", one, "--arch", "caffenet", "--model", str(model), "--detector", "none",
                                     "--json"])
