@@ -169,11 +169,13 @@ def test_compare_json_and_markdown_report(small_set, tmp_path):
     assert models["facenet"]["backbone"]["trained_sha256"] == models["facenet"]["backbone"]["sha256"]
     caffe = {Path(f["path"]).name: f["sha256"] for f in models["caffenet"]["files"]}
     assert caffe["age_net.caffemodel"] == sha256_file(get("caffenet").bundled / "age_net.caffemodel")
-    assert "10,143 train" in models["facenet"]["training_data"]  # from the model card
-    assert set(data["mcnemar"]["facenet vs caffenet"]) == {"gender", "age"}
+    assert "14,349 train" in models["facenet"]["training_data"]  # from the model card
+    assert set(data["mcnemar"]["facenet vs caffenet"]) == {"gender", "age", "years"}  # years: Wilcoxon
+    assert data["mcnemar"]["facenet vs caffenet"]["years"]["n"] == data["facenet"]["years"]["n"] == 40
     assert "race" in data["facenet"]["groups"]
     text = report.read_text()
     assert "## Accuracy, AUC and calibration" in text and "McNemar" in text and "## Provenance: models" in text
+    assert "## Age in years" in text and "Wilcoxon" in text
     assert "![Figure 1](report_figures/roc_gender.png)" in text
 
 
