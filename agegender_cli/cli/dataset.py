@@ -86,7 +86,7 @@ def dataset(
     others = [s for s in summary["skipped"] if s not in gap_ages]
     if gap_ages:
         stderr.print(f"skipped {plural(len(gap_ages), 'image')} whose age lies between the classes (--gaps keep "
-                     "keeps them for age in years)")
+                     "keeps them for age in years)", soft_wrap=True)
     for item in others[:20]:
         stderr.print(f"skipped {item['file']}: {item['reason']}", highlight=False, soft_wrap=True)
     if len(others) > 20:
