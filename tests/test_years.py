@@ -231,3 +231,13 @@ def test_train_years_refuses_a_folder_that_holds_a_run(tmp_path: Path) -> None:
     result = runner.invoke(app, ["train", "--arch", "caffenet", "--years", "--out", str(out)])
     assert result.exit_code == 1 and "--overwrite" in result.stderr
     assert (out / "age_net.caffemodel").read_bytes() == b"earlier"
+
+
+def test_group_counts_leave_out_faces_scored_in_years_only() -> None:
+    from agegender_cli.evaluation.stats import group_metrics
+
+    groups = np.array(["A", "A", "A", "B"])
+    gender_true, age_true = np.array([0, 1, -1, 1]), np.array([2, -1, -1, 3])  # the third: a gap age
+    table = group_metrics(groups, gender_true, np.array([0, 1, 0, 0]), age_true, np.array([2, 0, 0, 3]))
+    assert table["A"]["n"] == 2 and table["A"]["gender_accuracy"] == 1.0 and table["A"]["age_accuracy"] == 1.0
+    assert table["B"]["n"] == 1

@@ -54,8 +54,9 @@ def group_metrics(
     age_true: np.ndarray,
     age_pred: np.ndarray,
 ) -> dict[str, dict]:
-    """Per group value (keyed by str(value), in sorted order): n, gender and age accuracy, age one-off; a label
-    of -1 (not given) is left out of its task (None when a group has none)."""
+    """Per group value (keyed by str(value), in sorted order): n (faces with a label of either task), gender and
+    age accuracy, age one-off; a label of -1 (not given) is left out of its task (None when a group has none),
+    and a face with neither (an age between the classes, scored in years only) is not counted."""
     groups = np.asarray(groups).reshape(-1)
     arrays = [np.asarray(a).reshape(-1) for a in (gender_true, gender_pred, age_true, age_pred)]
     if any(len(a) != len(groups) for a in arrays):
@@ -67,7 +68,7 @@ def group_metrics(
         gender_mask, age_mask = mask & (gender_true >= 0), mask & (age_true >= 0)
         age_distance = np.abs(age_pred[age_mask].astype(np.int64) - age_true[age_mask].astype(np.int64))
         result[str(value)] = {
-            "n": int(mask.sum()),
+            "n": int((gender_mask | age_mask).sum()),
             "gender_accuracy": _mean(gender_pred[gender_mask] == gender_true[gender_mask]),
             "age_accuracy": _mean(age_distance == 0),
             "one_off": _mean(age_distance <= 1),
