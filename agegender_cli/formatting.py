@@ -21,6 +21,13 @@ def with_interval(value: float | None, ci, *, share: bool = True) -> str:
     return f"{text} [{pct(low, 1)}, {pct(high, 1)}]" if share else f"{text} [{low:.3f}, {high:.3f}]"
 
 
+def years(value: float | None, ci=None) -> str:
+    """Years with two decimals, and the 95% interval when given: '4.64 [4.49, 4.80]'."""
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if ci is None else f"{value:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
 def plural(n: int, word: str, words: str | None = None) -> str:
     """1 -> '1 face', 3 -> '3 faces' (`words` for irregular plurals); thousands separated."""
     return f"{n:,} {word if n == 1 else words or word + 's'}"

@@ -21,6 +21,8 @@ from agegender_cli.config import EvaluateConfig
 from agegender_cli.data.utkface import read_manifest
 from agegender_cli.evaluation.metrics import evaluate_predictions
 from agegender_cli.fileio import atomic_write_text
+from agegender_cli.formatting import with_interval
+from agegender_cli.formatting import years as fmt_years
 from agegender_cli.service import evaluate_models
 
 BUNDLED_FACENET, BUNDLED_CAFFENET = FACENET.bundled, CAFFENET.bundled
@@ -45,8 +47,8 @@ def years_rows(result: dict, info: dict | None) -> str:
             + ", ".join(f"{t['kind']} sigma {t['sigma']}: {t['val_mae']:.2f}" for t in info["tried"])
             + "); the class outputs are unchanged.\n\n| test faces with an age | MAE (years) | median abs. error | "
             "CS@5 | mean signed error |\n|---|---|---|---|---|\n"
-            f"| {years['n']} | {years['mae']:.2f} ({ci['mae'][0]:.2f}-{ci['mae'][1]:.2f}) | {years['median_ae']:.2f} | "
-            f"{100 * years['cs5']:.2f}% ({100 * ci['cs5'][0]:.1f}-{100 * ci['cs5'][1]:.1f}) | {years['bias']:+.2f} |")
+            f"| {years['n']} | {fmt_years(years['mae'], ci['mae'])} | {years['median_ae']:.2f} | "
+            f"{with_interval(years['cs5'], ci['cs5'])} | {years['bias']:+.2f} |")
 
 
 def test_metrics(manifest: Path, marker: str) -> tuple[dict, dict]:

@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 from agegender_cli.evaluation.tables import TableModel
-from agegender_cli.formatting import pct
-
-
-def _years(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
+from agegender_cli.formatting import pct, with_interval, years
 
 
 def _with_interval(value: float | None, ci, share: bool = False) -> str:
-    text = pct(value) if share else _years(value)
-    if value is None or not ci:
-        return text
-    low, high = ci
-    return f"{text} ({100 * low:.1f}-{100 * high:.1f})" if share else f"{text} ({low:.2f}-{high:.2f})"
+    return with_interval(value, ci) if share else years(value, ci)
 
 
 YEARS_ROWS = (("MAE (years)", "mae", False), ("Median abs. error (years)", "median_ae", False),
@@ -57,7 +49,7 @@ def years_groups_table(results: dict, group: str) -> TableModel | None:
 
 def wilcoxon_table(tests: dict) -> TableModel | None:
     """Wilcoxon's signed-rank test on the absolute errors in years, per pair of architectures."""
-    rows = tuple((pair, str(t["n_nonzero"]), _years(t["median_difference"]), f"{t['statistic']:.1f}",
+    rows = tuple((pair, str(t["n_nonzero"]), years(t["median_difference"]), f"{t['statistic']:.1f}",
                   f"{t['p_value']:.3g}", t["method"], t.get("better") or "-")
                  for pair, tasks in tests.items() if (t := tasks.get("years")))
     if not rows:
