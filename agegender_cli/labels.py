@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from numbers import Integral
+
 GENDERS: tuple[str, ...] = ("male", "female")
 
 # (low, high) inclusive; the last class is open-ended.
@@ -10,6 +12,19 @@ AGE_RANGES: tuple[tuple[int, int], ...] = (
 )
 AGE_CLASSES: tuple[str, ...] = ("0-2", "4-6", "8-13", "15-20", "25-32", "38-43", "48-53", "60+")
 RACES: tuple[str, ...] = ("White", "Black", "Asian", "Indian", "Others")
+
+UNKNOWN = "unknown"  # a face without a race or gender: its own table row, never in a gap
+
+
+def race_name(race: object) -> str:
+    """UTKFace's race index 0-4 as RACES names it, a dataset's own group name as is, None or a negative index as
+    unknown; an index beyond RACES is a ValueError."""
+    if isinstance(race, Integral) and not isinstance(race, bool):  # Integral: numpy's integers too
+        if race >= len(RACES):
+            raise ValueError(f"race {race} is not an index 0-{len(RACES) - 1}, a group name or None")
+        return RACES[race] if race >= 0 else UNKNOWN
+    return UNKNOWN if race is None else str(race)
+
 
 GAP_RULE = (
     "an age between two ranges goes to the range whose nearest edge is closer; "

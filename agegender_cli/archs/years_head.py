@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,7 +65,7 @@ class YearsFit:
 def fit_years_head(
     train_x: np.ndarray, train_age: np.ndarray, val_x: np.ndarray, val_age: np.ndarray, *, kind: str,
     hidden: int = 256, sigma: float = 2.0, lr: float = 1e-3, weight_decay: float = 1e-4, epochs: int = 60,
-    patience: int = 8, batch_size: int = 256, seed: int = 0, on_epoch: Callable[[dict], None] | None = None,
+    patience: int = 8, batch_size: int = 256, seed: int = 0,
 ) -> YearsFit:
     """Train a head with KL to a Gaussian label distribution plus the L1 error of the expectation; keep the
     epoch with the lowest val MAE (early stopping after `patience` epochs without a better one)."""
@@ -94,8 +93,6 @@ def fit_years_head(
             head.eval()
             val_mae = float((torch.softmax(head(vx), 1) @ bins - vy).abs().mean())
         history.append({"epoch": epoch, "val_mae": round(val_mae, 4)})
-        if on_epoch:
-            on_epoch(history[-1])
         if val_mae < best - 1e-4:
             best, best_epoch, stale = val_mae, epoch, 0
             best_state = {k: v.clone() for k, v in head.state_dict().items()}
@@ -123,16 +120,11 @@ def choose_years_head(
     train_x: np.ndarray, train_age: np.ndarray, val_x: np.ndarray, val_age: np.ndarray, *, seed: int = 0,
     candidates: tuple[dict, ...] = ({"kind": "linear", "sigma": 2.0}, {"kind": "mlp", "sigma": 2.0},
                                     {"kind": "mlp", "sigma": 3.0}),
-    on_epoch: Callable[[dict], None] | None = None,
 ) -> tuple[YearsFit, list[dict]]:
     """Fit each candidate and keep the one with the lowest val MAE; the others are reported, not kept."""
-    fits = []
-    for candidate in candidates:
-        fit = fit_years_head(train_x, train_age, val_x, val_age, seed=seed, on_epoch=on_epoch, **candidate)
-        fits.append(fit)
-    best = min(fits, key=lambda f: f.val_mae)
+    fits = [fit_years_head(train_x, train_age, val_x, val_age, seed=seed, **candidate) for candidate in candidates]
     tried = [{**f.settings, "val_mae": round(f.val_mae, 4), "epoch": f.epoch} for f in fits]
-    return YearsFit(best.head, best.val_mae, best.epoch, best.settings, best.history), tried
+    return min(fits, key=lambda f: f.val_mae), tried
 
 
 def head_from_state(spec: dict, state: dict[str, torch.Tensor]) -> YearsHead:

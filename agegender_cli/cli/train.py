@@ -112,7 +112,7 @@ def _train_years(name: str, manifest: Path, init: Path | None, out: Path | None,
                  seed: int | None, overwrite: bool, as_json: bool) -> None:
     defaults = YearsTrainConfig()
     cfg = YearsTrainConfig(arch=name, manifest=manifest, init=init, out=out,
-                           batch_size=batch_size or defaults.batch_size, seed=seed or defaults.seed)
+                           batch_size=batch_size or defaults.batch_size, seed=defaults.seed if seed is None else seed)
     result = service.train_years(cfg, RichReporter(), overwrite=overwrite)
     if as_json:
         print_json(result)

@@ -18,7 +18,7 @@ from agegender_cli.data.archives import extract_archive, prune_extractions
 from agegender_cli.errors import AgeGenderError
 from agegender_cli.faces.inputs import IMAGE_EXTENSIONS
 from agegender_cli.fileio import atomic_write_bytes, display, make_folder
-from agegender_cli.labels import AGE_CLASSES, GENDERS, RACES, age_to_class
+from agegender_cli.labels import AGE_CLASSES, GENDERS, RACES, age_to_class, race_name
 
 MAX_AGE = 130
 MANIFEST_FIELDS = ("path", "age", "gender", "race", "age_class", "split")
@@ -44,9 +44,7 @@ class Record:
 
     @property
     def race_name(self) -> str:
-        if self.race is None:
-            return "unknown"
-        return RACES[self.race] if isinstance(self.race, int) else self.race
+        return race_name(self.race)
 
 
 @dataclass(frozen=True)

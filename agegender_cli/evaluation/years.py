@@ -8,11 +8,10 @@ import numpy as np
 
 from agegender_cli.evaluation import bootstrap as b
 from agegender_cli.evaluation.stats import gap_doubt, largest_gap
-from agegender_cli.labels import AGE_CLASSES, GENDERS, RACES
+from agegender_cli.labels import AGE_CLASSES, GENDERS, UNKNOWN, race_name
 
 CS_YEARS = 5  # cumulative score: share of faces within this many years
 BETWEEN = "between classes"  # the per-class entry of ages in a gap between two AGE_CLASSES (age_class -1)
-UNKNOWN = "unknown"  # a face without a race or gender: its own table row, never in a gap
 EXACT_UP_TO = 25  # Wilcoxon: up to this many nonzero differences (without ties) use the exact distribution
 
 
@@ -91,16 +90,6 @@ def years_metrics(
         "per_gender": tables["gender"],
         "largest_gap": gaps,
     }
-
-
-def race_name(race: object) -> str:
-    """UTKFace's race index 0-4 as labels.RACES names it, a dataset's own group name as is, None or a negative
-    index as unknown (as data.utkface.Record.race_name)."""
-    if isinstance(race, int | np.integer) and not isinstance(race, bool):
-        if race >= len(RACES):
-            raise ValueError(f"race {race} is not an index 0-{len(RACES) - 1}, a group name or None")
-        return RACES[race] if race >= 0 else UNKNOWN
-    return UNKNOWN if race is None else str(race)
 
 
 def median_of(values: np.ndarray) -> b.Statistic:
