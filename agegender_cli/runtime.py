@@ -4,22 +4,50 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import glob
 import random
+import sys
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from agegender_cli.errors import AgeGenderError
 
+if TYPE_CHECKING:
+    import torch
+
+
+def maybe_cuda() -> bool:
+    """Whether this machine may have a CUDA GPU, without importing torch (seconds and hundreds of MB): an
+    NVIDIA device node or driver entry, or torch already imported. False means none: auto is then the CPU."""
+    if "torch" in sys.modules:
+        return True
+    return bool(glob.glob("/dev/nvidia[0-9]*") or glob.glob("/proc/driver/nvidia/gpus/*")) or sys.platform == "win32"
+
+
+def device_name(name: str) -> str:
+    """'cpu' or 'cuda' for --device auto|cpu|cuda; torch is imported only where a GPU may be present."""
+    if name not in ("auto", "cpu", "cuda"):
+        raise AgeGenderError(f"--device must be cpu, cuda or auto, not '{name}'")
+    if name == "cpu" or (name == "auto" and not maybe_cuda()):
+        return "cpu"
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if name == "cuda":
+        raise AgeGenderError("--device cuda: no CUDA GPU is visible; use --device cpu or auto")
+    return "cpu"
+
 
 def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise AgeGenderError("--device cuda: no CUDA GPU is visible; use --device cpu or auto")
-    if name not in ("cpu", "cuda"):
-        raise AgeGenderError(f"--device must be cpu, cuda or auto, not '{name}'")
-    return torch.device(name)
+    import torch
+
+    return torch.device(device_name(name))
+
+
+def _device_type(device: str | torch.device) -> str:
+    return device if isinstance(device, str) else device.type
 
 
 @functools.cache
@@ -34,10 +62,12 @@ def _cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
-def bf16_support(device: torch.device) -> tuple[bool, str]:
+def bf16_support(device: str | torch.device) -> tuple[bool, str]:
     """Whether `device` runs bf16 natively (not emulated), and why: measured, emulated bf16 on a CPU
     without AMX or AVX512-BF16 is several times slower than fp32."""
-    if device.type == "cuda":
+    if _device_type(device) == "cuda":
+        import torch
+
         native = torch.cuda.is_bf16_supported()
         return native, f"CUDA GPU {'with' if native else 'without'} native bf16"
     flags = _cpu_flags()
@@ -48,7 +78,7 @@ def bf16_support(device: torch.device) -> tuple[bool, str]:
     return False, "CPU without AMX or AVX512-BF16 (bf16 would be emulated)"
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
+def resolve_precision(precision: str, device: str | torch.device) -> str:
     """'auto' -> bf16 where the hardware runs it natively, else fp32; 'bf16'/'fp32' as given."""
     if precision not in ("auto", "bf16", "fp32"):
         raise AgeGenderError(f"precision must be auto, bf16 or fp32, not '{precision}'")
@@ -57,7 +87,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "bf16" if bf16_support(device)[0] else "fp32"
 
 
-def describe_precision(precision: str, device: torch.device) -> str:
+def describe_precision(precision: str, device: str | torch.device) -> str:
     """e.g. 'fp32 (auto: CPU without AMX or AVX512-BF16 (bf16 would be emulated))'."""
     if precision != "auto":
         return precision
@@ -71,10 +101,14 @@ def autocast(device: torch.device, precision: str):
         return contextlib.nullcontext()
     if precision != "bf16":
         raise AgeGenderError(f"precision must be bf16 or fp32, not '{precision}'")
+    import torch
+
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
 def seed_everything(seed: int) -> None:
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

@@ -1,0 +1,100 @@
+"""Models exported once to ONNX into the cache (checked by sha256 on every load) and run by ONNX Runtime."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agegender_cli.cache import Log, cache_dir
+from agegender_cli.errors import AgeGenderError
+from agegender_cli.fileio import atomic_write_text, sha256_file
+
+if TYPE_CHECKING:
+    import onnxruntime
+
+EXPORT_VERSION = 1  # bump when an exporter changes what it writes: older cached files are then re-exported
+OPSET = 17
+
+
+def onnx_runtime_available() -> bool:
+    """Whether onnxruntime is installed (found without importing it)."""
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def onnx_folder(kind: str) -> Path:
+    return cache_dir() / "onnx" / kind
+
+
+def cached_export(kind: str, key: str, export: Callable[[Path], dict[str, Any]], log: Log) -> tuple[Path, dict]:
+    """The ONNX file of `kind` for `key` (a hash of everything it was made from) and the metadata its exporter
+    returned. Taken from the cache when its sha256 matches the manifest beside it; otherwise `export(path)`
+    writes it (to a temp file, renamed into place) and the manifest records its hash."""
+    path = onnx_folder(kind) / f"{key}-v{EXPORT_VERSION}.onnx"
+    manifest = path.with_suffix(".json")
+    record = _verified(path, manifest, log)
+    if record is not None:
+        return path, record["meta"]
+    log(f"exporting {kind} to ONNX, once (cached in {path.parent})")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        meta = export(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    record = {"kind": kind, "key": key, "export_version": EXPORT_VERSION, "sha256": sha256_file(path),
+              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "meta": meta}
+    atomic_write_text(manifest, json.dumps(record, indent=2) + "\n")
+    return path, meta
+
+
+def _verified(path: Path, manifest: Path, log: Log) -> dict | None:
+    if not path.is_file() or not manifest.is_file():
+        return None
+    try:
+        record = json.loads(manifest.read_text())
+        recorded, meta = record["sha256"], record["meta"]
+    except (ValueError, KeyError, TypeError, OSError):
+        log(f"ONNX cache: unreadable manifest {manifest}; exporting again")
+        return None
+    if not isinstance(meta, dict) or sha256_file(path) != recorded:
+        log(f"ONNX cache: {path} does not match its recorded sha256; exporting again")
+        return None
+    return record
+
+
+def threads() -> int:
+    """Intra-op threads: --threads (OMP_NUM_THREADS), else 0 (ONNX Runtime's default: one per physical core)."""
+    try:
+        return max(0, int(os.environ.get("OMP_NUM_THREADS", "0")))
+    except ValueError:
+        return 0
+
+
+def session(path: Path) -> onnxruntime.InferenceSession:
+    """An ONNX Runtime CPU session over `path`, all graph optimisations on, --threads respected."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads()
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # warnings about unused initialisers are noise to a user
+    try:
+        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types for broken files
+        raise AgeGenderError(f"{path}: ONNX Runtime cannot load it ({exc}); delete it to export it again") from exc
+
+
+def export_module(module: Any, example: Any, path: Path, inputs: list[str], outputs: list[str]) -> None:
+    """torch.onnx.export of `module` (eval mode) with a dynamic batch axis on every input and output."""
+    import torch
+
+    axes = {name: {0: "batch"} for name in [*inputs, *outputs]}
+    with torch.inference_mode(False), torch.no_grad():
+        torch.onnx.export(module.eval(), example, str(path), input_names=inputs, output_names=outputs,
+                          dynamic_axes=axes, opset_version=OPSET, dynamo=False)
