@@ -16,7 +16,7 @@ SPLITS = ("train", "val", "test")
 GAPS = ("drop", "nearest", "keep")  # keep: gap ages stay, without an age class (scored in years only)
 DUPLICATE_POLICIES = ("group", "drop", "ignore")
 DETECTORS = ("auto", "mtcnn", "haar", "none")  # auto: MTCNN, but a face crop is taken whole (as none)
-ENGINES = ("auto", "opencv", "torch")
+ENGINES = ("auto", "onnx", "torch", "opencv")  # auto: onnx on a CPU in fp32, else torch (runtime.pick_engine)
 PRECISIONS = ("auto", "bf16", "fp32")  # auto: bf16 where the hardware runs it natively
 DEVICES = ("auto", "cpu", "cuda")
 BACKBONES = ("vggface2", "casia-webface")
@@ -180,8 +180,9 @@ class ModelOptions:
     models: tuple[tuple[str, Path], ...] = ()  # (architecture, model file or folder); default: bundled
     caffe_weights: Path | None = None  # folder with the original Levi-Hassner .caffemodel files, or "original"
     backbone_weights: Path | None = None  # InceptionResnetV1 backbone .pt/.pb for offline use
-    # Caffe nets: opencv (cv2.dnn, the reference), torch (the PyTorch twin: cv2.dnn's probabilities within 2e-5 in
-    # fp32, about 1.7x faster on a CPU) or auto (the twin)
+    # onnx (ONNX Runtime, CPU, fp32: both architectures exported once into the cache; no torch import after that),
+    # torch (PyTorch; caffenet by its twin: cv2.dnn's probabilities within 2e-5 in fp32), opencv (caffenet by cv2.dnn,
+    # the reference; facenet then in PyTorch) or auto (onnx on a CPU in fp32, torch on a GPU or in bf16)
     engine: str = "auto"
     precision: str = "auto"
     device: str = "auto"

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from numbers import Integral
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 GENDERS: tuple[str, ...] = ("male", "female")
 
@@ -12,6 +16,9 @@ AGE_RANGES: tuple[tuple[int, int], ...] = (
 )
 AGE_CLASSES: tuple[str, ...] = ("0-2", "4-6", "8-13", "15-20", "25-32", "38-43", "48-53", "60+")
 RACES: tuple[str, ...] = ("White", "Black", "Asian", "Indian", "Others")
+
+MAX_YEARS = 100  # age in years: the last bin of a years output holds 100 and above
+N_BINS = MAX_YEARS + 1
 
 UNKNOWN = "unknown"  # a face without a race or gender: its own table row, never in a gap
 
@@ -47,3 +54,11 @@ def age_to_class(age: int, gaps: str = "drop") -> int | None:
         if upper_edge < age < next_low:
             return index if age - upper_edge < next_low - age else index + 1
     return None
+
+
+def expected_years(probabilities: np.ndarray) -> np.ndarray:
+    """(N, 101) probabilities over 0..100 years -> (N,) expected age, one decimal."""
+    import numpy as np  # this module is read at start-up, before any command needs numpy
+
+    years = probabilities.astype(np.float64) @ np.arange(N_BINS, dtype=np.float64)
+    return np.round(years, 1).astype(np.float32)

@@ -1,4 +1,4 @@
-"""Models exported once to ONNX into the cache (checked by sha256 on every load) and run by ONNX Runtime."""
+"""Models exported once to ONNX into the cache (checked against their sha256 on load) and run by ONNX Runtime."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def cached_export(kind: str, key: str, export: Callable[[Path], dict[str, Any]],
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
-    record = {"kind": kind, "key": key, "export_version": EXPORT_VERSION, "sha256": sha256_file(path),
+    record = {"kind": kind, "key": key, "export_version": EXPORT_VERSION, "sha256": file_digest(path),
               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "meta": meta}
     atomic_write_text(manifest, json.dumps(record, indent=2) + "\n")
     return path, meta
@@ -62,10 +62,37 @@ def _verified(path: Path, manifest: Path, log: Log) -> dict | None:
     except (ValueError, KeyError, TypeError, OSError):
         log(f"ONNX cache: unreadable manifest {manifest}; exporting again")
         return None
-    if not isinstance(meta, dict) or sha256_file(path) != recorded:
+    if not isinstance(meta, dict) or file_digest(path) != recorded:
         log(f"ONNX cache: {path} does not match its recorded sha256; exporting again")
         return None
     return record
+
+
+def file_digest(path: Path) -> str:
+    """The sha256 of a file, remembered in the cache under its path, size, inode and change time: a start-up would
+    otherwise hash the 230 MB of models it loads (0.3-0.5 s on 2 cores) although they have not changed."""
+    path = Path(path)
+    stat = path.stat()
+    stamp = [stat.st_size, stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns]
+    index_path = onnx_folder("") / "digests.json"
+    try:
+        index = json.loads(index_path.read_text())
+    except (OSError, ValueError):
+        index = {}
+    if not isinstance(index, dict):
+        index = {}
+    name = os.path.abspath(path)
+    entry = index.get(name)
+    if isinstance(entry, dict) and entry.get("stamp") == stamp and isinstance(entry.get("sha256"), str):
+        return entry["sha256"]
+    digest = sha256_file(path)
+    index[name] = {"stamp": stamp, "sha256": digest}
+    try:
+        index_path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(index_path, json.dumps(index, indent=1) + "\n")
+    except OSError:  # a read-only cache still works, hashing each time
+        pass
+    return digest
 
 
 def threads() -> int:
@@ -92,9 +119,13 @@ def session(path: Path) -> onnxruntime.InferenceSession:
 
 def export_module(module: Any, example: Any, path: Path, inputs: list[str], outputs: list[str]) -> None:
     """torch.onnx.export of `module` (eval mode) with a dynamic batch axis on every input and output."""
+    import warnings
+
     import torch
 
     axes = {name: {0: "batch"} for name in [*inputs, *outputs]}
-    with torch.inference_mode(False), torch.no_grad():
+    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+        # the TorchScript exporter is the one that needs no onnxscript; its deprecation notes are not the user's
+        warnings.simplefilter("ignore")
         torch.onnx.export(module.eval(), example, str(path), input_names=inputs, output_names=outputs,
                           dynamic_axes=axes, opset_version=OPSET, dynamo=False)

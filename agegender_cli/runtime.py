@@ -112,3 +112,25 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def pick_engine(engine: str, device: str, precision: str) -> str:
+    """The engine a model runs on: --engine auto is ONNX Runtime where the model runs in fp32 on a CPU and
+    onnxruntime is installed (faster than PyTorch there, and a warm start never imports torch), PyTorch elsewhere
+    (GPUs, CPUs with native bf16); a named engine is checked against the device and precision."""
+    from agegender_cli.onnx_models import onnx_runtime_available
+
+    if engine not in ("auto", "onnx", "torch", "opencv"):
+        raise AgeGenderError(f"--engine must be auto, onnx, torch or opencv, not '{engine}'")
+    on_cpu = device_name(device) == "cpu"
+    if engine == "onnx":
+        if not on_cpu:
+            raise AgeGenderError("--engine onnx runs on the CPU: use --device cpu, or --engine torch on a GPU")
+        if precision == "bf16":
+            raise AgeGenderError("--engine onnx runs in fp32: use --precision fp32 or auto, or --engine torch for bf16")
+        if not onnx_runtime_available():
+            raise AgeGenderError("--engine onnx needs onnxruntime: pip install onnxruntime, or use --engine torch")
+    if engine != "auto":
+        return engine
+    fp32 = resolve_precision(precision, "cpu" if on_cpu else "cuda") == "fp32"
+    return "onnx" if on_cpu and fp32 and onnx_runtime_available() else "torch"

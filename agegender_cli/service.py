@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from agegender_cli.config import (
     DEFAULT_RUNS_DIR,
@@ -162,15 +165,25 @@ def _training_overlap(predictors: dict, hashes: list[int], reporter: Reporter) -
     return overlap
 
 
-def _load_predictors(archs: tuple[str, ...], options: ModelOptions, reporter: Reporter) -> dict:
-    """Every architecture asked for, loaded once (bundled models unless files are given)."""
+def _load_predictors(archs: tuple[str, ...], options: ModelOptions, reporter: Reporter,
+                     detector: Callable[[], Any] | None = None) -> dict:
+    """Every architecture asked for, loaded once (bundled models unless files are given), side by side in threads
+    (the engines load outside the GIL); with `detector`, that is built alongside and returned under "detector"."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from agegender_cli.archs.registry import load_predictor
 
-    predictors = {}
+    jobs: dict[str, Callable[[], Any]] = {}
     for arch in archs:
         reporter.message(f"loading {arch}")
-        predictors[arch] = load_predictor(arch, options, log=reporter.message)
-    return predictors
+        jobs[arch] = functools.partial(load_predictor, arch, options, log=reporter.message)
+    if detector is not None:
+        jobs["detector"] = detector
+    if len(jobs) <= 1:
+        return {name: job() for name, job in jobs.items()}
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        futures = {name: pool.submit(job) for name, job in jobs.items()}
+        return {name: future.result() for name, future in futures.items()}
 
 
 class FaceModels:
@@ -181,9 +194,11 @@ class FaceModels:
         from agegender_cli.archs.registry import framing
         from agegender_cli.faces.detection import make_detector
 
-        self.predictors = _load_predictors(cfg.archs, cfg.options, reporter)
+        detector = functools.partial(make_detector, cfg.detector, min_face=cfg.min_face, min_score=cfg.min_score,
+                                     device=cfg.options.device)
+        self.predictors = _load_predictors(cfg.archs, cfg.options, reporter, detector=detector)
+        self.detector = self.predictors.pop("detector")
         self.framings = {arch: framing(arch, cfg.detector, cfg.options) for arch in cfg.archs}
-        self.detector = make_detector(cfg.detector, min_face=cfg.min_face, min_score=cfg.min_score)
 
     def records(self, frames) -> list[list[dict]]:
         """The records of decoded frames (faces.inputs.Frame), one list per frame, as `predict --json` has them."""
@@ -230,7 +245,7 @@ class _FaceFinder:
 
         self.auto = cfg.detector == "auto"
         name = "mtcnn" if self.auto else cfg.detector
-        self.detector = make_detector(name, min_face=cfg.min_face, min_score=cfg.min_score)
+        self.detector = make_detector(name, min_face=cfg.min_face, min_score=cfg.min_score, device=cfg.options.device)
         self.framing = {arch: framing(arch, name, cfg.options) for arch in cfg.archs}
         self.whole_framing = {arch: framing(arch, "none", cfg.options) for arch in cfg.archs}
         self.photos = self.found = self.taken_whole = 0

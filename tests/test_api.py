@@ -127,7 +127,7 @@ def test_too_many_pixels_in_an_array_is_refused(tiny_arch, monkeypatch):
     ({"detector": "yolo"}, "unknown detector 'yolo': choose one of auto, mtcnn, haar, none"),
     ({"device": "tpu"}, "unknown device 'tpu'"),
     ({"precision": "fp8"}, "unknown precision 'fp8'"),
-    ({"engine": "onnx"}, "unknown engine 'onnx'"),
+    ({"engine": "tensorrt"}, "unknown engine 'tensorrt'"),
     ({"arch": "resnet"}, "unknown architecture resnet"),
     ({"models": {"caffenet": "x"}}, "'caffenet=x': caffenet is not among the architectures run (tiny)"),
     ({"min_score": 2.0}, "min_face 20, min_score 2.0, batch_size 64"),

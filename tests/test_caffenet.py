@@ -18,17 +18,14 @@ import torch
 
 from agegender_cli.archs.caffenet import original as caffe_weights
 from agegender_cli.archs.caffenet.caffemodel import _field, _key, _varint, export_caffemodel, twin_from_caffemodel
+from agegender_cli.archs.caffenet.deploy import NET_NAMES, NUM_CLASSES, blob_from_faces, net_files
 from agegender_cli.archs.caffenet.net import (
-    NET_NAMES,
-    NUM_CLASSES,
     ORIGINAL_AGE_CLASSES,
     ORIGINAL_GENDERS,
     PARAM_LAYERS,
     CaffeLRN,
     LeviHassnerNet,
-    blob_from_faces,
     deploy_prototxt,
-    net_files,
     torch_input,
 )
 from agegender_cli.archs.caffenet.original import resolve_caffe_weights
@@ -213,7 +210,7 @@ def test_predictor_engines_agree(model_dir: Path, utk_faces: list) -> None:
         assert np.abs(getattr(opencv, probs) - getattr(bf16, probs)).max() <= 0.2
 
 
-@pytest.mark.parametrize("engine", ["opencv", "torch"])
+@pytest.mark.parametrize("engine", ["opencv", "torch", "onnx"])
 def test_predictor_handles_no_faces_and_rejects_bad_folders(model_dir: Path, tmp_path: Path, engine: str) -> None:
     assert len(CaffenetPredictor(model_dir, engine=engine).predict([])) == 0
     with pytest.raises(AgeGenderError, match="age_net.caffemodel"):
@@ -227,7 +224,7 @@ def test_predictor_handles_no_faces_and_rejects_bad_folders(model_dir: Path, tmp
     with pytest.raises(AgeGenderError, match="gives 2 classes; the age net must give 8"):
         CaffenetPredictor(swapped, engine=engine)
     with pytest.raises(AgeGenderError, match="engine"):
-        CaffenetPredictor(model_dir, engine="onnx")
+        CaffenetPredictor(model_dir, engine="tensorrt")
 
 
 # --------------------------------------------------------------------------- original weights

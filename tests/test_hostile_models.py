@@ -459,14 +459,14 @@ def _caffe_folder(folder: Path, name: str, data: bytes) -> Path:
     return folder / name
 
 
-@pytest.mark.parametrize("engine", ["opencv", "torch"])
+@pytest.mark.parametrize("engine", ["opencv", "torch", "onnx"])
 @pytest.mark.parametrize("data", CAFFEMODELS.values(), ids=CAFFEMODELS.keys())
 def test_broken_caffemodels_are_one_line_errors(tmp_path: Path, data: bytes, engine: str) -> None:
     bad = _caffe_folder(tmp_path / "model", "age_net.caffemodel", data)
     _one_line_error(lambda: CaffenetPredictor(bad.parent, engine=engine), bad)
 
 
-@pytest.mark.parametrize("engine", ["opencv", "torch"])
+@pytest.mark.parametrize("engine", ["opencv", "torch", "onnx"])
 @pytest.mark.parametrize("data", PROTOTXTS.values(), ids=PROTOTXTS.keys())
 def test_broken_prototxts_are_one_line_errors(tmp_path: Path, data: bytes, engine: str, capfd) -> None:
     bad = _caffe_folder(tmp_path / "model", "gender_net.prototxt", data)
@@ -546,7 +546,7 @@ def test_cli_reports_broken_caffe_folders_in_one_line(face: Path, tmp_path: Path
     giant = _caffe_folder(tmp_path / "giant", "gender_net.caffemodel", CAFFEMODELS["a 4 TiB blob"])
     garbage = _caffe_folder(tmp_path / "garbage", "gender_net.prototxt", PROTOTXTS["garbage text"])
     for bad in (giant, garbage):
-        for engine in ("opencv", "torch"):
+        for engine in ("opencv", "torch", "onnx"):
             _cli_error(["predict", face, "--arch", "caffenet", "--detector", "none", "--engine", engine,
                         "--model", f"caffenet={bad.parent}"], bad)
 

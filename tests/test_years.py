@@ -12,7 +12,8 @@ import torch
 from test_caffenet import _twin, _write_net
 from typer.testing import CliRunner
 
-from agegender_cli.archs.caffenet.net import NET_NAMES, NUM_CLASSES, YEARS_OUTPUT, LeviHassnerNet, net_files
+from agegender_cli.archs.caffenet.deploy import NET_NAMES, NUM_CLASSES, net_files
+from agegender_cli.archs.caffenet.net import YEARS_OUTPUT, LeviHassnerNet
 from agegender_cli.archs.caffenet.predictor import CaffenetPredictor
 from agegender_cli.archs.years_head import N_BINS, YearsHead, choose_years_head, expected_years, head_from_state
 from agegender_cli.cli.app import app
@@ -85,11 +86,15 @@ def test_caffenet_years_layers_run_in_cv2_dnn_and_the_twin_alike(years_model: Pa
     net = cv2.dnn.readNetFromCaffe(*map(str, net_files(years_model, "age")))
     assert YEARS_OUTPUT in net.getLayerNames()
     faces = _faces(6)
-    by_engine = {engine: CaffenetPredictor(years_model, engine=engine).predict(faces) for engine in ("opencv", "torch")}
+    by_engine = {engine: CaffenetPredictor(years_model, engine=engine).predict(faces)
+                 for engine in ("opencv", "torch", "onnx")}
     opencv, twin = by_engine["opencv"], by_engine["torch"]
     assert opencv.age_years is not None and twin.age_years is not None
     assert np.abs(opencv.age_years - twin.age_years).max() <= 0.15  # fp32 vs cv2.dnn, rounded to 0.1 year
     assert np.abs(opencv.age_prob - twin.age_prob).max() < 1e-4
+    onnx = by_engine["onnx"]
+    assert np.abs(opencv.age_years - onnx.age_years).max() <= 0.15
+    assert np.abs(opencv.age_prob - onnx.age_prob).max() < 1e-4
     assert len(set(np.round(opencv.age_years).tolist())) > 1  # the estimate depends on the face
 
 

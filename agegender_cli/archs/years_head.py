@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
-MAX_YEARS = 100  # the last bin holds 100 and above
-N_BINS = MAX_YEARS + 1
+from agegender_cli.labels import MAX_YEARS, N_BINS, expected_years  # noqa: F401 (expected_years: its old home)
+
 YEARS_KINDS = ("linear", "mlp")
 
 
@@ -36,12 +36,6 @@ class YearsHead(nn.Module):
     def spec(self) -> dict:
         """What rebuilds the head: kind, in_features, hidden."""
         return {"kind": self.kind, "in_features": self.in_features, "hidden": self.hidden}
-
-
-def expected_years(probabilities: np.ndarray) -> np.ndarray:
-    """(N, 101) probabilities over 0..100 years -> (N,) expected age, one decimal."""
-    years = probabilities.astype(np.float64) @ np.arange(N_BINS, dtype=np.float64)
-    return np.round(years, 1).astype(np.float32)
 
 
 def label_distributions(ages: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -66,7 +66,9 @@ def positive(value: float | None) -> float | None:
 MAX_SEED = 2**32 - 1  # numpy and torch both take it; larger seeds fail inside them
 
 
-Engine = Annotated[choice(ENGINES), typer.Option(help="Caffe nets: opencv (cv2.dnn), torch (PyTorch twin) or auto.")]
+Engine = Annotated[choice(ENGINES), typer.Option(help="auto (onnx on a CPU in fp32, else torch), onnx (ONNX "
+                                                      "Runtime), torch (PyTorch) or opencv (caffenet by cv2.dnn).")]
+Device = Annotated[DeviceName, typer.Option(help="auto (a CUDA GPU when there is one), cpu or cuda.")]
 Precision = Annotated[PrecisionName, typer.Option(help="auto (bf16 where the hardware runs it natively, else "
                                                         "fp32), bf16 or fp32.")]
 BatchSize = Annotated[int, typer.Option(min=1, max=4096, help="Images per batch.")]
@@ -181,7 +183,7 @@ def parse_archs(value: str, *, one: bool = False) -> tuple[str, ...]:
 
 
 def with_model_options(defaults: ModelOptions) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Give a command the model options (--model, --caffe-weights, --backbone-weights, --engine, --precision,
+    """Give a command the model options (--model, --caffe-weights, --backbone-weights, --engine, --device, --precision,
     --batch-size) with `defaults`; the command receives them as one ModelOptions, `--model` checked against
     its --arch."""
 
@@ -190,6 +192,7 @@ def with_model_options(defaults: ModelOptions) -> Callable[[Callable[..., Any]],
         caffe_weights: CaffeWeights = defaults.caffe_weights,
         backbone_weights: BackboneWeights = defaults.backbone_weights,
         engine: Engine = defaults.engine,
+        device: Device = defaults.device,
         precision: Precision = defaults.precision,
         batch_size: BatchSize = defaults.batch_size,
     ) -> None: ...

@@ -13,11 +13,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from agegender_cli.archs.caffenet.deploy import MAX_CAFFEMODEL_BYTES, check_file_size
 from agegender_cli.archs.caffenet.net import (
     PARAM_LAYERS,
     YEARS_LAYERS,
     LeviHassnerNet,
-    check_file_size,
     cv2_errors,
     read_cv2_net,
 )
@@ -41,7 +41,6 @@ _BLOB_LEGACY_DIMS = (1, 2, 3, 4)
 # files are 23 MB (fp16) and 44 MB (fp32).
 MAX_BLOB_ELEMENTS = 1 << 24
 MAX_BLOB_RANK = 4
-MAX_CAFFEMODEL_BYTES = 256 << 20
 _LAYER_TYPES = {nn.Conv2d: "Convolution", nn.Linear: "InnerProduct"}
 
 

@@ -14,21 +14,22 @@ import numpy as np
 import torch
 from torch import nn
 
+from agegender_cli.archs.caffenet.deploy import (
+    INPUT_SIZE,
+    MAX_PROTOTXT_BYTES,
+    MEAN_BGR,
+    YEARS_OUTPUT,
+    check_file_size,
+    resize_faces,
+)
 from agegender_cli.errors import AgeGenderError
 
-INPUT_SIZE = 227
-# Per-channel BGR mean of the Adience training images, as in every OpenCV age/gender demo.
-MEAN_BGR = (78.4263377603, 87.7689143744, 114.895847746)
-NUM_CLASSES = {"gender": 2, "age": 8}
-NET_NAMES = {"gender": "gender_net", "age": "age_net"}
 PARAM_LAYERS = ("conv1", "conv2", "conv3", "fc6", "fc7", "fc8")
 # An age_net may also estimate age in years: fc7 -> [fc_years_hidden -> relu] -> fc_years -> years_prob,
 # a distribution over 0..100 years whose expectation is the estimate.
 YEARS_LAYERS = ("fc_years_hidden", "fc_years")
-YEARS_OUTPUT = "years_prob"
 # What a model folder may ask of memory before cv2.dnn is let at it: the deploy prototxts are 2 KB, and
 # cv2.dnn reckons 6 MiB of activations per 227 x 227 face for the Levi-Hassner nets.
-MAX_PROTOTXT_BYTES = 1 << 20
 MAX_ACTIVATION_BYTES = 64 << 20
 
 # The original nets' output orders. They map index-to-index onto labels.GENDERS ("male", "female")
@@ -164,52 +165,15 @@ class LeviHassnerNet(nn.Module):
         return self.fc_years(features)
 
 
-def as_bgr(face: np.ndarray) -> np.ndarray:
-    """A face crop as 3-channel BGR uint8 (grayscale and BGRA crops are converted)."""
-    if face.ndim == 2:
-        return cv2.cvtColor(face, cv2.COLOR_GRAY2BGR)
-    if face.shape[2] == 4:
-        return cv2.cvtColor(face, cv2.COLOR_BGRA2BGR)
-    return face
-
-
-def resize_face(face: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
-    """(size, size, 3) uint8: the whole face resized, as cv2.dnn.blobFromImages does."""
-    return cv2.resize(as_bgr(face), (size, size), interpolation=cv2.INTER_LINEAR)
-
-
-def resize_faces(faces: Sequence[np.ndarray], size: int = INPUT_SIZE) -> np.ndarray:
-    return np.stack([resize_face(f, size) for f in faces])
-
-
 def mean_subtract(images: torch.Tensor) -> torch.Tensor:
     """(N, 3, H, W) uint8 BGR -> float32 minus the mean, in blobFromImages' float32 arithmetic."""
     mean = torch.tensor(MEAN_BGR, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
     return images.float() - mean
 
 
-def blob_from_faces(faces: Sequence[np.ndarray]) -> np.ndarray:
-    """The OpenCV demos' input blob, (N, 3, 227, 227) float32."""
-    return cv2.dnn.blobFromImages(
-        [as_bgr(f) for f in faces], 1.0, (INPUT_SIZE, INPUT_SIZE), MEAN_BGR, swapRB=False, crop=False
-    )
-
-
 def torch_input(faces: Sequence[np.ndarray]) -> torch.Tensor:
     """The same values as blob_from_faces, computed with cv2.resize + torch."""
     return mean_subtract(torch.from_numpy(resize_faces(faces)).permute(0, 3, 1, 2))
-
-
-def net_files(folder: Path, task: str) -> tuple[Path, Path]:
-    """(prototxt, caffemodel) of one task's net in a model folder."""
-    stem = NET_NAMES[task]
-    return folder / f"{stem}.prototxt", folder / f"{stem}.caffemodel"
-
-
-def check_model_folder(folder: Path) -> None:
-    missing = [p.name for task in NET_NAMES for p in net_files(folder, task) if not p.is_file()]
-    if missing:
-        raise AgeGenderError(f"{folder} lacks {', '.join(missing)}: point to a caffenet model folder")
 
 
 @contextmanager
@@ -255,16 +219,6 @@ def _native_stderr(lines: list[str]) -> Iterator[None]:
             os.close(saved)
             sink.seek(0)
             lines += sink.read(1 << 16).decode("utf-8", "replace").splitlines()
-
-
-def check_file_size(path: Path, max_bytes: int) -> None:
-    """A one-line error unless `path` is a file of at most `max_bytes`."""
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise AgeGenderError(f"cannot read {path} ({exc.strerror or exc})") from exc
-    if size > max_bytes:
-        raise AgeGenderError(f"{path} has {size:,} bytes, above the cap of {max_bytes:,} for this file")
 
 
 def read_cv2_net(prototxt: Path, caffemodel: Path) -> cv2.dnn.Net:

@@ -9,7 +9,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from agegender_cli.archs.caffenet.caffemodel import read_params
-from agegender_cli.archs.caffenet.net import NET_NAMES, NUM_CLASSES, deploy_prototxt, net_files
+from agegender_cli.archs.caffenet.deploy import NET_NAMES, NUM_CLASSES, net_files
+from agegender_cli.archs.caffenet.net import deploy_prototxt
 from agegender_cli.cache import Log, RouteFailed, cache_dir, download, print_to_stderr
 from agegender_cli.errors import AgeGenderError
 from agegender_cli.fileio import atomic_write_text

@@ -1,56 +1,55 @@
-"""age_net + gender_net behind the predictor interface, run by cv2.dnn or by the PyTorch twin."""
+"""age_net + gender_net behind the predictor interface, run by cv2.dnn, by the PyTorch twin or by ONNX Runtime."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-import cv2
 import numpy as np
-import torch
 
 from agegender_cli.archs.base import Prediction
-from agegender_cli.archs.caffenet.caffemodel import twin_from_caffemodel
-from agegender_cli.archs.caffenet.net import (
+from agegender_cli.archs.caffenet.deploy import (
     INPUT_SIZE,
     NET_NAMES,
     NUM_CLASSES,
     YEARS_OUTPUT,
-    LeviHassnerNet,
     blob_from_faces,
     check_model_folder,
-    cv2_errors,
-    deploy_prototxt,
     net_files,
-    read_cv2_net,
-    torch_input,
 )
-from agegender_cli.archs.years_head import expected_years
 from agegender_cli.errors import AgeGenderError
-from agegender_cli.runtime import describe_precision, resolve_precision
+from agegender_cli.labels import expected_years
+from agegender_cli.runtime import describe_precision, device_name, resolve_precision
 
-ENGINES = ("opencv", "torch")
+ENGINES = ("opencv", "torch", "onnx")
+ENGINE_NAMES = {"opencv": "cv2.dnn", "torch": "torch (PyTorch twin)", "onnx": "onnxruntime (exported from the twin)"}
 HISTORIES = ("history.json", "finetune_history.json")  # written by `agegender train` beside the nets
 
 
 class CaffenetPredictor:
-    """age_net + gender_net from a model folder, run by cv2.dnn ("opencv") or by the twin ("torch")."""
+    """age_net + gender_net from a model folder, run by cv2.dnn ("opencv", the reference), by the PyTorch twin
+    ("torch", on the CPU or a GPU) or by ONNX Runtime ("onnx", CPU; no torch import once exported)."""
 
     arch = "caffenet"
 
-    def __init__(self, folder: Path, *, engine: str = "opencv", precision: str = "auto", batch_size: int = 64) -> None:
+    def __init__(self, folder: Path, *, engine: str = "opencv", precision: str = "auto", batch_size: int = 64,
+                 device: str = "cpu", log: Callable[[str], None] | None = None) -> None:
         if engine not in ENGINES:
             raise AgeGenderError(f"unknown caffenet engine '{engine}': use one of {', '.join(ENGINES)}")
         folder = Path(folder)
         check_model_folder(folder)
         self.engine = engine
         self.batch_size = batch_size
-        cpu = torch.device("cpu")
-        self.bf16 = engine == "torch" and resolve_precision(precision, cpu) == "bf16"
+        self.device = device_name(device) if engine == "torch" else "cpu"
+        self.bf16 = engine == "torch" and resolve_precision(precision, self.device) == "bf16"
         self.folder = folder
         self.model_path = Path(folder)
+        self._log = log or (lambda _: None)
+        self._onnx_files: list[Path] = []
         self._nets = {task: self._load(folder, task) for task in NET_NAMES}
-        detail = "cv2.dnn" if engine == "opencv" else f"PyTorch twin, {describe_precision(precision, cpu)}"
+        detail = {"opencv": "cv2.dnn", "onnx": "ONNX Runtime, fp32",
+                  "torch": f"PyTorch twin, {self.device}, {describe_precision(precision, self.device)}"}[engine]
         self.description = f"Levi-Hassner age_net + gender_net ({detail}) from {folder}"
 
     def provenance(self) -> dict:
@@ -59,8 +58,9 @@ class CaffenetPredictor:
 
         files = [path for task in NET_NAMES for path in net_files(self.folder, task)]
         files += [self.folder / name for name in HISTORIES if (self.folder / name).is_file()]
-        return {"files": [file_record(path) for path in files], "engine": "cv2.dnn" if self.engine == "opencv"
-                else "torch (PyTorch twin)", "precision": "bf16" if self.bf16 else "fp32", "device": "cpu",
+        extra = {"onnx_files": [file_record(path) for path in self._onnx_files]} if self._onnx_files else {}
+        return {"files": [file_record(path) for path in files], "engine": ENGINE_NAMES[self.engine],
+                "precision": "bf16" if self.bf16 else "fp32", "device": self.device, **extra,
                 **(bundled_card(self.folder) or {})}
 
     def predict(self, faces: Sequence[np.ndarray]) -> Prediction:
@@ -73,6 +73,10 @@ class CaffenetPredictor:
 
     def years_features(self, faces: Sequence[np.ndarray]) -> np.ndarray:
         """age_net's fc7 activations (what a years head is trained on), by the twin in fp32."""
+        import torch
+
+        from agegender_cli.archs.caffenet.net import torch_input
+
         twin = self._age_twin()
         parts = []
         with torch.inference_mode():
@@ -81,12 +85,15 @@ class CaffenetPredictor:
                 parts.append(twin.features(x).numpy())
         return np.concatenate(parts) if parts else np.zeros((0, 512), np.float32)
 
-    def with_years(self, head: torch.nn.Module, info: dict, out: Path) -> Path:
+    def with_years(self, head: Any, info: dict, out: Path) -> Path:
         """This model folder with age_net given the years layers, written into `out` (gender_net copied)."""
         import json
         import shutil
 
+        import torch
+
         from agegender_cli.archs.caffenet.caffemodel import export_caffemodel
+        from agegender_cli.archs.caffenet.net import LeviHassnerNet, deploy_prototxt
         from agegender_cli.fileio import atomic_write_text, make_folder
 
         out = Path(out)
@@ -110,33 +117,50 @@ class CaffenetPredictor:
         atomic_write_text(out / "years_history.json", json.dumps(info, indent=2) + "\n")
         return out
 
-    def _age_twin(self) -> LeviHassnerNet:
-        net = self._nets["age"]
-        if isinstance(net, LeviHassnerNet):
-            return net
-        return _load_twin(*net_files(self.folder, "age"))
+    def _age_twin(self) -> Any:
+        """age_net as the PyTorch twin on the CPU (what the years head is fitted to and saved into)."""
+        if self.engine == "torch" and self.device == "cpu":
+            return self._nets["age"]
+        return _load_twin(*net_files(self.folder, "age"), "cpu")
 
-    def _load(self, folder: Path, task: str) -> cv2.dnn.Net | LeviHassnerNet:
+    def _load(self, folder: Path, task: str) -> Any:
         """Load one net and run it once on a blank face, so that a broken file fails here."""
         prototxt, caffemodel = net_files(folder, task)
-        with cv2_errors(prototxt, caffemodel):
-            net = read_cv2_net(prototxt, caffemodel) if self.engine == "opencv" else _load_twin(prototxt, caffemodel)
+        if self.engine == "onnx":
+            from agegender_cli.archs.caffenet.onnx_engine import load_onnx_net
+
+            net, path = load_onnx_net(prototxt, caffemodel, self._log)
+            self._onnx_files.append(path)
             classes = self._probs({task: net}, [np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.uint8)])[task].shape[1]
+        else:
+            from agegender_cli.archs.caffenet.net import cv2_errors, read_cv2_net
+
+            with cv2_errors(prototxt, caffemodel):
+                net = (read_cv2_net(prototxt, caffemodel) if self.engine == "opencv"
+                       else _load_twin(prototxt, caffemodel, self.device))
+                classes = self._probs({task: net}, [np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.uint8)])[task].shape[1]
         if classes != NUM_CLASSES[task]:
             raise AgeGenderError(f"{caffemodel} gives {classes} classes; the {task} net must give {NUM_CLASSES[task]}")
         return net
 
     def _probs(self, nets: dict, faces: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
-        if self.engine == "opencv":
-            return _opencv_probs(nets, blob_from_faces(faces))
-        return _torch_probs(nets, torch_input(faces), self.bf16)
+        if self.engine == "torch":
+            from agegender_cli.archs.caffenet.net import torch_input
+
+            return _torch_probs(nets, torch_input(faces), self.bf16, self.device)
+        blob = blob_from_faces(faces)
+        return _opencv_probs(nets, blob) if self.engine == "opencv" else _onnx_probs(nets, blob)
 
 
-def _load_twin(prototxt: Path, caffemodel: Path) -> LeviHassnerNet:
-    return twin_from_caffemodel(prototxt, caffemodel).eval().to(memory_format=torch.channels_last)
+def _load_twin(prototxt: Path, caffemodel: Path, device: str) -> Any:
+    import torch
+
+    from agegender_cli.archs.caffenet.caffemodel import twin_from_caffemodel
+
+    return twin_from_caffemodel(prototxt, caffemodel).eval().to(device, memory_format=torch.channels_last)
 
 
-def _opencv_probs(nets: dict[str, cv2.dnn.Net], blob: np.ndarray) -> dict[str, np.ndarray]:
+def _opencv_probs(nets: dict, blob: np.ndarray) -> dict[str, np.ndarray]:
     out = {}
     for task, net in nets.items():
         net.setInput(blob)
@@ -149,14 +173,30 @@ def _opencv_probs(nets: dict[str, cv2.dnn.Net], blob: np.ndarray) -> dict[str, n
     return out
 
 
-def _torch_probs(nets: dict[str, LeviHassnerNet], x: torch.Tensor, bf16: bool) -> dict[str, np.ndarray]:
+def _onnx_probs(nets: dict, blob: np.ndarray) -> dict[str, np.ndarray]:
+    from agegender_cli.archs.caffenet.onnx_engine import onnx_probs
+
+    out = {}
+    for task, net in nets.items():
+        found = onnx_probs(net, blob)
+        out[task] = found["probs"]
+        if "years" in found:
+            out["years"] = found["years"]
+    return out
+
+
+def _torch_probs(nets: dict, x: Any, bf16: bool, device: str) -> dict[str, np.ndarray]:
+    import torch
+
+    if device == "cuda":  # page-locked: the copy to the GPU overlaps the work queued before it
+        x = x.pin_memory().to(device, non_blocking=True)
     x = x.contiguous(memory_format=torch.channels_last)
     out = {}
     with torch.inference_mode():
         for task, net in nets.items():
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
                 features = net.features(x)
-                out[task] = torch.softmax(net.fc8(features).float(), dim=1).numpy()
+                out[task] = torch.softmax(net.fc8(features).float(), dim=1).cpu().numpy()
             if net.has_years:  # in fp32: a 101-way expectation is sensitive to bf16 rounding
-                out["years"] = torch.softmax(net.years_logits(features.float()), dim=1).numpy()
+                out["years"] = torch.softmax(net.years_logits(features.float()), dim=1).cpu().numpy()
     return out

@@ -17,13 +17,21 @@ class Facenet:
     """The registry entry; torch is imported only when a model is loaded or trained."""
 
     name = "facenet"
-    summary = "InceptionResnetV1 trunk (VGGFace2) + gender and age heads, PyTorch"
+    summary = "InceptionResnetV1 trunk (VGGFace2) + gender and age heads, PyTorch / ONNX Runtime"
     train_config = FacenetTrainConfig
     bundled = ASSETS_DIR / "facenet.pt"
 
     def load_predictor(self, model: Path | None, options: ModelOptions, log: Log) -> Predictor:
+        from agegender_cli.runtime import pick_engine
+
+        if pick_engine(options.engine, options.device, options.precision) == "onnx":
+            from agegender_cli.archs.facenet.onnx_predictor import FacenetOnnxPredictor
+
+            return FacenetOnnxPredictor(model or self.bundled, backbone_weights=options.backbone_weights,
+                                        batch_size=options.batch_size, log=log)
         from agegender_cli.archs.facenet.predictor import FacenetPredictor
 
+        # --engine opencv is caffenet's: facenet then runs in PyTorch
         return FacenetPredictor(model or self.bundled, backbone_weights=options.backbone_weights,
                                 device=options.device, precision=options.precision,
                                 batch_size=options.batch_size, log=log)

@@ -189,12 +189,14 @@ class FacenetPredictor:
 
     def _batch(self, faces: Sequence[np.ndarray]) -> torch.Tensor:
         views = [make_view(preprocess(face, self.preprocess_cfg), self.image_size) for face in faces]
-        x = standardize(torch.from_numpy(np.stack(views))).to(self.device)
+        x = standardize(torch.from_numpy(np.stack(views)))
+        if self.device.type == "cuda":  # page-locked: the copy to the GPU overlaps the work queued before it
+            x = x.pin_memory().to(self.device, non_blocking=True)
         return x.contiguous(memory_format=torch.channels_last)
 
     @torch.inference_mode()
     def predict(self, faces: Sequence[np.ndarray]) -> Prediction:
-        from agegender_cli.archs.years_head import expected_years
+        from agegender_cli.labels import expected_years
 
         parts = []
         for start in range(0, len(faces), self.batch_size):

@@ -1,0 +1,104 @@
+"""Architecture A on ONNX Runtime: the trunk, tail and heads of a checkpoint exported once, then run without torch."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from agegender_cli.archs.base import Prediction
+from agegender_cli.config import PreprocessConfig
+from agegender_cli.data.augment import make_view
+from agegender_cli.data.preprocessing import preprocess
+from agegender_cli.errors import AgeGenderError
+from agegender_cli.labels import expected_years
+from agegender_cli.onnx_models import cached_export, export_module, file_digest, session
+
+INPUT = "faces"
+OUTPUTS = ("gender_prob", "age_prob", "years_prob")
+
+
+class FacenetOnnxPredictor:
+    """A facenet checkpoint (and the backbone it names) as one ONNX graph: standardised RGB faces in, the
+    probabilities of both heads (and the years distribution, where the checkpoint has a years head) out."""
+
+    arch = "facenet"
+
+    def __init__(self, checkpoint_path: Path, *, backbone_weights: Path | None = None, batch_size: int = 64,
+                 log: Callable[[str], None] | None = None) -> None:
+        path = Path(checkpoint_path)
+        if not path.is_file():
+            raise AgeGenderError(f"{path}: no such model file; train one with `agegender train --arch facenet`")
+        log = log or (lambda _: None)
+        key = hashlib.sha256(file_digest(path).encode())
+        if backbone_weights is not None:
+            key.update(file_digest(Path(backbone_weights)).encode())
+        self.onnx_path, self.meta = cached_export(
+            "facenet", key.hexdigest()[:32], lambda out: _export(path, backbone_weights, out, log), log)
+        self.session = session(self.onnx_path)
+        self.batch_size = batch_size
+        self.image_size = int(self.meta["image_size"])
+        self.preprocess_cfg = PreprocessConfig(**self.meta["preprocess"])
+        self.path = self.model_path = path
+        self.description = f"{self.meta['summary']}, ONNX Runtime fp32"
+        self._outputs = [name for name in OUTPUTS if name in self.meta["outputs"]]
+
+    def provenance(self) -> dict:
+        """The checkpoint's hash, the backbone it was trained on and the one that ran, how it was trained."""
+        from agegender_cli.provenance import bundled_card, file_record
+
+        return {"files": [file_record(self.path)], "onnx_files": [file_record(self.onnx_path)],
+                "engine": "onnxruntime (exported from the checkpoint)", "precision": "fp32", "device": "cpu",
+                "backbone": self.meta["backbone"], "trained": self.meta["trained"], **(bundled_card(self.path) or {})}
+
+    def predict(self, faces: Sequence[np.ndarray]) -> Prediction:
+        parts = []
+        for start in range(0, len(faces), self.batch_size):
+            found = dict(zip(self._outputs, self.session.run(self._outputs, {INPUT: self._batch(
+                faces[start:start + self.batch_size])}), strict=True))
+            years = expected_years(found["years_prob"]) if "years_prob" in found else None
+            parts.append(Prediction(found["gender_prob"], found["age_prob"], years))
+        return Prediction.concat(parts)
+
+    def _batch(self, faces: Sequence[np.ndarray]) -> np.ndarray:
+        views = np.stack([make_view(preprocess(face, self.preprocess_cfg), self.image_size) for face in faces])
+        return standardized(views)
+
+
+def standardized(views_bgr: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) BGR uint8 -> (N, 3, H, W) RGB float32: facenet's fixed standardisation, as model.standardize."""
+    x = np.ascontiguousarray(views_bgr[..., ::-1].transpose(0, 3, 1, 2), dtype=np.float32)
+    return (x - np.float32(127.5)) / np.float32(128.0)
+
+
+def _export(checkpoint: Path, backbone_weights: Path | None, out: Path, log: Callable[[str], None]) -> dict:
+    """Export the PyTorch predictor's graph (fp32) and return what a torch-free load needs to know."""
+    import torch
+
+    from agegender_cli.archs.facenet.predictor import FacenetPredictor
+
+    model = FacenetPredictor(checkpoint, backbone_weights=backbone_weights, device="cpu", precision="fp32", log=log)
+    model.trunk.to(memory_format=torch.contiguous_format)
+
+    class Probabilities(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.trunk, self.tail, self.years_head = model.trunk, model.tail, model.years_head
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            embedding = self.tail.embed(self.trunk(x))
+            gender, age = self.tail.gender_head(embedding), self.tail.age_head(embedding)
+            probs = (torch.softmax(gender, 1), torch.softmax(age, 1))
+            if self.years_head is None:
+                return probs
+            return (*probs, torch.softmax(self.years_head(embedding), 1))
+
+    outputs = list(OUTPUTS if model.years_head is not None else OUTPUTS[:2])
+    size = model.image_size
+    export_module(Probabilities(), (torch.zeros(2, 3, size, size),), out, [INPUT], outputs)
+    provenance = model.provenance()
+    return {"image_size": size, "preprocess": {k: v for k, v in model.checkpoint["preprocess"].items() if k != "name"},
+            "summary": model.description.rsplit(", ", 1)[0], "outputs": outputs,
+            "backbone": provenance["backbone"], "trained": provenance["trained"]}
