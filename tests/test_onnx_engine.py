@@ -1,0 +1,134 @@
+"""The onnx engine: the same probabilities as PyTorch, exports cached and checked, no torch on a warm start."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agegender_cli import onnx_models, runtime
+from agegender_cli.archs.caffenet.predictor import CaffenetPredictor
+from agegender_cli.archs.registry import load_predictor
+from agegender_cli.config import ASSETS_DIR, ModelOptions
+from agegender_cli.errors import AgeGenderError
+from tests.conftest import make_image
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _faces(n: int) -> list[np.ndarray]:
+    return [make_image(seed, 200) for seed in range(n)]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("arch", ["facenet", "caffenet"])
+def test_onnx_gives_pytorchs_fp32_probabilities_and_years(arch: str) -> None:
+    faces = _faces(12)
+    onnx = load_predictor(arch, ModelOptions(engine="onnx", batch_size=5)).predict(faces)
+    torch = load_predictor(arch, ModelOptions(engine="torch", precision="fp32")).predict(faces)
+    assert np.abs(onnx.gender_prob - torch.gender_prob).max() < 1e-4
+    assert np.abs(onnx.age_prob - torch.age_prob).max() < 1e-4
+    assert onnx.age_years is not None and np.abs(onnx.age_years - torch.age_years).max() <= 0.15
+
+
+@pytest.mark.integration
+def test_a_warm_start_on_the_cpu_never_imports_torch() -> None:
+    for arch in ("facenet", "caffenet"):
+        load_predictor(arch, ModelOptions(engine="onnx"))  # exported into the cache now, if it was not yet
+    code = ("import sys\n"
+            "from agegender_cli.runtime import maybe_cuda\n"
+            "if maybe_cuda():\n"
+            "    print('a GPU may be here: auto then picks PyTorch')\n"
+            "    sys.exit(0)\n"
+            "from agegender_cli.archs.registry import load_predictor\n"
+            "from agegender_cli.config import ModelOptions\n"
+            "import numpy as np\n"
+            "for arch in ('facenet', 'caffenet'):\n"
+            "    p = load_predictor(arch, ModelOptions())\n"
+            "    assert 'ONNX Runtime' in p.description, p.description\n"
+            "    assert len(p.predict([np.zeros((200, 200, 3), np.uint8)])) == 1\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_a_changed_cached_export_is_exported_again(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("AGEGENDER_HOME", str(tmp_path / "home"))
+    folder = ASSETS_DIR / "caffenet"
+    faces = _faces(3)
+    first = CaffenetPredictor(folder, engine="onnx")
+    expected = first.predict(faces)
+    cached = sorted((tmp_path / "home" / "onnx" / "caffenet").glob("*.onnx"))
+    assert len(cached) == 2 and all(p.with_suffix(".json").is_file() for p in cached)
+    cached[0].write_bytes(b"\x00" * 1000)  # damaged in place
+    logged: list[str] = []
+    again = CaffenetPredictor(folder, engine="onnx", log=logged.append)
+    assert any("does not match its recorded sha256" in line for line in logged), logged
+    assert np.abs(again.predict(faces).age_prob - expected.age_prob).max() == 0
+    assert cached[0].stat().st_size > 1_000_000
+
+
+def test_the_digest_memo_notices_a_changed_file(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("AGEGENDER_HOME", str(tmp_path / "home"))
+    path = tmp_path / "model.bin"
+    path.write_bytes(b"one")
+    first = onnx_models.file_digest(path)
+    assert onnx_models.file_digest(path) == first
+    path.write_bytes(b"two")
+    assert onnx_models.file_digest(path) != first
+
+
+@pytest.mark.parametrize(("engine", "device", "precision", "cuda", "ort", "expected"), [
+    ("auto", "auto", "auto", False, True, "onnx"),
+    ("auto", "cpu", "fp32", False, True, "onnx"),
+    ("auto", "cpu", "bf16", False, True, "torch"),  # bf16 asked for: only PyTorch runs it
+    ("auto", "cpu", "auto", False, False, "torch"),  # onnxruntime missing
+    ("auto", "cuda", "auto", True, True, "torch"),
+    ("opencv", "auto", "auto", False, True, "opencv"),
+    ("torch", "cpu", "auto", False, True, "torch"),
+])
+def test_auto_picks_onnx_on_a_cpu_in_fp32_and_torch_elsewhere(monkeypatch, engine, device, precision, cuda, ort,
+                                                                expected) -> None:
+    monkeypatch.setattr(runtime, "device_name", lambda name: "cuda" if cuda and name != "cpu" else "cpu")
+    monkeypatch.setattr(runtime, "resolve_precision", lambda p, d: "bf16" if p == "bf16" else "fp32")
+    monkeypatch.setattr(onnx_models, "onnx_runtime_available", lambda: ort)
+    assert runtime.pick_engine(engine, device, precision) == expected
+
+
+@pytest.mark.parametrize(("device", "precision", "cuda", "ort", "message"), [
+    ("cuda", "auto", True, True, "runs on the CPU"),
+    ("cpu", "bf16", False, True, "runs in fp32"),
+    ("cpu", "auto", False, False, "needs onnxruntime"),
+])
+def test_engine_onnx_refuses_what_it_cannot_do(monkeypatch, device, precision, cuda, ort, message) -> None:
+    monkeypatch.setattr(runtime, "device_name", lambda name: "cuda" if cuda and name != "cpu" else "cpu")
+    monkeypatch.setattr(onnx_models, "onnx_runtime_available", lambda: ort)
+    with pytest.raises(AgeGenderError, match=message):
+        runtime.pick_engine("onnx", device, precision)
+
+
+def test_device_auto_is_the_cpu_without_importing_torch_where_no_gpu_can_be() -> None:
+    code = ("import sys\nfrom agegender_cli.runtime import device_name, maybe_cuda\n"
+            "print(device_name('auto'), maybe_cuda(), 'torch' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    name, maybe, imported = done.stdout.split()
+    assert done.returncode == 0
+    if maybe == "False":
+        assert (name, imported) == ("cpu", "False")
+
+
+def test_device_cuda_without_a_gpu_is_one_clear_error(monkeypatch) -> None:
+    monkeypatch.setattr(runtime, "maybe_cuda", lambda: False)
+    assert runtime.device_name("auto") == "cpu" and runtime.device_name("cpu") == "cpu"
+    with pytest.raises(AgeGenderError, match="--device"):
+        runtime.device_name("tpu")
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(AgeGenderError, match="no CUDA GPU is visible"):
+            runtime.device_name("cuda")
