@@ -117,13 +117,16 @@ def session(path: Path) -> onnxruntime.InferenceSession:
         raise AgeGenderError(f"{path}: ONNX Runtime cannot load it ({exc}); delete it to export it again") from exc
 
 
-def export_module(module: Any, example: Any, path: Path, inputs: list[str], outputs: list[str]) -> None:
-    """torch.onnx.export of `module` (eval mode) with a dynamic batch axis on every input and output."""
+def export_module(module: Any, example: Any, path: Path, inputs: list[str], outputs: list[str],
+                  more_axes: dict[str, dict[int, str]] | None = None) -> None:
+    """torch.onnx.export of `module` (eval mode) with a dynamic batch axis on every input and output, plus
+    `more_axes` (name -> {axis: label}), e.g. the height and width of a fully convolutional net."""
     import warnings
 
     import torch
 
-    axes = {name: {0: "batch"} for name in [*inputs, *outputs]}
+    more_axes = more_axes or {}
+    axes = {name: {0: "batch", **more_axes.get(name, {})} for name in [*inputs, *outputs]}
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
         # the TorchScript exporter is the one that needs no onnxscript; its deprecation notes are not the user's
         warnings.simplefilter("ignore")

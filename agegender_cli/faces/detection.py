@@ -5,11 +5,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from agegender_cli.errors import AgeGenderError
+
+if TYPE_CHECKING:
+    from agegender_cli.cache import Log
 
 Box = tuple[int, int, int, int]  # x1, y1, x2, y2 in image pixels, x2/y2 exclusive
 Point = tuple[float, float]
@@ -56,20 +59,22 @@ class FaceDetector(Protocol):
 
 
 def make_detector(
-    name: str, *, min_face: int = 20, min_score: float = 0.9, device: str = "cpu", max_side: int | None = None
+    name: str, *, min_face: int = 20, min_score: float = 0.9, device: str = "cpu", max_side: int | None = None,
+    engine: str = "auto",
 ) -> FaceDetector:
     """Build a detector by name: "auto" (MTCNN, but an image that already is a face crop is taken whole),
     "mtcnn", "haar" or "none" (the whole image is the face); photos longer than `max_side` (default: the
-    detect_max_side limit) are searched at that size."""
+    detect_max_side limit) are searched at that size. `engine` is MTCNN's (MTCNN_ENGINES)."""
     if max_side is None:
         from agegender_cli.limits import current_limits
 
         max_side = current_limits().detect_max_side
     if name == "auto":
         return AutoCropDetector(make_detector("mtcnn", min_face=min_face, min_score=min_score, device=device,
-                                              max_side=max_side))
+                                              max_side=max_side, engine=engine))
     if name == "mtcnn":
-        return DownscalingDetector(MtcnnDetector(min_face=min_face, min_score=min_score, device=device), max_side)
+        mtcnn = MtcnnDetector(min_face=min_face, min_score=min_score, device=device, engine=engine)
+        return DownscalingDetector(mtcnn, max_side)
     if name == "haar":
         return DownscalingDetector(HaarDetector(min_face=min_face, min_score=min_score), max_side)
     if name == "none":
@@ -109,20 +114,35 @@ def _scaled(face: Detection, factor: float) -> Detection:
     return Detection(box, face.score, marks)  # type: ignore[arg-type]
 
 
+MTCNN_ENGINES = ("auto", "onnx", "torch")
+
+
 class MtcnnDetector:
-    """facenet-pytorch's MTCNN with the weights bundled in its wheel, one image per call."""
+    """facenet-pytorch's MTCNN with the weights bundled in its wheel, one image per call, run by facenet-pytorch
+    itself ("torch") or exported to ONNX Runtime ("onnx", which never imports torch once the export is cached:
+    `import torch` alone takes seconds). "auto": ONNX on the CPU when onnxruntime is installed, else torch."""
 
     name = "mtcnn"
 
-    def __init__(self, *, min_face: int = 20, min_score: float = 0.9, device: str = "cpu") -> None:
-        import torch
-        from facenet_pytorch import MTCNN
+    def __init__(
+        self, *, min_face: int = 20, min_score: float = 0.9, device: str = "cpu", engine: str = "auto",
+        log: Log | None = None,
+    ) -> None:
+        from agegender_cli.runtime import device_name
 
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
         self.min_face = min_face
         self.min_score = min_score
-        self._mtcnn = MTCNN(keep_all=True, min_face_size=min_face, device=device)
+        device = device_name(device)
+        self.engine = mtcnn_engine(engine, device)
+        if self.engine == "onnx":
+            from agegender_cli.cache import print_to_stderr
+            from agegender_cli.faces.mtcnn_onnx import OnnxMtcnn
+
+            self._onnx = OnnxMtcnn(min_face_size=min_face, log=log or print_to_stderr)
+        else:
+            from facenet_pytorch import MTCNN
+
+            self._mtcnn = MTCNN(keep_all=True, min_face_size=min_face, device=device)
 
     def detect(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
         # One image per MTCNN call: a batched call picks boxes a few pixels apart for the same photo depending on
@@ -134,7 +154,10 @@ class MtcnnDetector:
     def _detect_one(self, image: np.ndarray) -> list[Detection]:
         if min(image.shape[:2]) < self.min_face:
             return []  # MTCNN's image pyramid is empty (and it raises) below min_face
-        boxes, probs, points = self._mtcnn.detect([np.ascontiguousarray(image[:, :, ::-1])], landmarks=True)
+        rgb = np.ascontiguousarray(image[:, :, ::-1])
+        if self.engine == "onnx":
+            return self._to_detections(*self._onnx.detect(rgb))
+        boxes, probs, points = self._mtcnn.detect([rgb], landmarks=True)
         return self._to_detections(boxes[0], probs[0], points[0])
 
     def _to_detections(self, boxes, probs, points) -> list[Detection]:
@@ -148,6 +171,17 @@ class MtcnnDetector:
             if float(prob) >= self.min_score
         ]
         return _reading_order(found)
+
+
+def mtcnn_engine(engine: str, device: str) -> str:
+    """"onnx" or "torch" for MTCNN on `device` ("cpu" or "cuda"); ONNX Runtime here runs on the CPU only."""
+    if engine not in MTCNN_ENGINES:
+        raise AgeGenderError(f"unknown MTCNN engine {engine!r}: choose one of {', '.join(MTCNN_ENGINES)}")
+    if engine != "auto":
+        return engine
+    from agegender_cli.onnx_models import onnx_runtime_available
+
+    return "onnx" if device == "cpu" and onnx_runtime_available() else "torch"
 
 
 class HaarDetector:
