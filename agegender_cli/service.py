@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -165,46 +165,70 @@ def _training_overlap(predictors: dict, hashes: list[int], reporter: Reporter) -
     return overlap
 
 
-def _load_predictors(archs: tuple[str, ...], options: ModelOptions, reporter: Reporter,
-                     detector: Callable[[], Any] | None = None) -> dict:
-    """Every architecture asked for, loaded once (bundled models unless files are given), side by side in threads
-    (the engines load outside the GIL); with `detector`, that is built alongside and returned under "detector"."""
+def _start_loading(archs: tuple[str, ...], options: ModelOptions, reporter: Reporter) -> dict[str, Future]:
+    """Every architecture asked for (bundled models unless files are given), loading side by side in threads: the
+    engines parse and optimise their graphs outside the GIL, while the caller goes on (decoding, finding faces)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from agegender_cli.archs.registry import load_predictor
 
-    jobs: dict[str, Callable[[], Any]] = {}
+    pool = ThreadPoolExecutor(max_workers=max(1, len(archs)), thread_name_prefix="load")
+    futures = {}
     for arch in archs:
         reporter.message(f"loading {arch}")
-        jobs[arch] = functools.partial(load_predictor, arch, options, log=reporter.message)
-    if detector is not None:
-        jobs["detector"] = detector
-    if len(jobs) <= 1:
-        return {name: job() for name, job in jobs.items()}
-    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-        futures = {name: pool.submit(job) for name, job in jobs.items()}
-        return {name: future.result() for name, future in futures.items()}
+        futures[arch] = pool.submit(load_predictor, arch, options, log=reporter.message)
+    pool.shutdown(wait=False)
+    return futures
+
+
+def _load_predictors(archs: tuple[str, ...], options: ModelOptions, reporter: Reporter) -> dict:
+    """Every architecture asked for, loaded once, side by side."""
+    return dict(_Loaded(_start_loading(archs, options, reporter)))
+
+
+class _Loaded(Mapping):
+    """Predictors still loading: the first lookup waits for all of them (and raises what a load raised)."""
+
+    def __init__(self, futures: dict[str, Future]) -> None:
+        self._futures = futures
+        self._done: dict | None = None
+
+    def _resolved(self) -> dict:
+        if self._done is None:
+            self._done = {arch: future.result() for arch, future in self._futures.items()}
+        return self._done
+
+    def __getitem__(self, arch: str) -> Any:
+        return self._resolved()[arch]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._resolved())
+
+    def __len__(self) -> int:
+        return len(self._futures)
 
 
 class FaceModels:
     """The detector and every architecture's predictor of a PredictConfig, loaded once; decoded frames in, one
-    list of `predict` records per frame out. `agegender predict` and the Python API (api.AgeGender) share it."""
+    list of `predict` records per frame out. `agegender predict` and the Python API (api.AgeGender) share it.
+    The predictors load in the background while the first frames are decoded and searched for faces."""
 
     def __init__(self, cfg: PredictConfig, reporter: Reporter = SILENT) -> None:
         from agegender_cli.archs.registry import framing
         from agegender_cli.faces.detection import make_detector
 
-        detector = functools.partial(make_detector, cfg.detector, min_face=cfg.min_face, min_score=cfg.min_score,
-                                     device=cfg.options.device)
-        self.predictors = _load_predictors(cfg.archs, cfg.options, reporter, detector=detector)
-        self.detector = self.predictors.pop("detector")
+        self.predictors = _Loaded(_start_loading(cfg.archs, cfg.options, reporter))
         self.framings = {arch: framing(arch, cfg.detector, cfg.options) for arch in cfg.archs}
+        self.detector = make_detector(cfg.detector, min_face=cfg.min_face, min_score=cfg.min_score,
+                                      device=cfg.options.device)
 
     def records(self, frames) -> list[list[dict]]:
         """The records of decoded frames (faces.inputs.Frame), one list per frame, as `predict --json` has them."""
         from agegender_cli.faces.records import frame_records
 
-        return frame_records(frames, self.detector, self.framings, self.predictors)
+        records = frame_records(frames, self.detector, self.framings, self.predictors)
+        dict(self.predictors)  # a model that failed to load fails the run even where no face needed it
+        return records
 
 
 def run_on_records(predictors: dict, records, batch_size: int, reporter: Reporter, faces=None, hashes=None):
