@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import http.client
 import os
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -46,6 +43,9 @@ def download(url: str, dest: Path, timeout: float, deadline: float | None = None
     """Stream `url` into `dest`; return its sha256. The whole call takes at most `deadline` seconds (the
     download_deadline_s limit by default) plus one read's `timeout`, and `max_bytes` when given; RouteFailed
     on any failure, and then (or on an interrupt) no file is left behind."""
+    import http.client  # here, not at the top: every start-up reads this module, few ever download
+    import urllib.error
+
     limit = current_limits().download_deadline_s if deadline is None else deadline
     start = time.monotonic()
     dest = Path(dest)
@@ -72,6 +72,8 @@ def download(url: str, dest: Path, timeout: float, deadline: float | None = None
 def _stream(url: str, out: BinaryIO, timeout: float, start: float, limit: float, max_bytes: int | None
             ) -> str:
     """Copy the response into `out`, checking the deadline between reads; the sha256 of what came."""
+    import urllib.request
+
     digest = hashlib.sha256()
     request = urllib.request.Request(url, headers={"User-Agent": "agegender"})
     with urllib.request.urlopen(request, timeout=timeout) as response:

@@ -16,6 +16,7 @@ PACKAGES = {  # the name shown: the distributions that provide it, first found w
     "torchvision": ("torchvision",),
     "opencv": ("opencv-python", "opencv-python-headless", "opencv-contrib-python"),
     "facenet-pytorch": ("facenet-pytorch",),
+    "onnxruntime": ("onnxruntime", "onnxruntime-gpu"),
     "numpy": ("numpy",),
 }
 WEIGHT_SUFFIXES = frozenset({".pt", ".pth", ".caffemodel", ".pb", ".onnx"})
@@ -40,13 +41,17 @@ def _version(distribution: str) -> str | None:
 
 
 def runtime() -> dict:
-    """The device and precision that `--device auto --precision auto` would pick, and why; the thread counts."""
+    """The device, precision and engine that `--device auto --precision auto --engine auto` would pick, and why;
+    the thread counts."""
     import cv2
     import torch
 
-    from agegender_cli.runtime import bf16_support, pick_device, resolve_precision
+    from agegender_cli.runtime import bf16_support, pick_device, pick_engine, resolve_precision
 
     device = pick_device("auto")
+    engine = pick_engine("auto", device.type, "auto")
+    engine_why = {"onnx": "ONNX Runtime: fp32 on a CPU, models exported once into the cache",
+                  "torch": "PyTorch: a GPU, native bf16, or onnxruntime missing"}[engine]
     if device.type == "cuda":
         why = f"CUDA GPU visible: {torch.cuda.get_device_name(device)}"
     else:
@@ -54,6 +59,7 @@ def runtime() -> dict:
     return {
         "device": device.type, "device_reason": why,
         "precision": resolve_precision("auto", device), "precision_reason": bf16_support(device)[1],
+        "engine": engine, "engine_reason": engine_why,
         "threads": {"torch": torch.get_num_threads(), "opencv": cv2.getNumThreads(),
                     "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
     }

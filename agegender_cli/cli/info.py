@@ -30,6 +30,7 @@ def info_tables(result: dict) -> list[Table]:
     setup.add_section()
     setup.add_row("device", f"{result['device']} ({result['device_reason']})")
     setup.add_row("precision", f"{result['precision']} ({result['precision_reason']})")
+    setup.add_row("engine", f"{result['engine']} ({result['engine_reason']})")
     threads = result["threads"]
     setup.add_row("threads", f"torch {threads['torch']}, opencv {threads['opencv']}, "
                              f"OMP_NUM_THREADS {threads['OMP_NUM_THREADS'] or 'unset'}")
