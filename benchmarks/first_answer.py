@@ -40,15 +40,20 @@ ENGINES = ("auto", "opencv", "torch", "onnx")
 WATCHED = ("torch", "onnxruntime", "cv2", "facenet_pytorch")
 MARK = "@@benchmark "  # the line a helper process reports on, among whatever else it prints
 
-# runs argv[1:] as its only child; reports the child's wall seconds, peak RSS (KiB) and exit status
+# runs argv[1:] as its only child; reports the child's wall seconds, peak RSS (KiB), exit status, lines of stdout
+# and what the child itself reported after MARK. A process started by a big one carries the big one's peak RSS
+# (Linux keeps the highest RSS across fork and exec), so every measured process is started by this small wrapper.
 WRAPPER = textwrap.dedent("""
     import json, resource, subprocess, sys, time
     start = time.perf_counter()
-    code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode
+    done = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE, text=True)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    print(%r + json.dumps({"seconds": seconds, "peak_kib": peak, "code": code}))
-""") % MARK
+    lines = done.stdout.splitlines()
+    child = [json.loads(line[len(%(mark)r):]) for line in lines if line.startswith(%(mark)r)]
+    print(%(mark)r + json.dumps({"seconds": seconds, "peak_kib": peak, "code": done.returncode,
+                                 "lines": len(lines), "child": child[-1] if child else None}))
+""") % {"mark": MARK}
 
 # runs the CLI in this process and reports, at exit, which of WATCHED it imported
 WATCHER = textwrap.dedent("""
@@ -62,13 +67,12 @@ WATCHER = textwrap.dedent("""
 
 # one part: setup (untimed), then the timed statement(s)
 PART = textwrap.dedent("""
-    import json, resource, time
+    import json, time
     {setup}
     start = time.perf_counter()
     {timed}
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print({mark!r} + json.dumps({{"seconds": seconds, "peak_kib": peak}}))
+    print({mark!r} + json.dumps({{"seconds": seconds}}))
 """)
 
 
@@ -115,11 +119,10 @@ def imported_modules(photo: Path, engine: str) -> dict[str, bool]:
 
 
 def run_part(setup: str, timed: str) -> dict:
+    """One part in a fresh process: the seconds it reported for the timed code, and its process's peak RSS."""
     code = PART.format(setup=setup, timed=timed, mark=MARK)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"part failed:\n{code}\n{done.stderr[-2000:]}")
-    return reported(done.stdout)
+    result = run_wrapped([sys.executable, "-c", code])
+    return {"seconds": result["child"]["seconds"], "peak_kib": result["peak_kib"]}
 
 
 def parts(photo: Path, engine: str) -> list[tuple[str, str, str]]:
@@ -174,9 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     runs = [run_wrapped(argv) for _ in range(args.runs)]
     seconds = statistics.median(r["seconds"] for r in runs)
     peaks = [mb(r["peak_kib"]) for r in runs]
+    records = statistics.median(r["lines"] for r in runs)
     shown = ", ".join(f"{r['seconds']:.2f}" for r in runs)
     print(f"whole command: median {seconds:.2f} s of {shown}; peak RSS median {statistics.median(peaks):.0f} MB, "
-          f"largest {max(peaks):.0f} MB")
+          f"largest {max(peaks):.0f} MB; {records:.0f} JSON records (faces) written")
     loaded = imported_modules(args.photo, args.engine)
     print("imported by the command: " + ", ".join(f"{m} {'yes' if v else 'no'}" for m, v in loaded.items()))
     print(f"parts, each alone in a fresh process (median of {args.part_runs}; they overlap, so they do not add up):")
