@@ -27,9 +27,19 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from machine import alternating_rounds, median_rate, print_machine, rate_line, report_ratio, warm_count, warm_up_line
+from machine import (
+    alternating_rounds,
+    ceiling_task,
+    load_predictors,
+    median_rate,
+    print_machine,
+    rate_line,
+    report_ratio,
+    warm_count,
+    warm_up_line,
+)
 
-from agegender_cli.archs.registry import load_predictor, names
+from agegender_cli.archs.registry import names
 from agegender_cli.config import EvaluateConfig, ModelOptions
 from agegender_cli.data.utkface import read_manifest
 from agegender_cli.faces.inputs import load_image
@@ -89,15 +99,6 @@ def evaluate_task(run: Callable, cfg: EvaluateConfig, count: int) -> Callable[[]
     return task
 
 
-def ceiling_task(predictors: dict, faces: list) -> Callable[[], None]:
-    """Both predictors on the decoded faces, checked to answer for every face."""
-    def run() -> None:
-        for arch, predictor in predictors.items():
-            if len(predictor.predict(faces)) != len(faces):
-                raise RuntimeError(f"{arch} answered for fewer faces than it was given")
-    return run
-
-
 def configs(folder: Path, args: argparse.Namespace, options: ModelOptions, count: int) -> tuple[EvaluateConfig, ...]:
     """(the timed config, the warm-up config): of folder/manifest.csv (the first `count` rows, written already)
     and of a manifest of the warm-up's first rows, written here."""
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.exit(f"{args.manifest}: no rows of split '{args.split}'")
         timed, warm = configs(Path(scratch), args, options, count)
         faces = [load_image(r.path) for r in read_manifest(timed.manifest, args.split)]
-        predictors = {arch: load_predictor(arch, options) for arch in names()}
+        predictors = load_predictors(options)
         print_machine(args.engine, args.precision, args.device, {a: p.description for a, p in predictors.items()})
         print(f"{count} images of split '{args.split}' of {args.manifest}, batch {args.batch_size}, architectures "
               f"{', '.join(names())}, bootstrap {args.bootstrap}; {warm_up_line(count, args.batch_size)}; then "

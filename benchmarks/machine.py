@@ -1,5 +1,5 @@
 """Shared by the throughput benchmarks: the machine facts they print, timed rounds run in alternation, their
-medians, and the check that an end-to-end rate does not beat its own forward-only ceiling.
+medians, the forward-only ceiling's task, and the check that an end-to-end rate does not beat that ceiling.
 
 Not a benchmark itself; the scripts beside it import it (`from machine import ...`: a script's folder is on
 sys.path when it is run as `python benchmarks/NAME.py`).
@@ -177,3 +177,25 @@ def warm_count(count: int, batch_size: int) -> int:
 def warm_up_line(count: int, batch_size: int) -> str:
     shapes = " and ".join(str(n) for n in batch_shapes(count, batch_size))
     return f"warm-up on {warm_count(count, batch_size)} images first (batches of {shapes}, the timed runs' shapes)"
+
+
+def load_predictors(options) -> dict:
+    """Every registered architecture's predictor under `options` (a ModelOptions); an engine, precision or device
+    a model does not offer ends the run with one line."""
+    from agegender_cli.archs.registry import load_predictor, names
+    from agegender_cli.errors import AgeGenderError
+
+    try:
+        return {arch: load_predictor(arch, options) for arch in names()}
+    except AgeGenderError as exc:
+        sys.exit(f"--engine {options.engine} --precision {options.precision} --device {options.device}: {exc}")
+
+
+def ceiling_task(predictors: Mapping, faces: list) -> Callable[[], None]:
+    """The forward-only ceiling: every predictor's `.predict` on faces already decoded in memory, one after the
+    other, each checked to answer for every face."""
+    def run() -> None:
+        for arch, predictor in predictors.items():
+            if len(predictor.predict(faces)) != len(faces):
+                raise RuntimeError(f"{arch} answered for fewer faces than it was given")
+    return run

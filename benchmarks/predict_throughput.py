@@ -27,7 +27,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from machine import alternating_rounds, median_rate, print_machine, rate_line, report_ratio, warm_count, warm_up_line
+from machine import (
+    alternating_rounds,
+    ceiling_task,
+    load_predictors,
+    median_rate,
+    print_machine,
+    rate_line,
+    report_ratio,
+    warm_count,
+    warm_up_line,
+)
 
 from agegender_cli.archs.registry import load_predictor, names
 from agegender_cli.config import ModelOptions, PredictConfig
@@ -63,19 +73,6 @@ def crop_records(folder: Path, count: int) -> list[Record]:
         sys.exit(f"{folder}: no such folder (give --data)")
     records = [r for r in (label_record(p, "drop") for p in sorted(folder.iterdir())) if isinstance(r, Record)]
     return records[:: max(1, len(records) // count)][:count]
-
-
-def load_all(options: ModelOptions) -> dict:
-    return {arch: load_predictor(arch, options) for arch in names()}
-
-
-def ceiling_task(predictors: dict, faces: list) -> Callable[[], None]:
-    """Both predictors on the decoded faces, checked to answer for every face."""
-    def run() -> None:
-        for arch, predictor in predictors.items():
-            if len(predictor.predict(faces)) != len(faces):
-                raise RuntimeError(f"{arch} answered for fewer faces than it was given")
-    return run
 
 
 def end_to_end_task(paths: list[str], options: ModelOptions) -> Callable[[], None]:
@@ -136,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     faces = [load_image(r.path) for r in records]
     options = ModelOptions(engine=args.engine, precision=args.precision, device=args.device,
                            batch_size=args.batch_size)
-    predictors = load_all(options)
+    predictors = load_predictors(options)
     print_machine(args.engine, args.precision, args.device, {a: p.description for a, p in predictors.items()})
 
     print(f"{len(paths)} UTKFace crops from {args.data}, batch {args.batch_size}, architectures "
