@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     records = statistics.median(r["lines"] for r in runs)
     shown = ", ".join(f"{r['seconds']:.2f}" for r in runs)
     print(f"whole command: median {seconds:.2f} s of {shown}; peak RSS median {statistics.median(peaks):.0f} MB, "
-          f"largest {max(peaks):.0f} MB; {records:.0f} JSON records (faces) written")
+          f"largest {max(peaks):.0f} MB; JSON records written (one per face): {records:.0f}")
     loaded = imported_modules(args.photo, args.engine)
     print("imported by the command: " + ", ".join(f"{m} {'yes' if v else 'no'}" for m, v in loaded.items()))
     print(f"parts, each alone in a fresh process (median of {args.part_runs}; they overlap, so they do not add up):")
