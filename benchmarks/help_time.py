@@ -1,7 +1,12 @@
 """Wall time of `python -m agegender_cli --help` (or `COMMAND --help`): fresh subprocesses after a warm-up, min,
-median and max, and a PASS/FAIL line against a limit (0.20 s); then the 10 imports that take the most cumulative
-time (`python -X importtime`). `--against DIR` times another checkout too, interleaved run by run, so that the
-load of a shared machine falls on both alike.
+median and max, and a PASS/FAIL line against a limit (0.20 s) on the median; then the 10 imports that take the most
+cumulative time (`python -X importtime`). `--against DIR` times another checkout too, interleaved run by run, so
+that the load of a shared machine falls on both alike; the CPU time (user + system) of the runs is shown beside the
+wall time, as it varies less with that load.
+
+The runs use compiled bytecode as an installed tool does: with PYTHONDONTWRITEBYTECODE set (as in some shells),
+every run would compile the package anew, so the warm-up writes the bytecode under a temporary PYTHONPYCACHEPREFIX
+(nothing is written into the checkouts); `--no-bytecode` times the runs that compile instead.
 
 Usage: python benchmarks/help_time.py [--runs 15] [--command compare] [--limit 0.20] [--against /path/to/checkout]
 """
@@ -10,13 +15,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+PYCACHE = Path(tempfile.gettempdir()) / "agegender-help-time-pycache"
+BYTECODE = True  # --no-bytecode: False
 
 
 def help_args(command: str | None) -> list[str]:
@@ -26,15 +35,22 @@ def help_args(command: str | None) -> list[str]:
 def environment(checkout: Path) -> dict[str, str]:
     """The checkout first on the path (not whatever an editable install points at), a fixed width."""
     env = dict(os.environ, COLUMNS="100")
+    if BYTECODE:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(checkout), os.environ.get("PYTHONPATH"))))
     return env
 
 
-def timed_run(python: str, checkout: Path, args: list[str]) -> float:
+def timed_run(python: str, checkout: Path, args: list[str]) -> tuple[float, float]:
+    """(wall, CPU) seconds of one run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run([python, *args], cwd=checkout, env=environment(checkout), check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def top_imports(python: str, checkout: Path, args: list[str], n: int = 10) -> list[tuple[int, int, str]]:
@@ -51,9 +67,11 @@ def top_imports(python: str, checkout: Path, args: list[str], n: int = 10) -> li
     return sorted(rows, reverse=True)[:n]
 
 
-def summary(label: str, times: list[float]) -> str:
-    return (f"{label}: min {min(times):.3f} s, median {statistics.median(times):.3f} s, max {max(times):.3f} s "
-            f"({len(times)} runs)")
+def summary(label: str, runs: list[tuple[float, float]]) -> str:
+    wall = [w for w, _ in runs]
+    cpu = statistics.median(c for _, c in runs)
+    return (f"{label}: wall min {min(wall):.3f} s, median {statistics.median(wall):.3f} s, max {max(wall):.3f} s; "
+            f"CPU median {cpu:.3f} s ({len(runs)} runs)")
 
 
 def main() -> None:
@@ -64,25 +82,28 @@ def main() -> None:
     parser.add_argument("--limit", type=float, default=0.20, help="Seconds the median must not exceed.")
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--against", type=Path, default=None, help="Another checkout, timed interleaved.")
+    parser.add_argument("--no-bytecode", action="store_true", help="Keep PYTHONDONTWRITEBYTECODE as it is set.")
     args = parser.parse_args()
+    global BYTECODE
+    BYTECODE = not args.no_bytecode
 
     argv = help_args(args.command)
     checkouts = [ROOT] + ([args.against.resolve()] if args.against else [])
     for checkout in checkouts:
         for _ in range(args.warmup):
             timed_run(args.python, checkout, argv)
-    times: dict[Path, list[float]] = {checkout: [] for checkout in checkouts}
+    times: dict[Path, list[tuple[float, float]]] = {checkout: [] for checkout in checkouts}
     for _ in range(args.runs):
         for checkout in checkouts:
             times[checkout].append(timed_run(args.python, checkout, argv))
-    baseline = timed_run_floor(args.python, args.runs)
+    floor = [timed_run(args.python, ROOT, ["-c", "pass"]) for _ in range(args.runs)]
 
     shown = "python -m agegender_cli " + " ".join(argv[2:])
-    print(f"{shown}  ({args.python})")
+    print(f"{shown}  ({args.python}; {'bytecode cached' if BYTECODE else 'PYTHONDONTWRITEBYTECODE as set'})")
     for checkout in checkouts:
         print(summary(str(checkout), times[checkout]))
-    print(summary("python -c pass (the floor)", baseline))
-    median = statistics.median(times[ROOT])
+    print(summary("python -c pass (the floor)", floor))
+    median = statistics.median(w for w, _ in times[ROOT])
     verdict = "PASS" if median <= args.limit else "FAIL"
     print(f"{verdict}: median {median:.3f} s {'<=' if median <= args.limit else '>'} {args.limit:.2f} s")
 
@@ -91,16 +112,6 @@ def main() -> None:
     for cumulative, own, name in top_imports(args.python, ROOT, argv):
         print(f"{cumulative / 1000:14.1f} {own / 1000:8.1f}  {name.strip()}")
     sys.exit(0 if verdict == "PASS" else 1)
-
-
-def timed_run_floor(python: str, runs: int) -> list[float]:
-    """The interpreter's own start-up, for scale."""
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run([python, "-c", "pass"], check=True)
-        times.append(time.perf_counter() - start)
-    return times
 
 
 if __name__ == "__main__":

@@ -130,8 +130,15 @@ def with_shell_options(command: Callable[..., Any]) -> Callable[..., Any]:
                             not (given["no_table"] or root.get("no_table")))
         return command(**kwargs)
 
-    wrapper.__signature__ = inspect.Signature(own + shared + [context])  # type: ignore[attr-defined]
+    resolve(wrapper, own + shared + [context])
     return wrapper
+
+
+def resolve(wrapper: Callable[..., Any], parameters: list[inspect.Parameter]) -> None:
+    """Give `wrapper` these parameters, their annotations evaluated once: Typer reads the signature and the type
+    hints of each command twice, and the strings `functools.wraps` copies would be evaluated anew each time."""
+    wrapper.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in parameters if p.annotation is not p.empty}
 
 
 def print_detection(detection: dict | None) -> None:
@@ -209,7 +216,7 @@ def with_model_options(defaults: ModelOptions) -> Callable[[Callable[..., Any]],
                 raise typer.BadParameter(str(exc), param_hint="--model") from None
             return command(options=ModelOptions(models=models, **values), **kwargs)
 
-        wrapper.__signature__ = inspect.Signature(own[:at] + shared + own[at:])  # type: ignore[attr-defined]
+        resolve(wrapper, own[:at] + shared + own[at:])
         return wrapper
 
     return decorate
