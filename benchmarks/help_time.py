@@ -24,6 +24,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# The least a Typer app with Rich help costs: one command, no package of ours (typer.rich_utils imports rich.markdown,
+# markdown_it and rich.traceback whatever the app).
+TYPER_FLOOR = ("import typer\napp = typer.Typer()\n@app.command()\ndef hello(name: str = 'x') -> None:\n"
+               "    \"\"\"Say hello.\"\"\"\napp()\n")
 PYCACHE = Path(tempfile.gettempdir()) / "agegender-help-time-pycache"
 BYTECODE = True  # --no-bytecode: False
 
@@ -97,12 +101,14 @@ def main() -> None:
         for checkout in checkouts:
             times[checkout].append(timed_run(args.python, checkout, argv))
     floor = [timed_run(args.python, ROOT, ["-c", "pass"]) for _ in range(args.runs)]
+    typer_floor = [timed_run(args.python, ROOT, ["-c", TYPER_FLOOR, "--help"]) for _ in range(args.runs)]
 
     shown = "python -m agegender_cli " + " ".join(argv[2:])
     print(f"{shown}  ({args.python}; {'bytecode cached' if BYTECODE else 'PYTHONDONTWRITEBYTECODE as set'})")
     for checkout in checkouts:
         print(summary(str(checkout), times[checkout]))
-    print(summary("python -c pass (the floor)", floor))
+    print(summary("python -c pass", floor))
+    print(summary("a one-command Typer app --help (the floor)", typer_floor))
     median = statistics.median(w for w, _ in times[ROOT])
     verdict = "PASS" if median <= args.limit else "FAIL"
     print(f"{verdict}: median {median:.3f} s {'<=' if median <= args.limit else '>'} {args.limit:.2f} s")

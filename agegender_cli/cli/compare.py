@@ -1,7 +1,5 @@
 """`agegender compare`: every architecture on the same images, tables side by side, statistics."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

@@ -1,7 +1,5 @@
 """`agegender dataset`: index a UTKFace folder or archive into a split manifest."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

@@ -1,7 +1,5 @@
 """`agegender evaluate`: the metrics of one or more architectures on a manifest split or a UTKFace folder."""
 
-from __future__ import annotations
-
 from agegender_cli.cli import options as o
 from agegender_cli.cli.common import RichReporter, command_line, errors, fail_cleanly, print_json, show_table, stdout
 from agegender_cli.cli.tables import rich_table

@@ -1,7 +1,5 @@
 """`agegender info`: versions, device and precision, threads, the cache folder and the weights present."""
 
-from __future__ import annotations
-
 from rich.table import Table
 
 from agegender_cli.cli import options as o

@@ -1,7 +1,5 @@
 """The options several commands share, one definition and one help text each; the values come from config."""
 
-from __future__ import annotations
-
 import functools
 import inspect
 import math
@@ -135,8 +133,8 @@ def with_shell_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def resolve(wrapper: Callable[..., Any], parameters: list[inspect.Parameter]) -> None:
-    """Give `wrapper` these parameters, their annotations evaluated once: Typer reads the signature and the type
-    hints of each command twice, and the strings `functools.wraps` copies would be evaluated anew each time."""
+    """Give `wrapper` these parameters, and the annotations to match (Typer reads both the signature and the type
+    hints; the annotations `functools.wraps` copies are the wrapped function's alone)."""
     wrapper.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     wrapper.__annotations__ = {p.name: p.annotation for p in parameters if p.annotation is not p.empty}
 

@@ -1,7 +1,5 @@
 """`agegender predict`: gender and age group of every face in photos, folders, globs and videos."""
 
-from __future__ import annotations
-
 import json
 import os
 import sys

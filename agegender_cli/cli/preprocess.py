@@ -1,7 +1,5 @@
 """`agegender preprocess`: the report's image pipeline on images, folders or a manifest split."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

@@ -1,7 +1,5 @@
 """`agegender train`: train one architecture on a manifest's train split, chosen on val."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Any
 
