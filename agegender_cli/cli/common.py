@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -17,7 +16,7 @@ from typer.exceptions import TyperException
 from agegender_cli.errors import AgeGenderError
 from agegender_cli.progress import Reporter
 
-if TYPE_CHECKING:  # rich.progress and fileio are imported where they are used: `--help` needs neither
+if TYPE_CHECKING:  # rich.progress, fileio and json are imported where they are used: `--help` needs none
     from rich.progress import Progress
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -127,6 +126,8 @@ def fail_cleanly(fn: F) -> F:
 
 def print_json(data: Any) -> None:
     """Only JSON on stdout, nothing else."""
+    import json
+
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
     sys.stdout.flush()
 

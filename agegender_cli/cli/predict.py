@@ -1,6 +1,5 @@
 """`agegender predict`: gender and age group of every face in photos, folders, globs and videos."""
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -57,6 +56,8 @@ def predict(
 ) -> None:
     """Detect faces (MTCNN; a face crop is taken whole) and tell each one's gender and age group with one or both
     models."""
+    import json
+
     from agegender_cli import service
 
     archs = o.parse_archs(arch)
@@ -134,6 +135,8 @@ def _ray_config(ray: bool, out: Path | None, annotate: Path | None, csv: Path | 
 
 
 def _predict_on_ray(cfg: PredictConfig, ray_cfg: RayConfig, as_json: bool) -> None:
+    import json
+
     from agegender_cli import service
 
     result = service.predict_on_ray(cfg, ray_cfg, RichReporter())
