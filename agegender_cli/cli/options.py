@@ -128,11 +128,11 @@ def with_shell_options(command: Callable[..., Any]) -> Callable[..., Any]:
                             not (given["no_table"] or root.get("no_table")))
         return command(**kwargs)
 
-    resolve(wrapper, own + shared + [context])
+    set_parameters(wrapper, own + shared + [context])
     return wrapper
 
 
-def resolve(wrapper: Callable[..., Any], parameters: list[inspect.Parameter]) -> None:
+def set_parameters(wrapper: Callable[..., Any], parameters: list[inspect.Parameter]) -> None:
     """Give `wrapper` these parameters, and the annotations to match (Typer reads both the signature and the type
     hints; the annotations `functools.wraps` copies are the wrapped function's alone)."""
     wrapper.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
@@ -214,7 +214,7 @@ def with_model_options(defaults: ModelOptions) -> Callable[[Callable[..., Any]],
                 raise typer.BadParameter(str(exc), param_hint="--model") from None
             return command(options=ModelOptions(models=models, **values), **kwargs)
 
-        resolve(wrapper, own[:at] + shared + own[at:])
+        set_parameters(wrapper, own[:at] + shared + own[at:])
         return wrapper
 
     return decorate
