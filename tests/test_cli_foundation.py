@@ -32,6 +32,27 @@ def test_help_and_version_do_not_import_torch_cv2_or_ray():
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["predict", "--help"]])
+def test_help_imports_only_what_it_renders(argv):
+    """`agegender [COMMAND] --help` stays fast: the service layer, pydantic (Typer's coercion) and what only a running
+    command needs stay unimported."""
+    code = (
+        "import sys\n"
+        f"sys.argv = ['agegender', *{argv!r}]\n"
+        "from agegender_cli.cli.app import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code == 0, exc.code\n"
+        "late = ('agegender_cli.service', 'agegender_cli.fileio', 'agegender_cli.evaluation.tables',\n"
+        "        'agegender_cli.data.labelled', 'numpy', 'PIL', 'rich.progress', 'pydantic')\n"
+        "print([m for m in late if m in sys.modules])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_version():
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and __version__ in result.output

@@ -1,7 +1,5 @@
 """The `agegender` Typer application: one command per module, registered lazily-light."""
 
-from __future__ import annotations
-
 import os
 import shlex
 import signal

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from typer.exceptions import TyperException
 
 from agegender_cli.errors import AgeGenderError
-from agegender_cli.fileio import display
 from agegender_cli.progress import Reporter
+
+if TYPE_CHECKING:  # rich.progress, fileio and json are imported where they are used: `--help` needs none
+    from rich.progress import Progress
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEBUG_ENV = "AGEGENDER_DEBUG"
@@ -105,6 +105,8 @@ def fail_cleanly(fn: F) -> F:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise typer.Exit(0) from None
         except OSError as exc:  # the system refused (disk full, permissions): its words, one line
+            from agegender_cli.fileio import display
+
             where = f"{display(exc.filename)}: " if exc.filename else ""
             errors.print(f"[bold red]error:[/] {escape(where + str(exc.strerror or exc))}", highlight=False,
                          soft_wrap=True)
@@ -124,6 +126,8 @@ def fail_cleanly(fn: F) -> F:
 
 def print_json(data: Any) -> None:
     """Only JSON on stdout, nothing else."""
+    import json
+
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
     sys.stdout.flush()
 
@@ -146,6 +150,15 @@ class RichReporter(Reporter):
     def start(self, description: str, total: int | None = None) -> None:
         if self.quiet:
             return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
         self.finish()
         self._progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),

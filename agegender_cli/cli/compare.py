@@ -1,19 +1,14 @@
 """`agegender compare`: every architecture on the same images, tables side by side, statistics."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from agegender_cli import service
 from agegender_cli.cli import options as o
 from agegender_cli.cli.common import RichReporter, command_line, errors, fail_cleanly, print_json, show_table, stdout
 from agegender_cli.cli.tables import rich_table
 from agegender_cli.config import EvaluateConfig, ModelOptions
-from agegender_cli.evaluation.tables import groups_table, mcnemar_table, report_tables
-from agegender_cli.evaluation.years_tables import wilcoxon_table
 
 D = EvaluateConfig()
 M = D.options
@@ -40,6 +35,10 @@ def compare(
 ) -> None:
     """The report's tables for every architecture with 95% intervals, calibration (ECE), McNemar's test,
     per-race/gender accuracy and gaps."""
+    from agegender_cli import service
+    from agegender_cli.evaluation.tables import groups_table, mcnemar_table, report_tables
+    from agegender_cli.evaluation.years_tables import wilcoxon_table
+
     archs = o.parse_archs(arch)
     cfg = EvaluateConfig(archs=archs, manifest=manifest, split=split, images=images, options=options, plots=plots,
                          report=report, bootstrap=bootstrap, seed=seed, plot_format=plot_format, normalize=normalize,

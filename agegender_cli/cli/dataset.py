@@ -1,18 +1,14 @@
 """`agegender dataset`: index a UTKFace folder or archive into a split manifest."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from agegender_cli import service
 from agegender_cli.cli import options as o
 from agegender_cli.cli.common import RichReporter, fail_cleanly, print_json, show_table, stderr, stdout
 from agegender_cli.config import DUPLICATE_POLICIES, GAPS, LABEL_FORMATS, DatasetConfig
-from agegender_cli.data.labelled import parse_columns
 from agegender_cli.errors import AgeGenderError
 from agegender_cli.formatting import plural
 from agegender_cli.labels import AGE_CLASSES, GENDERS
@@ -49,6 +45,9 @@ def dataset(
 ) -> None:
     """Index face images into manifest.csv: UTKFace names (or a label file) mapped to 8 age classes, copies
     grouped, split 70/10/20 (stratified)."""
+    from agegender_cli import service
+    from agegender_cli.data.labelled import parse_columns
+
     try:
         column_pairs = parse_columns(columns or [])
     except AgeGenderError as exc:

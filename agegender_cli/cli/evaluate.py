@@ -1,13 +1,9 @@
 """`agegender evaluate`: the metrics of one or more architectures on a manifest split or a UTKFace folder."""
 
-from __future__ import annotations
-
-from agegender_cli import service
 from agegender_cli.cli import options as o
 from agegender_cli.cli.common import RichReporter, command_line, errors, fail_cleanly, print_json, show_table, stdout
 from agegender_cli.cli.tables import rich_table
 from agegender_cli.config import EvaluateConfig, ModelOptions
-from agegender_cli.evaluation.tables import groups_table, report_tables
 
 D = EvaluateConfig()
 M = D.options
@@ -31,6 +27,9 @@ def evaluate(
 ) -> None:
     """Accuracy, per-class precision/recall/F/FNR/FPR, ROC-AUC, age-class error, calibration (ECE), each
     headline number with its 95% interval: the report's tables."""
+    from agegender_cli import service
+    from agegender_cli.evaluation.tables import groups_table, report_tables
+
     archs = o.parse_archs(arch)
     cfg = EvaluateConfig(archs=archs, manifest=manifest, split=split, images=images, options=options, plots=plots,
                          plot_format=plot_format, normalize=normalize, bootstrap=bootstrap, seed=seed,

@@ -1,10 +1,7 @@
 """`agegender info`: versions, device and precision, threads, the cache folder and the weights present."""
 
-from __future__ import annotations
-
 from rich.table import Table
 
-from agegender_cli import service
 from agegender_cli.cli import options as o
 from agegender_cli.cli.common import fail_cleanly, print_json, show_table, stdout
 
@@ -13,6 +10,8 @@ from agegender_cli.cli.common import fail_cleanly, print_json, show_table, stdou
 def info(as_json: o.Json = False) -> None:
     """Versions, the device and precision a run would use (and why), threads, the cache folder, and the
     weights present with their sha256."""
+    from agegender_cli import service
+
     result = service.info()
     if as_json:
         print_json(result)

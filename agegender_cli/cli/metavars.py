@@ -1,4 +1,5 @@
-"""Plain metavars in --help (PATH, INTEGER, [a|b], nothing on flags) instead of Typer's <bool> and <list[str]>."""
+"""Plain metavars in --help (PATH, INTEGER, [a|b], nothing on flags) instead of Typer's <bool> and <list[str]>;
+options left out cost no coercion."""
 
 from __future__ import annotations
 
@@ -29,6 +30,14 @@ def plain_type(param: TyperArgument | TyperOption) -> str | None:
 class PlainOption(TyperOption):
     def display_type_rich(self, ctx: typer.Context) -> str | None:
         return plain_type(self)
+
+    def process_value(self, ctx: typer.Context, value: Any) -> Any:
+        """An optional single-value option not given (None) stays None, as Typer's coercion would leave it, but
+        without building that coercion: it imports pydantic (a tenth of a second), and `agegender COMMAND --help`
+        processes the root's --threads before it prints the command's help."""
+        if value is None and not self.required and not (self.multiple or self.nargs == -1):
+            return value if self.callback is None else self.callback(ctx, self, value)
+        return super().process_value(ctx, value)
 
 
 class PlainArgument(TyperArgument):

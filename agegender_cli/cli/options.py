@@ -1,7 +1,5 @@
 """The options several commands share, one definition and one help text each; the values come from config."""
 
-from __future__ import annotations
-
 import functools
 import inspect
 import math
@@ -132,8 +130,15 @@ def with_shell_options(command: Callable[..., Any]) -> Callable[..., Any]:
                             not (given["no_table"] or root.get("no_table")))
         return command(**kwargs)
 
-    wrapper.__signature__ = inspect.Signature(own + shared + [context])  # type: ignore[attr-defined]
+    set_parameters(wrapper, own + shared + [context])
     return wrapper
+
+
+def set_parameters(wrapper: Callable[..., Any], parameters: list[inspect.Parameter]) -> None:
+    """Give `wrapper` these parameters, and the annotations to match (Typer reads both the signature and the type
+    hints; the annotations `functools.wraps` copies are the wrapped function's alone)."""
+    wrapper.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in parameters if p.annotation is not p.empty}
 
 
 def print_detection(detection: dict | None) -> None:
@@ -212,7 +217,7 @@ def with_model_options(defaults: ModelOptions) -> Callable[[Callable[..., Any]],
                 raise typer.BadParameter(str(exc), param_hint="--model") from None
             return command(options=ModelOptions(models=models, **values), **kwargs)
 
-        wrapper.__signature__ = inspect.Signature(own[:at] + shared + own[at:])  # type: ignore[attr-defined]
+        set_parameters(wrapper, own[:at] + shared + own[at:])
         return wrapper
 
     return decorate

@@ -1,8 +1,5 @@
 """`agegender predict`: gender and age group of every face in photos, folders, globs and videos."""
 
-from __future__ import annotations
-
-import json
 import os
 import sys
 from pathlib import Path
@@ -12,7 +9,6 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from agegender_cli import service
 from agegender_cli.cli import options as o
 from agegender_cli.cli.common import RichReporter, errors, fail_cleanly, show_table, stderr, stdout
 from agegender_cli.cli.tables import natural_width
@@ -60,6 +56,10 @@ def predict(
 ) -> None:
     """Detect faces (MTCNN; a face crop is taken whole) and tell each one's gender and age group with one or both
     models."""
+    import json
+
+    from agegender_cli import service
+
     archs = o.parse_archs(arch)
     if ray or out is not None:
         ray_cfg = _ray_config(ray, out, annotate, csv, ray_address, ray_actors, shard_format)
@@ -135,6 +135,10 @@ def _ray_config(ray: bool, out: Path | None, annotate: Path | None, csv: Path | 
 
 
 def _predict_on_ray(cfg: PredictConfig, ray_cfg: RayConfig, as_json: bool) -> None:
+    import json
+
+    from agegender_cli import service
+
     result = service.predict_on_ray(cfg, ray_cfg, RichReporter())
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")

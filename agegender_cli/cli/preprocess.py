@@ -1,13 +1,10 @@
 """`agegender preprocess`: the report's image pipeline on images, folders or a manifest split."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from agegender_cli import service
 from agegender_cli.cli import options as o
 from agegender_cli.cli.common import RichReporter, errors, fail_cleanly, print_json, stderr, stdout
 from agegender_cli.config import SPLITS, PreprocessConfig
@@ -43,6 +40,8 @@ def preprocess(
     as_json: o.Json = False,
 ) -> None:
     """Grayscale, Gaussian blur 5x5, CLAHE and Gabor filter, each switchable; writes PNGs and/or a preview."""
+    from agegender_cli import service
+
     if out is None and preview is None:
         raise typer.BadParameter("give --out DIR and/or --preview FILE.png", param_hint="--out")
     if blur_kernel < 1 or blur_kernel % 2 == 0:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
-from agegender_cli.evaluation.tables import TableModel
+if TYPE_CHECKING:
+    from agegender_cli.evaluation.tables import TableModel
 
 
 def rich_table(model: TableModel) -> Table:

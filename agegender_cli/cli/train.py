@@ -1,13 +1,10 @@
 """`agegender train`: train one architecture on a manifest's train split, chosen on val."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from agegender_cli import service
 from agegender_cli.archs import registry
 from agegender_cli.cli import options as o
 from agegender_cli.cli.common import RichReporter, fail_cleanly, print_json, stdout
@@ -80,6 +77,8 @@ def train(
     as_json: o.Json = False,
 ) -> None:
     """Train an architecture on the train split; best-val checkpoint, curves, resumable."""
+    from agegender_cli import service
+
     (name,) = o.parse_archs(arch, one=True)
     if resume and overwrite:
         raise typer.BadParameter("--resume continues the run in --out, --overwrite replaces it: choose one",
@@ -110,6 +109,8 @@ def train(
 
 def _train_years(name: str, manifest: Path, init: Path | None, out: Path | None, batch_size: int | None,
                  seed: int | None, overwrite: bool, as_json: bool) -> None:
+    from agegender_cli import service
+
     defaults = YearsTrainConfig()
     cfg = YearsTrainConfig(arch=name, manifest=manifest, init=init, out=out,
                            batch_size=batch_size or defaults.batch_size, seed=defaults.seed if seed is None else seed)
