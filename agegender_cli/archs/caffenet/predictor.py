@@ -129,9 +129,9 @@ class CaffenetPredictor:
         if self.engine == "onnx":
             from agegender_cli.archs.caffenet.onnx_engine import load_onnx_net
 
-            net, path = load_onnx_net(prototxt, caffemodel, self._log)
+            net, path = load_onnx_net(prototxt, caffemodel, self._log)  # checked and traced at export
             self._onnx_files.append(path)
-            classes = self._probs({task: net}, [np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.uint8)])[task].shape[1]
+            classes = net.get_outputs()[0].shape[1]
         else:
             from agegender_cli.archs.caffenet.net import cv2_errors, read_cv2_net
 
