@@ -220,7 +220,7 @@ class FaceModels:
         self.predictors = _Loaded(_start_loading(cfg.archs, cfg.options, reporter))
         self.framings = {arch: framing(arch, cfg.detector, cfg.options) for arch in cfg.archs}
         self.detector = make_detector(cfg.detector, min_face=cfg.min_face, min_score=cfg.min_score,
-                                      device=cfg.options.device)
+                                      device=cfg.options.device, engine=cfg.options.engine, log=reporter.message)
 
     def records(self, frames) -> list[list[dict]]:
         """The records of decoded frames (faces.inputs.Frame), one list per frame, as `predict --json` has them."""
@@ -269,7 +269,8 @@ class _FaceFinder:
 
         self.auto = cfg.detector == "auto"
         name = "mtcnn" if self.auto else cfg.detector
-        self.detector = make_detector(name, min_face=cfg.min_face, min_score=cfg.min_score, device=cfg.options.device)
+        self.detector = make_detector(name, min_face=cfg.min_face, min_score=cfg.min_score, device=cfg.options.device,
+                                      engine=cfg.options.engine)
         self.framing = {arch: framing(arch, name, cfg.options) for arch in cfg.archs}
         self.whole_framing = {arch: framing(arch, "none", cfg.options) for arch in cfg.archs}
         self.photos = self.found = self.taken_whole = 0

@@ -132,3 +132,13 @@ def test_device_cuda_without_a_gpu_is_one_clear_error(monkeypatch) -> None:
     if not torch.cuda.is_available():
         with pytest.raises(AgeGenderError, match="no CUDA GPU is visible"):
             runtime.device_name("cuda")
+
+
+@pytest.mark.parametrize(("engine", "expected"), [("auto", "onnx"), ("opencv", "onnx"), ("onnx", "onnx"),
+                                                  ("torch", "torch")])
+def test_the_engine_option_reaches_mtcnn(monkeypatch, engine: str, expected: str) -> None:
+    from agegender_cli.faces import detection
+
+    monkeypatch.setattr(runtime, "maybe_cuda", lambda: False)
+    detector = detection.make_detector("mtcnn", device="auto", engine=engine)
+    assert detector.inner.engine == expected

@@ -60,20 +60,22 @@ class FaceDetector(Protocol):
 
 def make_detector(
     name: str, *, min_face: int = 20, min_score: float = 0.9, device: str = "cpu", max_side: int | None = None,
-    engine: str = "auto",
+    engine: str = "auto", log: Log | None = None,
 ) -> FaceDetector:
     """Build a detector by name: "auto" (MTCNN, but an image that already is a face crop is taken whole),
     "mtcnn", "haar" or "none" (the whole image is the face); photos longer than `max_side` (default: the
-    detect_max_side limit) are searched at that size. `engine` is MTCNN's (MTCNN_ENGINES)."""
+    detect_max_side limit) are searched at that size. `engine` is MTCNN's (MTCNN_ENGINES; --engine's values are
+    taken too: opencv means auto); `log` hears of a first export to ONNX."""
+    engine = engine if engine in MTCNN_ENGINES else "auto"
     if max_side is None:
         from agegender_cli.limits import current_limits
 
         max_side = current_limits().detect_max_side
     if name == "auto":
         return AutoCropDetector(make_detector("mtcnn", min_face=min_face, min_score=min_score, device=device,
-                                              max_side=max_side, engine=engine))
+                                              max_side=max_side, engine=engine, log=log))
     if name == "mtcnn":
-        mtcnn = MtcnnDetector(min_face=min_face, min_score=min_score, device=device, engine=engine)
+        mtcnn = MtcnnDetector(min_face=min_face, min_score=min_score, device=device, engine=engine, log=log)
         return DownscalingDetector(mtcnn, max_side)
     if name == "haar":
         return DownscalingDetector(HaarDetector(min_face=min_face, min_score=min_score), max_side)
