@@ -40,12 +40,10 @@ from machine import (
 )
 
 from agegender_cli.archs.registry import names
-from agegender_cli.config import EvaluateConfig, ModelOptions
+from agegender_cli.config import ENGINES, EvaluateConfig, ModelOptions
 from agegender_cli.data.utkface import read_manifest
 from agegender_cli.faces.inputs import load_image
 from agegender_cli.service import compare, evaluate
-
-ENGINES = ("auto", "opencv", "torch", "onnx")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

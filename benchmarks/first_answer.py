@@ -33,10 +33,10 @@ from pathlib import Path
 from machine import print_machine
 
 from agegender_cli.archs.registry import names
+from agegender_cli.config import ENGINES
 
 TARGET_SECONDS = 2.0
 TARGET_MB = 900.0
-ENGINES = ("auto", "opencv", "torch", "onnx")
 WATCHED = ("torch", "onnxruntime", "cv2", "facenet_pytorch")
 MARK = "@@benchmark "  # the line a helper process reports on, among whatever else it prints
 

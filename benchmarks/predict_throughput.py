@@ -40,12 +40,11 @@ from machine import (
 )
 
 from agegender_cli.archs.registry import load_predictor, names
-from agegender_cli.config import ModelOptions, PredictConfig
+from agegender_cli.config import ENGINES, ModelOptions, PredictConfig
 from agegender_cli.data.utkface import Record, label_record
 from agegender_cli.faces.inputs import load_image
 from agegender_cli.service import predict
 
-ENGINES = ("auto", "opencv", "torch", "onnx")
 ACCURACY_POINTS = 0.3  # bf16 may move each task's accuracy by at most this many percentage points
 REFERENCE_ENGINE = {"caffenet": "opencv"}  # the fp32 reference of the accuracy check (cv2.dnn); others: torch
 
