@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_image
 
 from agegender_cli import onnx_models, runtime
 from agegender_cli.archs.caffenet.predictor import CaffenetPredictor
 from agegender_cli.archs.registry import load_predictor
 from agegender_cli.config import ASSETS_DIR, ModelOptions
 from agegender_cli.errors import AgeGenderError
-from tests.conftest import make_image
 
 REPO = Path(__file__).resolve().parents[1]
 
