@@ -80,6 +80,13 @@ def main() -> None:
         if (BUNDLED_CAFFENET / "history.json").exists() else []
     tuning = json.loads((BUNDLED_CAFFENET / "finetune_history.json").read_text()) \
         if (BUNDLED_CAFFENET / "finetune_history.json").exists() else []
+    refits = [json.loads(path.read_text()) for path in sorted(BUNDLED_CAFFENET.glob("fc_history_*.json"))]
+    refit = "".join(
+        f"\n- `{r['task']}_net`: then its {'fc6-fc8' if r['layers'] == 'fc6' else 'fc8'} retrained on cached conv "
+        f"features of this train split (`python scripts/caffenet_fc_retrain.py --task {r['task']} --layers "
+        f"{r['layers']}`: {len(r['views'])} views a face, AdamW lr {r['lr']}, {r['epochs']} epochs; val accuracy "
+        f"{r['history'][0]['val_acc']:.4f} at the start, {r['history'][r['best_epoch']]['val_acc']:.4f} at the kept "
+        f"epoch {r['best_epoch']})." for r in refits if r["best_epoch"] > 0)
     tuned = "; ".join(f"epoch {e['epoch']}: val gender {e['val']['gender']['acc']:.3f}, "
                       f"age {e['val']['age']['acc']:.3f}" for e in tuning)
     header = "| test faces | images | gender acc. | gender AUC | age acc. | one-off | age macro-F1 | class err. | std |"
@@ -126,8 +133,9 @@ that comes from `{args.subset}`, for comparison with the earlier models.
   crop_part1 train split ({len(history)} epochs, `history.json`), then fine-tuned on this train split
   (`agegender train --arch caffenet --init ... --epochs {len(tuning)} --lr 5e-5`, `finetune_history.json`:
   {tuned}); each net is kept at its best val epoch, epoch 0 being the starting net, so a net that no
-  fine-tuned epoch beat stays as it was. Exported to `.caffemodel` with fp16 blobs, run by `cv2.dnn`
-  (`--engine opencv`) or by its PyTorch twin (the default engine, within 2e-5 in fp32).
+  fine-tuned epoch beat stays as it was.{refit}
+- Exported to `.caffemodel` with fp16 blobs, run by ONNX Runtime (the default engine on a CPU), by `cv2.dnn`
+  (`--engine opencv`, the reference) or by its PyTorch twin (within 2e-5 of `cv2.dnn` in fp32).
 - Input: 227x227 BGR minus mean (78.4263377603, 87.7689143744, 114.895847746), swapRB=False.
 
 {rows('caffenet')}
