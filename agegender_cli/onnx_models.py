@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,9 @@ from agegender_cli.fileio import atomic_write_text, sha256_file
 if TYPE_CHECKING:
     import onnxruntime
 
+# torch.onnx.export keeps its state in globals: two exports at once (the models and MTCNN load side by side on a
+# first run) fail inside torch, so exports take turns
+_EXPORT_LOCK = threading.Lock()
 EXPORT_VERSION = 1  # bump when an exporter changes what it writes: older cached files are then re-exported
 OPSET = 17
 
@@ -130,7 +134,7 @@ def export_module(module: Any, example: Any, path: Path, inputs: list[str], outp
 
     more_axes = more_axes or {}
     axes = {name: {0: "batch", **more_axes.get(name, {})} for name in [*inputs, *outputs]}
-    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+    with _EXPORT_LOCK, torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
         # the TorchScript exporter is the one that needs no onnxscript; its deprecation notes are not the user's
         warnings.simplefilter("ignore")
         torch.onnx.export(module.eval(), example, str(path), input_names=inputs, output_names=outputs,

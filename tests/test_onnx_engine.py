@@ -142,3 +142,47 @@ def test_the_engine_option_reaches_mtcnn(monkeypatch, engine: str, expected: str
     monkeypatch.setattr(runtime, "maybe_cuda", lambda: False)
     detector = detection.make_detector("mtcnn", device="auto", engine=engine)
     assert detector.inner.engine == expected
+
+
+
+def test_exports_from_two_threads_take_turns(tmp_path: Path) -> None:
+    """torch.onnx.export keeps global state: the models and MTCNN export side by side on a first run."""
+    import threading
+
+    import torch
+
+    barrier = threading.Barrier(2)
+    failures: list[BaseException] = []
+
+    def export(name: str) -> None:
+        barrier.wait()
+        try:
+            for k in range(4):
+                module = torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3), torch.nn.ReLU(), torch.nn.Conv2d(64, 64, 3))
+                onnx_models.export_module(module, (torch.zeros(1, 3, 64, 64),), tmp_path / f"{name}{k}.onnx",
+                                          ["x"], ["y"])
+        except BaseException as exc:  # noqa: BLE001 - any failure of either thread fails the test
+            failures.append(exc)
+
+    threads = [threading.Thread(target=export, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, failures
+    assert len(list(tmp_path.glob("*.onnx"))) == 8
+
+
+@pytest.mark.integration
+def test_a_first_run_exports_the_model_and_mtcnn_side_by_side(tmp_path: Path, monkeypatch) -> None:
+    """On an empty cache the caffenet nets (a loading thread) and MTCNN (the main thread) export at once."""
+    from typer.testing import CliRunner
+
+    from agegender_cli.cli.app import app
+
+    monkeypatch.setenv("AGEGENDER_HOME", str(tmp_path / "home"))
+    result = CliRunner().invoke(app, ["predict", str(REPO / "examples" / "grace_hopper.jpg"), "--arch", "caffenet",
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    kinds = {p.name for p in (tmp_path / "home" / "onnx").iterdir()}
+    assert {"caffenet", "mtcnn-pnet", "mtcnn-rnet", "mtcnn-onet"} <= kinds
