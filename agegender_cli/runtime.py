@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from agegender_cli.config import DEVICES, ENGINES, PRECISIONS
 from agegender_cli.errors import AgeGenderError
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ def maybe_cuda() -> bool:
 
 def device_name(name: str) -> str:
     """'cpu' or 'cuda' for --device auto|cpu|cuda; torch is imported only where a GPU may be present."""
-    if name not in ("auto", "cpu", "cuda"):
+    if name not in DEVICES:
         raise AgeGenderError(f"--device must be cpu, cuda or auto, not '{name}'")
     if name == "cpu" or (name == "auto" and not maybe_cuda()):
         return "cpu"
@@ -80,7 +81,7 @@ def bf16_support(device: str | torch.device) -> tuple[bool, str]:
 
 def resolve_precision(precision: str, device: str | torch.device) -> str:
     """'auto' -> bf16 where the hardware runs it natively, else fp32; 'bf16'/'fp32' as given."""
-    if precision not in ("auto", "bf16", "fp32"):
+    if precision not in PRECISIONS:
         raise AgeGenderError(f"precision must be auto, bf16 or fp32, not '{precision}'")
     if precision != "auto":
         return precision
@@ -120,7 +121,7 @@ def pick_engine(engine: str, device: str, precision: str) -> str:
     (GPUs, CPUs with native bf16); a named engine is checked against the device and precision."""
     from agegender_cli.onnx_models import onnx_runtime_available
 
-    if engine not in ("auto", "onnx", "torch", "opencv"):
+    if engine not in ENGINES:
         raise AgeGenderError(f"--engine must be auto, onnx, torch or opencv, not '{engine}'")
     on_cpu = device_name(device) == "cpu"
     if engine == "onnx":
