@@ -34,21 +34,68 @@ def line(r: dict, label: str) -> str:
             f"{100 * a['one_off']:.2f}% | {a['macro_f1']:.3f} | {a['mean_error']:.3f} | {a['std_error']:.3f} |")
 
 
-def years_rows(result: dict, info: dict | None) -> str:
-    """The age-in-years paragraph and table of one bundled model (empty without a years head)."""
+def years_rows(result: dict, how: str | None) -> str:
+    """The age-in-years paragraph (`how` the head was trained) and table of one bundled model."""
     years = result.get("years")
-    if not years or not info:
+    if not years or not how:
         return ""
-    chosen = info["chosen"]
     ci = years["ci95"]
-    return (f"\n\nAge in years: a `{chosen['kind']}` head (label-distribution loss, sigma {chosen['sigma']}) on the "
-            f"features the class heads read, trained on {info['train_faces']:,} train faces with an age (gap ages "
-            f"included), chosen on {info['val_faces']:,} val faces (val MAE {info['val_mae']:.2f} years; tried: "
-            + ", ".join(f"{t['kind']} sigma {t['sigma']}: {t['val_mae']:.2f}" for t in info["tried"])
-            + "); the class outputs are unchanged.\n\n| test faces with an age | MAE (years) | median abs. error | "
+    return (f"\n\nAge in years: {how}\n\n| test faces with an age | MAE (years) | median abs. error | "
             "CS@5 | mean signed error |\n|---|---|---|---|---|\n"
             f"| {years['n']} | {fmt_years(years['mae'], ci['mae'])} | {years['median_ae']:.2f} | "
             f"{with_interval(years['cs5'], ci['cs5'])} | {years['bias']:+.2f} |")
+
+
+def fitted_head(info: dict | None) -> str | None:
+    """How a years head fitted on a trained model's features was chosen (facenet's)."""
+    if not info:
+        return None
+    chosen = info["chosen"]
+    return (f"a `{chosen['kind']}` head (label-distribution loss, sigma {chosen['sigma']}) on the features the "
+            f"class heads read, trained on {info['train_faces']:,} train faces with an age (gap ages included), "
+            f"chosen on {info['val_faces']:,} val faces (val MAE {info['val_mae']:.2f} years; tried: "
+            + ", ".join(f"{t['kind']} sigma {t['sigma']}: {t['val_mae']:.2f}" for t in info["tried"])
+            + "); the class outputs are unchanged.")
+
+
+def _mae(val: dict) -> str:
+    return f"{val['years_mae']:.2f}" if "years_mae" in val else "-"
+
+
+def gpu_training(training: dict) -> tuple[str, str]:
+    """caffenet's training paragraph and its years sentence, from the training.json that
+    scripts/caffenet_gpu_train.py's runs left beside the nets."""
+    kept, runs = training["kept"], training["runs"]
+    counts = runs[0]["counts"]
+    device = runs[0]["variants"][kept["gender"]["variant"]]["device"]
+    rows = []
+    for number, run in enumerate(runs, 1):
+        for name, v in run["variants"].items():
+            b, cfg = v["best"], v["variant"]
+            rows.append(f"| {number} | `{name}` | {cfg['lr']:g} | {cfg['batch_size']} | "
+                        f"{'all' if cfg['gender_all'] else 'class'} | {cfg['smoothing']:g} | "
+                        f"{'yes' if cfg['years'] else 'no'} | {cfg['distill']:g} | {v['epochs']} | "
+                        f"{b['gender']['val']['gender_acc']:.4f} | {b['age']['val']['age_acc']:.4f} | "
+                        f"{_mae(b['age']['val'])} |")
+    table = ("| run | variant | lr | batch | gender_net faces | smoothing | years output | distillation | epochs | "
+             "val gender | val age | val MAE |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows))
+    g, a = kept["gender"], kept["age"]
+    text = (f"- `age_net` and `gender_net`: the Levi & Hassner (2015) deploy nets, trained from scratch in PyTorch "
+            f"on one {device} (`{training['script']}`) on the {counts['train']:,} train faces, each variant "
+            "for the same wall-clock budget (AdamW, weight decay 5e-4, a one-cycle learning rate over the budget, "
+            "random 227x227 crops of 256x256 faces, flips, bf16). The age classes learn from the faces with an "
+            "age class (class-weighted cross-entropy); `gender_net` also from the faces between the classes "
+            f"(`all`); distillation adds the probabilities of {training['teacher']} on the train faces, at "
+            "temperature 2. Each net kept at its best val epoch; the variants, chosen on the "
+            f"{counts['val']:,} val faces:\n\n{table}\n\n"
+            f"- Kept: `gender_net` of run {g['run']} `{g['variant']}`, epoch {g['epoch']} (val gender "
+            f"{g['val']['gender_acc']:.4f}); `age_net` of run {a['run']} `{a['variant']}`, epoch {a['epoch']} "
+            f"(val age {a['val']['age_acc']:.4f}, one-off {a['val']['age_one_off']:.4f}, MAE "
+            f"{a['val']['years_mae']:.2f} years). `training.json` holds every epoch of every variant.")
+    years = ("`age_net`'s years output (fc7 -> 256 -> 101 bins, a distribution over 0-100 years whose "
+             "expectation is the estimate), trained with the rest of the net on every train face with an age "
+             "(label-distribution loss, sigma 2, plus the L1 error of the expectation / 10).")
+    return text, years
 
 
 def test_metrics(manifest: Path, marker: str) -> tuple[dict, dict]:
@@ -76,28 +123,14 @@ def main() -> None:
     results, part = test_metrics(args.manifest, f"/{args.subset}/")
     ckpt = torch.load(BUNDLED_FACENET, weights_only=True)
     c, val = ckpt["config"], ckpt["val_metrics"]
-    history = json.loads((BUNDLED_CAFFENET / "history.json").read_text()) \
-        if (BUNDLED_CAFFENET / "history.json").exists() else []
-    tuning = json.loads((BUNDLED_CAFFENET / "finetune_history.json").read_text()) \
-        if (BUNDLED_CAFFENET / "finetune_history.json").exists() else []
-    refits = [json.loads(path.read_text()) for path in sorted(BUNDLED_CAFFENET.glob("fc_history_*.json"))]
-    refit = "".join(
-        f"\n- `{r['task']}_net`: then its {'fc6-fc8' if r['layers'] == 'fc6' else 'fc8'} retrained on cached conv "
-        f"features of this train split (`python scripts/caffenet_fc_retrain.py --task {r['task']} --layers "
-        f"{r['layers']}`: {len(r['views'])} views a face, AdamW lr {r['lr']}, {r['epochs']} epochs; val accuracy "
-        f"{r['history'][0]['val_acc']:.4f} at the start, {r['history'][r['best_epoch']]['val_acc']:.4f} at the kept "
-        f"epoch {r['best_epoch']})." for r in refits if r["best_epoch"] > 0)
-    tuned = "; ".join(f"epoch {e['epoch']}: val gender {e['val']['gender']['acc']:.3f}, "
-                      f"age {e['val']['age']['acc']:.3f}" for e in tuning)
+    caffenet_text, caffenet_years = gpu_training(json.loads((BUNDLED_CAFFENET / "training.json").read_text()))
     header = "| test faces | images | gender acc. | gender AUC | age acc. | one-off | age macro-F1 | class err. | std |"
 
     def rows(arch: str) -> str:
         return (f"{header}\n|---|---|---|---|---|---|---|---|---|\n{line(results[arch], 'all')}\n"
                 f"{line(part[arch], args.subset)}{years_rows(results[arch], years_info[arch])}")
 
-    years_info = {"facenet": (ckpt.get("years_head") or {}).get("info"),
-                  "caffenet": json.loads((BUNDLED_CAFFENET / "years_history.json").read_text())
-                  if (BUNDLED_CAFFENET / "years_history.json").exists() else None}
+    years_info = {"facenet": fitted_head((ckpt.get("years_head") or {}).get("info")), "caffenet": caffenet_years}
     n_gap = sum(r.age is not None and r.age_class is None for r in records)
 
     text = f"""# Bundled models
@@ -129,11 +162,7 @@ that comes from `{args.subset}`, for comparison with the earlier models.
 
 ## caffenet/ (architecture B)
 
-- `age_net` and `gender_net`: the Levi & Hassner (2015) deploy nets, trained from scratch in PyTorch on the
-  crop_part1 train split ({len(history)} epochs, `history.json`), then fine-tuned on this train split
-  (`agegender train --arch caffenet --init ... --epochs {len(tuning)} --lr 5e-5`, `finetune_history.json`:
-  {tuned}); each net is kept at its best val epoch, epoch 0 being the starting net, so a net that no
-  fine-tuned epoch beat stays as it was.{refit}
+{caffenet_text}
 - Exported to `.caffemodel` with fp16 blobs, run by ONNX Runtime (the default engine on a CPU), by `cv2.dnn`
   (`--engine opencv`, the reference) or by its PyTorch twin (within 2e-5 of `cv2.dnn` in fp32).
 - Input: 227x227 BGR minus mean (78.4263377603, 87.7689143744, 114.895847746), swapRB=False.

@@ -24,8 +24,8 @@ from agegender_cli.runtime import describe_precision, device_name, resolve_preci
 
 ENGINES = ("opencv", "torch", "onnx")
 ENGINE_NAMES = {"opencv": "cv2.dnn", "torch": "torch (PyTorch twin)", "onnx": "onnxruntime (exported from the twin)"}
-# written beside the nets by `agegender train` and scripts/caffenet_fc_retrain.py
-HISTORIES = ("history.json", "finetune_history.json", "fc_history_gender.json", "fc_history_age.json")
+# written beside the nets by scripts/caffenet_gpu_train.py, `agegender train` and scripts/caffenet_fc_retrain.py
+HISTORIES = ("training.json", "history.json", "finetune_history.json", "fc_history_gender.json", "fc_history_age.json")
 
 
 class CaffenetPredictor:
