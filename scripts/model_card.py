@@ -62,9 +62,9 @@ def _mae(val: dict) -> str:
     return f"{val['years_mae']:.2f}" if "years_mae" in val else "-"
 
 
-def gpu_training(training: dict) -> tuple[str, str]:
-    """caffenet's training paragraph and its years sentence, from the training.json that
-    scripts/caffenet_gpu_train.py's runs left beside the nets."""
+def gpu_training(training: dict) -> tuple[str, str, str]:
+    """caffenet's training bullets, the table of the variants tried and its years sentence, from the training.json
+    that scripts/caffenet_gpu_train.py's runs left beside the nets."""
     kept, runs = training["kept"], training["runs"]
     counts = runs[0]["counts"]
     device = runs[0]["variants"][kept["gender"]["variant"]]["device"]
@@ -87,7 +87,7 @@ def gpu_training(training: dict) -> tuple[str, str]:
             "age class (class-weighted cross-entropy); `gender_net` also from the faces between the classes "
             f"(`all`); distillation adds the probabilities of {training['teacher']} on the train faces, at "
             "temperature 2. Each net kept at its best val epoch; the variants, chosen on the "
-            f"{counts['val']:,} val faces:\n\n{table}\n\n"
+            f"{counts['val']:,} val faces (table below).\n"
             f"- Kept: `gender_net` of run {g['run']} `{g['variant']}`, epoch {g['epoch']} (val gender "
             f"{g['val']['gender_acc']:.4f}); `age_net` of run {a['run']} `{a['variant']}`, epoch {a['epoch']} "
             f"(val age {a['val']['age_acc']:.4f}, one-off {a['val']['age_one_off']:.4f}, MAE "
@@ -95,7 +95,7 @@ def gpu_training(training: dict) -> tuple[str, str]:
     years = ("`age_net`'s years output (fc7 -> 256 -> 101 bins, a distribution over 0-100 years whose "
              "expectation is the estimate), trained with the rest of the net on every train face with an age "
              "(label-distribution loss, sigma 2, plus the L1 error of the expectation / 10).")
-    return text, years
+    return text, table, years
 
 
 def test_metrics(manifest: Path, marker: str) -> tuple[dict, dict]:
@@ -123,7 +123,8 @@ def main() -> None:
     results, part = test_metrics(args.manifest, f"/{args.subset}/")
     ckpt = torch.load(BUNDLED_FACENET, weights_only=True)
     c, val = ckpt["config"], ckpt["val_metrics"]
-    caffenet_text, caffenet_years = gpu_training(json.loads((BUNDLED_CAFFENET / "training.json").read_text()))
+    training = json.loads((BUNDLED_CAFFENET / "training.json").read_text())
+    caffenet_text, caffenet_variants, caffenet_years = gpu_training(training)
     header = "| test faces | images | gender acc. | gender AUC | age acc. | one-off | age macro-F1 | class err. | std |"
 
     def rows(arch: str) -> str:
@@ -166,6 +167,10 @@ that comes from `{args.subset}`, for comparison with the earlier models.
 - Exported to `.caffemodel` with fp16 blobs, run by ONNX Runtime (the default engine on a CPU), by `cv2.dnn`
   (`--engine opencv`, the reference) or by its PyTorch twin (within 2e-5 of `cv2.dnn` in fp32).
 - Input: 227x227 BGR minus mean (78.4263377603, 87.7689143744, 114.895847746), swapRB=False.
+
+The variants (`training.json`):
+
+{caffenet_variants}
 
 {rows('caffenet')}
 
