@@ -45,10 +45,7 @@ class Pool5(nn.Module):
         self.twin = twin
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        t = self.twin
-        x = t.norm1(t.pool1(t.relu1(t.conv1(x))))
-        x = t.norm2(t.pool2(t.relu2(t.conv2(x))))
-        return torch.flatten(t.pool5(t.relu3(t.conv3(x))), 1)
+        return self.twin.conv_features(x)
 
 
 def view(image: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:

@@ -222,33 +222,6 @@ def train_variant(variant: Variant, work: Path, out: Path, budget: float, seed: 
         target = torch.softmax(torch.log(soft.clamp_min(1e-8)) / TEMPERATURE, 1)
         return (target * (torch.log(target.clamp_min(1e-8)) - log_p)).sum(1) * TEMPERATURE**2
 
-    @torch.inference_mode()
-    def validate() -> dict:
-        for net in nets.values():
-            net.eval()
-        g_correct = a_correct = a_near = 0
-        abs_err = []
-        cls = vy["age_class"] >= 0
-        for s in range(0, len(val_x), 256):
-            x = mean_subtract(val_x[s:s + 256].permute(0, 3, 1, 2)).contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                g = nets["gender"](x).float()
-                feats = nets["age"].features(x)
-                a = nets["age"].fc8(feats).float()
-                years = nets["age"].years_logits(feats).float() if variant.years else None
-            m = cls[s:s + 256]
-            g_correct += int((g.argmax(1) == vy["gender"][s:s + 256])[m].sum())
-            predicted = a.argmax(1)
-            a_correct += int((predicted == vy["age_class"][s:s + 256])[m].sum())
-            a_near += int(((predicted - vy["age_class"][s:s + 256]).abs() <= 1)[m].sum())
-            if years is not None:
-                abs_err.append((torch.softmax(years, 1) @ bins - vy["age"][s:s + 256].float()).abs())
-        n = int(cls.sum())
-        out = {"gender_acc": g_correct / n, "age_acc": a_correct / n, "age_one_off": a_near / n}
-        if abs_err:
-            out["years_mae"] = float(torch.cat(abs_err).mean())
-        return out
-
     started = time.time()
     history, best, epoch, step = [], {}, 0, 0
     while time.time() - started < budget:
@@ -297,7 +270,7 @@ def train_variant(variant: Variant, work: Path, out: Path, budget: float, seed: 
             step += 1
             sums += torch.stack([gl.detach(), al.detach(), yl.detach()])
         steps = max(1, len(order) // variant.batch_size)
-        val = validate()
+        val = score(nets, val_x, vy["gender"], vy["age"], vy["age_class"], bf16=bf16)
         losses = dict(zip(("gender", "age", "years"), (sums / steps).tolist(), strict=True))
         entry = {"epoch": epoch, "lr": learning_rate((time.time() - started) / budget),
                  "seconds": round(time.time() - tic, 1), "train_loss": losses,
@@ -318,18 +291,52 @@ def train_variant(variant: Variant, work: Path, out: Path, budget: float, seed: 
     (out / f"{variant.name}.json").write_text(json.dumps(summary, indent=1) + "\n")
 
 
-def score_test(work: Path, out: Path, names: list[str]) -> dict:
-    """Every variant's kept nets on the test split (fp32 twin): accuracy, one-off, years MAE."""
+def score(nets: dict, images, gender, age, age_class, *, bf16: bool) -> dict:
+    """Accuracy and one-off on the faces with an age class, and where age_net has a years output its MAE and CS@5
+    on every face: what val (during training) and test (at the end) report. Tensors on any device."""
     import torch
 
-    from agegender_cli.archs.caffenet.net import LeviHassnerNet, mean_subtract
+    from agegender_cli.archs.caffenet.net import mean_subtract
     from agegender_cli.labels import N_BINS
+
+    device = next(nets["gender"].parameters()).device
+    years = nets["age"].has_years
+    bins = torch.arange(N_BINS, dtype=torch.float32, device=device)
+    for net in nets.values():
+        net.eval()
+    g, a, estimates = [], [], []
+    with torch.inference_mode():
+        for s in range(0, len(images), 256):
+            x = mean_subtract(images[s:s + 256].to(device).permute(0, 3, 1, 2))
+            x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                g.append(nets["gender"](x).argmax(1).cpu())
+                feats = nets["age"].features(x)
+                a.append(nets["age"].fc8(feats).argmax(1).cpu())
+                logits = nets["age"].years_logits(feats) if years else None
+            if logits is not None:  # the expectation in fp32, outside autocast
+                estimates.append((torch.softmax(logits.float(), 1) @ bins).cpu())
+    g, a = torch.cat(g), torch.cat(a)
+    gender, age, age_class = gender.cpu(), age.cpu(), age_class.cpu()
+    cls = age_class >= 0
+    out = {"gender_acc": float((g == gender)[cls].float().mean()),
+           "age_acc": float((a == age_class)[cls].float().mean()),
+           "age_one_off": float(((a - age_class).abs() <= 1)[cls].float().mean())}
+    if years:
+        err = (torch.cat(estimates) - age.float()).abs()
+        out |= {"years_mae": float(err.mean()), "cs5": float((err <= 5).float().mean())}
+    return out
+
+
+def score_test(work: Path, out: Path, names: list[str]) -> dict:
+    """Every variant's kept nets on the test split (fp32 twin): accuracy, one-off, years MAE and CS@5."""
+    import torch
+
+    from agegender_cli.archs.caffenet.net import LeviHassnerNet
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     x = torch.from_numpy(np.load(work / "test_x.npy"))
     gender, age, age_class = (torch.from_numpy(np.load(work / f"test_{k}.npy")) for k in ("gender", "age", "age_class"))
-    cls = age_class >= 0
-    bins = torch.arange(N_BINS, dtype=torch.float32)
     scores = {}
     for name in names:
         states = torch.load(out / f"{name}.pt", weights_only=True)
@@ -337,24 +344,9 @@ def score_test(work: Path, out: Path, names: list[str]) -> dict:
         nets = {"gender": LeviHassnerNet(2), "age": LeviHassnerNet(8, YEARS_HIDDEN if years else None, years)}
         for task, net in nets.items():
             net.load_state_dict(states[task])
-            net.to(device).eval()
-        g, a, yrs = [], [], []
-        with torch.inference_mode():
-            for s in range(0, len(x), 256):
-                batch = mean_subtract(x[s:s + 256].permute(0, 3, 1, 2).to(device))
-                g.append(nets["gender"](batch).argmax(1).cpu())
-                feats = nets["age"].features(batch)
-                a.append(nets["age"].fc8(feats).argmax(1).cpu())
-                if years:
-                    yrs.append(torch.softmax(nets["age"].years_logits(feats), 1).cpu() @ bins)
-        g, a = torch.cat(g), torch.cat(a)
-        scores[name] = {"gender_acc": float((g == gender)[cls].float().mean()),
-                        "age_acc": float((a == age_class)[cls].float().mean()),
-                        "age_one_off": float(((a - age_class).abs() <= 1)[cls].float().mean()),
-                        "class_faces": int(cls.sum()), "faces": len(x)}
-        if years:
-            err = (torch.cat(yrs) - age.float()).abs()
-            scores[name] |= {"years_mae": float(err.mean()), "cs5": float((err <= 5).float().mean())}
+            net.to(device)
+        scores[name] = score(nets, x, gender, age, age_class, bf16=False) | {
+            "class_faces": int((age_class >= 0).sum()), "faces": len(x)}
     return scores
 
 

@@ -16,6 +16,13 @@ from agegender_cli.cli.app import app
 runner = CliRunner()
 
 
+def run_python(code: str) -> str:
+    """`code` run by a fresh interpreter (nothing imported yet); its stdout, once it exited 0."""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 def test_help_and_version_do_not_import_torch_cv2_or_ray():
     code = (
         "import sys\n"
@@ -28,8 +35,7 @@ def test_help_and_version_do_not_import_torch_cv2_or_ray():
         "heavy = [m for m in ('torch', 'cv2', 'sklearn', 'matplotlib', 'ray', 'pyarrow') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    run_python(code)
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["predict", "--help"]])
@@ -48,9 +54,7 @@ def test_help_imports_only_what_it_renders(argv):
         "        'agegender_cli.data.labelled', 'numpy', 'PIL', 'rich.progress', 'pydantic')\n"
         "print([m for m in late if m in sys.modules])\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "[]"
+    assert run_python(code).strip().splitlines()[-1] == "[]"
 
 
 def test_version():
@@ -139,9 +143,7 @@ def test_threads_option_reaches_torch(tiny_utkface, tmp_path):
         "import torch\n"
         "print(torch.get_num_threads())\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "1"
+    assert run_python(code).strip() == "1"
 
 
 def test_dataset_takes_several_sources_and_reports_copies(tmp_path):

@@ -144,6 +144,12 @@ def test_the_engine_option_reaches_mtcnn(monkeypatch, engine: str, expected: str
     assert detector.inner.engine == expected
 
 
+def test_an_unknown_engine_is_not_taken_for_auto_by_mtcnn() -> None:
+    from agegender_cli.faces import detection
+
+    with pytest.raises(AgeGenderError, match="unknown MTCNN engine 'tensorrt'"):
+        detection.make_detector("mtcnn", engine="tensorrt")
+
 
 def test_exports_from_two_threads_take_turns(tmp_path: Path) -> None:
     """torch.onnx.export keeps global state: the models and MTCNN export side by side on a first run."""

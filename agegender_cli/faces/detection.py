@@ -66,7 +66,7 @@ def make_detector(
     "mtcnn", "haar" or "none" (the whole image is the face); photos longer than `max_side` (default: the
     detect_max_side limit) are searched at that size. `engine` is MTCNN's (MTCNN_ENGINES; --engine's values are
     taken too: opencv means auto); `log` hears of a first export to ONNX."""
-    engine = engine if engine in MTCNN_ENGINES else "auto"
+    engine = "auto" if engine == "opencv" else engine  # opencv runs the models only; others: mtcnn_engine checks
     if max_side is None:
         from agegender_cli.limits import current_limits
 

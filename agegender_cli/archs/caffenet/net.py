@@ -148,12 +148,15 @@ class LeviHassnerNet(nn.Module):
     def num_classes(self) -> int:
         return self.fc8.out_features
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """fc7's activations: what fc8 and the years layers read."""
+    def conv_features(self, x: torch.Tensor) -> torch.Tensor:
+        """pool5's activations, flattened: what fc6 reads."""
         x = self.norm1(self.pool1(self.relu1(self.conv1(x))))
         x = self.norm2(self.pool2(self.relu2(self.conv2(x))))
-        x = self.pool5(self.relu3(self.conv3(x)))
-        x = self.drop6(self.relu6(self.fc6(torch.flatten(x, 1))))
+        return torch.flatten(self.pool5(self.relu3(self.conv3(x))), 1)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """fc7's activations: what fc8 and the years layers read."""
+        x = self.drop6(self.relu6(self.fc6(self.conv_features(x))))
         return self.drop7(self.relu7(self.fc7(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
