@@ -128,7 +128,8 @@ def pick_engine(engine: str, device: str, precision: str) -> str:
         if not on_cpu:
             raise AgeGenderError("--engine onnx runs on the CPU: use --device cpu, or --engine torch on a GPU")
         if precision == "bf16":
-            raise AgeGenderError("--engine onnx runs in fp32: use --precision fp32 or auto, or --engine torch for bf16")
+            raise AgeGenderError("--engine onnx runs in fp32 (int8 where a model ships calibrated ranges): use "
+                                 "--precision fp32 or auto, or --engine torch for bf16")
         if not onnx_runtime_available():
             raise AgeGenderError("--engine onnx needs onnxruntime: pip install onnxruntime, or use --engine torch")
     if engine != "auto":

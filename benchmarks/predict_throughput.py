@@ -10,7 +10,8 @@ loaded), then:
   and exit status 1 above that.
 Both are warmed up first at the timed batch shapes (a full batch and the last, partial one), then timed in
 alternating rounds (end to end, ceiling, end to end, ceiling, ...); each figure is the median of --rounds.
-Optional: --accuracy, bf16 against fp32 on the same images (gender and age accuracy, each within 0.3 points:
+Optional: --accuracy, the precision the run uses (--precision; auto: bf16 where native, caffenet's calibrated
+int8 on ONNX Runtime) against fp32 on the same images (gender and age accuracy, each within 0.3 points:
 PASS/FAIL, exit 1 on FAIL); --demo, the OpenCV demos' one-face-at-a-time cv2.dnn fp32 loop (caffenet only).
 
 Usage: OMP_NUM_THREADS=2 python benchmarks/predict_throughput.py [--images 1000]
@@ -45,7 +46,7 @@ from agegender_cli.data.utkface import Record, label_record
 from agegender_cli.faces.inputs import load_image
 from agegender_cli.service import predict
 
-ACCURACY_POINTS = 0.3  # bf16 may move each task's accuracy by at most this many percentage points
+ACCURACY_POINTS = 0.3  # bf16 or int8 may move each task's accuracy by at most this many percentage points
 REFERENCE_ENGINE = {"caffenet": "opencv"}  # the fp32 reference of the accuracy check (cv2.dnn); others: torch
 
 
@@ -58,7 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--accuracy", action="store_true", help="also bf16 against fp32 (doubles the time)")
+    parser.add_argument("--accuracy", action="store_true", help="also the run's precision against fp32")
     parser.add_argument("--demo", action="store_true", help="also the OpenCV demo loop (caffenet, one at a time)")
     args = parser.parse_args(argv)
     if args.rounds < 3:
@@ -94,10 +95,10 @@ def accuracy(prediction, records: list[Record]) -> tuple[float, float]:
 
 
 def accuracy_check(records: list[Record], faces: list, args: argparse.Namespace) -> bool:
-    """bf16 (the chosen engine) against the fp32 reference on the same faces, per architecture and task."""
+    """The run's precision and engine against the fp32 reference on the same faces, per architecture and task."""
     ok = True
     for arch in names():
-        fast = load_predictor(arch, ModelOptions(engine=args.engine, precision="bf16", device=args.device,
+        fast = load_predictor(arch, ModelOptions(engine=args.engine, precision=args.precision, device=args.device,
                                                  batch_size=args.batch_size))
         exact = load_predictor(arch, ModelOptions(engine=REFERENCE_ENGINE.get(arch, "torch"), precision="fp32",
                                                   device=args.device, batch_size=args.batch_size))
@@ -107,7 +108,7 @@ def accuracy_check(records: list[Record], faces: list, args: argparse.Namespace)
         passed = all(abs(c) <= ACCURACY_POINTS for c in changes)
         ok &= passed
         same = np.mean(fast_out.age_prob.argmax(1) == exact_out.age_prob.argmax(1))
-        print(f"accuracy {arch}: bf16 [{fast.description}] against fp32 [{exact.description}]")
+        print(f"accuracy {arch}: as run [{fast.description}] against fp32 [{exact.description}]")
         print(f"  gender {g_fast:.4f} vs {g_exact:.4f} ({changes[0]:+.2f} points); age {a_fast:.4f} vs "
               f"{a_exact:.4f} ({changes[1]:+.2f} points); same age class {same:.4f}: "
               f"{'PASS' if passed else 'FAIL'} (each within {ACCURACY_POINTS} points, {len(faces)} images)")

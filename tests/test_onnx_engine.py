@@ -28,7 +28,7 @@ def _faces(n: int) -> list[np.ndarray]:
 @pytest.mark.parametrize("arch", ["facenet", "caffenet"])
 def test_onnx_gives_pytorchs_fp32_probabilities_and_years(arch: str) -> None:
     faces = _faces(12)
-    onnx = load_predictor(arch, ModelOptions(engine="onnx", batch_size=5)).predict(faces)
+    onnx = load_predictor(arch, ModelOptions(engine="onnx", precision="fp32", batch_size=5)).predict(faces)
     torch = load_predictor(arch, ModelOptions(engine="torch", precision="fp32")).predict(faces)
     assert np.abs(onnx.gender_prob - torch.gender_prob).max() < 1e-4
     assert np.abs(onnx.age_prob - torch.age_prob).max() < 1e-4

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,9 +24,23 @@ if TYPE_CHECKING:
 INPUT = "blob"
 
 
-def load_onnx_net(prototxt: Path, caffemodel: Path, log: Log) -> tuple[onnxruntime.InferenceSession, Path]:
+def load_onnx_net(prototxt: Path, caffemodel: Path, log: Log,
+                  ranges: dict[str, list[float]] | None = None) -> tuple[onnxruntime.InferenceSession, Path]:
     """The net's ONNX Runtime session and its cached ONNX file, exported from the twin on first use (where the
-    files are checked as for cv2.dnn: the cache key is their hash, so a cached export was made from checked bytes)."""
+    files are checked as for cv2.dnn: the cache key is their hash, so a cached export was made from checked bytes).
+    With `ranges` (its calibrated activation ranges), the int8 model quantised from that export, also cached;
+    Int8Unavailable where the ranges do not fit it."""
+    path = onnx_file(prototxt, caffemodel, log)
+    if ranges is not None:
+        from agegender_cli.onnx_int8 import SETTINGS
+
+        key = hashlib.sha256(json.dumps([path.name, ranges, SETTINGS], sort_keys=True).encode()).hexdigest()[:32]
+        path, _meta = cached_export("caffenet-int8", key, lambda out: _quantized(path, ranges, out), log)
+    return session(path), path
+
+
+def onnx_file(prototxt: Path, caffemodel: Path, log: Log) -> Path:
+    """The fp32 ONNX export of one net, from the cache or made now."""
     check_file_size(prototxt, MAX_PROTOTXT_BYTES)
     check_file_size(caffemodel, MAX_CAFFEMODEL_BYTES)
     digest = hashlib.sha256()
@@ -33,7 +48,14 @@ def load_onnx_net(prototxt: Path, caffemodel: Path, log: Log) -> tuple[onnxrunti
         digest.update(file_digest(path).encode())
     path, _meta = cached_export("caffenet", digest.hexdigest()[:32], lambda out: _export(prototxt, caffemodel, out),
                                 log)
-    return session(path), path
+    return path
+
+
+def _quantized(fp32_path: Path, ranges: dict[str, list[float]], out: Path) -> dict:
+    from agegender_cli.onnx_int8 import SETTINGS, quantize
+
+    quantize(fp32_path, ranges, out)
+    return {"from": fp32_path.name, "int8": SETTINGS}
 
 
 def onnx_probs(net: onnxruntime.InferenceSession, blob: np.ndarray) -> dict[str, np.ndarray]:

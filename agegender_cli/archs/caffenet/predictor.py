@@ -18,8 +18,10 @@ from agegender_cli.archs.caffenet.deploy import (
     check_model_folder,
     net_files,
 )
+from agegender_cli.archs.caffenet.int8 import RANGES_FILE
 from agegender_cli.errors import AgeGenderError
 from agegender_cli.labels import expected_years
+from agegender_cli.onnx_int8 import Int8Unavailable
 from agegender_cli.runtime import describe_precision, device_name, resolve_precision
 
 ENGINES = ("opencv", "torch", "onnx")
@@ -48,20 +50,41 @@ class CaffenetPredictor:
         self.model_path = Path(folder)
         self._log = log or (lambda _: None)
         self._onnx_files: list[Path] = []
-        self._nets = {task: self._load(folder, task) for task in NET_NAMES}
-        detail = {"opencv": "cv2.dnn", "onnx": "ONNX Runtime, fp32",
+        self._ranges, onnx_precision = self._int8_ranges(engine, precision, folder)
+        try:
+            self._nets = {task: self._load(folder, task) for task in NET_NAMES}
+        except Int8Unavailable as exc:
+            self._log(f"caffenet: int8 unavailable, running in fp32: {exc}")
+            self._ranges, self._onnx_files = None, []
+            onnx_precision = f"fp32 (auto: {exc})"
+            self._nets = {task: self._load(folder, task) for task in NET_NAMES}
+        self.precision = "int8" if self._ranges else "bf16" if self.bf16 else "fp32"
+        detail = {"opencv": "cv2.dnn", "onnx": f"ONNX Runtime, {onnx_precision}",
                   "torch": f"PyTorch twin, {self.device}, {describe_precision(precision, self.device)}"}[engine]
         self.description = f"Levi-Hassner age_net + gender_net ({detail}) from {folder}"
+
+    @staticmethod
+    def _int8_ranges(engine: str, precision: str, folder: Path) -> tuple[dict | None, str]:
+        """On ONNX Runtime, --precision auto runs the nets in int8 where their folder holds calibrated ranges
+        (scripts/caffenet_int8_calibrate.py checks on val that no task moves by more than 0.3 points)."""
+        if engine != "onnx":
+            return None, ""
+        if precision != "auto":
+            return None, "fp32"
+        from agegender_cli.archs.caffenet.int8 import read_ranges
+
+        ranges, reason = read_ranges(folder)
+        return ranges, f"{'int8' if ranges else 'fp32'} (auto: {reason})"
 
     def provenance(self) -> dict:
         """Hashes of both nets' files (and training histories), the engine and precision that ran them."""
         from agegender_cli.provenance import bundled_card, file_record
 
         files = [path for task in NET_NAMES for path in net_files(self.folder, task)]
-        files += [self.folder / name for name in HISTORIES if (self.folder / name).is_file()]
+        files += [self.folder / name for name in (*HISTORIES, RANGES_FILE) if (self.folder / name).is_file()]
         extra = {"onnx_files": [file_record(path) for path in self._onnx_files]} if self._onnx_files else {}
         return {"files": [file_record(path) for path in files], "engine": ENGINE_NAMES[self.engine],
-                "precision": "bf16" if self.bf16 else "fp32", "device": self.device, **extra,
+                "precision": self.precision, "device": self.device, **extra,
                 **(bundled_card(self.folder) or {})}
 
     def predict(self, faces: Sequence[np.ndarray]) -> Prediction:
@@ -130,7 +153,8 @@ class CaffenetPredictor:
         if self.engine == "onnx":
             from agegender_cli.archs.caffenet.onnx_engine import load_onnx_net
 
-            net, path = load_onnx_net(prototxt, caffemodel, self._log)  # checked and traced at export
+            # checked and traced at export; quantised from that export where ranges were found
+            net, path = load_onnx_net(prototxt, caffemodel, self._log, self._ranges[task] if self._ranges else None)
             self._onnx_files.append(path)
             classes = net.get_outputs()[0].shape[1]
         else:

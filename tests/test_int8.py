@@ -1,0 +1,143 @@
+"""int8 on ONNX Runtime: stored ranges give ORT's own calibrated model; caffenet reads them only for its own nets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import make_image
+
+from agegender_cli.archs.caffenet.int8 import RANGES_FILE, read_ranges
+from agegender_cli.config import ASSETS_DIR
+from agegender_cli.onnx_int8 import Int8Unavailable, activation_ranges, calibrated_tensors, quantize
+
+BUNDLED = ASSETS_DIR / "caffenet"
+
+
+def _tiny_conv_net(path: Path) -> None:
+    import torch
+    from torch import nn
+
+    from agegender_cli.onnx_models import export_module
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 16, 3), nn.ReLU(),
+                        nn.MaxPool2d(2), nn.Conv2d(16, 16, 3), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 3 * 3, 5))
+    export_module(net, (torch.zeros(2, 3, 28, 28),), path, ["x"], ["y"])
+
+
+def _batches(n: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
+    generator = np.random.default_rng(seed)
+    return [{"x": generator.normal(0, 50, (4, 3, 28, 28)).astype(np.float32)} for _ in range(n)]
+
+
+def _run(path: Path, x: np.ndarray) -> np.ndarray:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+
+def test_stored_ranges_give_the_model_onnx_runtime_calibrates_itself(tmp_path: Path) -> None:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from agegender_cli.onnx_int8 import OP_TYPES, quantized_nodes
+
+    fp32 = tmp_path / "net.onnx"
+    _tiny_conv_net(fp32)
+    ranges = activation_ranges(fp32, _batches(3))
+    quantize(fp32, json.loads(json.dumps(ranges)), tmp_path / "stored.onnx")  # through JSON, as shipped
+
+    import onnx
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter(_batches(3))
+
+        def get_next(self) -> dict | None:
+            return next(self.batches, None)
+
+    nodes = [n.name for n in quantized_nodes(onnx.load(str(fp32)))]
+    quantize_static(str(fp32), str(tmp_path / "calibrated.onnx"), Reader(), quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=list(OP_TYPES), nodes_to_quantize=nodes, per_channel=True,
+                    reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    x = _batches(1, seed=1)[0]["x"]
+    stored, calibrated, exact = (_run(tmp_path / name, x) for name in ("stored.onnx", "calibrated.onnx", "net.onnx"))
+    np.testing.assert_array_equal(stored, calibrated)
+    assert not np.array_equal(stored, exact)  # it is quantised ...
+    assert np.abs(stored - exact).max() < 0.05 * np.abs(exact).max()  # ... and close
+
+
+def test_the_first_convolution_stays_fp32_and_the_others_need_every_range(tmp_path: Path) -> None:
+    import onnx
+
+    fp32 = tmp_path / "net.onnx"
+    _tiny_conv_net(fp32)
+    names = calibrated_tensors(onnx.load(str(fp32)))
+    assert "x" not in names and len(names) >= 4
+    ranges = activation_ranges(fp32, _batches(1))
+    del ranges[names[-1]]
+    with pytest.raises(Int8Unavailable, match="1 of the"):
+        quantize(fp32, ranges, tmp_path / "int8.onnx")
+    assert not (tmp_path / "int8.onnx").exists()
+
+
+def _folder_like_bundled(tmp_path: Path, doc: dict | str | None) -> Path:
+    folder = tmp_path / "caffenet"
+    folder.mkdir()
+    for path in BUNDLED.glob("*_net.*"):
+        (folder / path.name).symlink_to(path)
+    if doc is not None:
+        (folder / RANGES_FILE).write_text(doc if isinstance(doc, str) else json.dumps(doc))
+    return folder
+
+
+def test_the_bundled_nets_carry_ranges_checked_on_val() -> None:
+    ranges, reason = read_ranges(BUNDLED)
+    assert ranges is not None and set(ranges) == {"age", "gender"}, reason
+    assert "train faces" in reason
+    check = json.loads((BUNDLED / RANGES_FILE).read_text())["val_check"]
+    assert min(check["points"].values()) >= -0.3 and min(check["same_class"].values()) >= 0.99
+
+
+@pytest.mark.parametrize("change, why", [
+    (None, "no int8_ranges.json"),
+    ("{not json", "unreadable"),
+    ("caffemodel", "another gender_net.caffemodel"),
+    ("range", "unreadable"),
+    ("settings", "another quantisation"),
+])
+def test_ranges_that_do_not_fit_the_nets_are_not_used(tmp_path: Path, change, why: str) -> None:
+    doc = json.loads((BUNDLED / RANGES_FILE).read_text())
+    if change == "caffemodel":
+        doc["nets"]["gender"]["caffemodel_sha256"] = "0" * 64
+    elif change == "range":
+        first = next(iter(doc["nets"]["age"]["ranges"]))
+        doc["nets"]["age"]["ranges"][first] = [1.0, float("nan")]
+    elif change == "settings":
+        doc["settings"]["reduce_range"] = False
+    folder = _folder_like_bundled(tmp_path, doc if change not in (None, "{not json") else change)
+    ranges, reason = read_ranges(folder)
+    assert ranges is None and why in reason
+
+
+@pytest.mark.integration
+def test_auto_runs_calibrated_nets_in_int8_and_says_why_it_does_not(tmp_path: Path) -> None:
+    from agegender_cli.archs.caffenet.predictor import CaffenetPredictor
+
+    faces = [make_image(seed, 200) for seed in range(3)]
+    int8 = CaffenetPredictor(BUNDLED, engine="onnx", precision="auto")
+    assert int8.precision == "int8" and "int8 (auto: activation ranges calibrated" in int8.description
+    assert int8.provenance()["precision"] == "int8"
+    assert RANGES_FILE in {Path(f["path"]).name for f in int8.provenance()["files"]}
+    forced = CaffenetPredictor(BUNDLED, engine="onnx", precision="fp32")
+    assert forced.precision == "fp32" and "ONNX Runtime, fp32)" in forced.description
+    doc = json.loads((BUNDLED / RANGES_FILE).read_text())
+    doc["nets"]["age"]["caffemodel_sha256"] = "0" * 64
+    other = CaffenetPredictor(_folder_like_bundled(tmp_path, doc), engine="onnx", precision="auto")
+    assert other.precision == "fp32" and "fp32 (auto: int8_ranges.json was calibrated for another" in other.description
+    same = np.mean(int8.predict(faces).age_prob.argmax(1) == forced.predict(faces).age_prob.argmax(1))
+    assert np.allclose(other.predict(faces).age_prob, forced.predict(faces).age_prob) and same >= 2 / 3
