@@ -14,10 +14,11 @@ import numpy as np
 import torch
 
 from agegender_cli.archs.caffenet import ARCH as CAFFENET
+from agegender_cli.archs.caffenet.int8 import RANGES_FILE
 from agegender_cli.archs.facenet import ARCH as FACENET
 from agegender_cli.archs.registry import names
 from agegender_cli.config import ASSETS_DIR as ASSETS
-from agegender_cli.config import EvaluateConfig
+from agegender_cli.config import EvaluateConfig, ModelOptions
 from agegender_cli.data.utkface import read_manifest
 from agegender_cli.evaluation.metrics import evaluate_predictions
 from agegender_cli.fileio import atomic_write_text
@@ -112,6 +113,30 @@ def test_metrics(manifest: Path, marker: str) -> tuple[dict, dict]:
     return evaluation["results"], part
 
 
+def caffenet_fp32(manifest: Path) -> dict:
+    """The bundled caffenet's test metrics in fp32 (`--precision fp32`; auto runs it in int8 on ONNX Runtime)."""
+    config = EvaluateConfig(archs=("caffenet",), manifest=manifest, split="test",
+                            options=ModelOptions(precision="fp32"))
+    return evaluate_models(config)["results"]["caffenet"]
+
+
+def int8_text(fp32: dict) -> str:
+    """The caffenet bullet on int8: how the ranges were made, what val said, and the fp32 test numbers."""
+    doc = json.loads((BUNDLED_CAFFENET / RANGES_FILE).read_text())
+    check = doc["val_check"]
+    years = fp32.get("years") or {}
+    mae = f", MAE {years['mae']:.2f} years" if "mae" in years else ""
+    return (f"- Run in int8 by ONNX Runtime under `--precision auto` (the default on a CPU without native bf16): "
+            f"activation ranges in `{RANGES_FILE}`, measured on {doc['faces']:,} train faces; on val, gender "
+            f"{check['points']['gender_acc']:+.2f} and age {check['points']['age_acc']:+.2f} points against fp32 "
+            f"(faces with an age class), the same class for "
+            f"{100 * check['same_class']['gender']:.2f}% / {100 * check['same_class']['age']:.2f}% of its "
+            f"{check['faces']:,} faces. "
+            f"The tables are int8's; in fp32 (`--precision fp32`) the test faces give gender "
+            f"{100 * fp32['gender']['accuracy']:.2f}%, age {100 * fp32['age']['accuracy']:.2f}%, one-off "
+            f"{100 * fp32['age']['one_off']:.2f}%{mae}.")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--manifest", type=Path, default=Path("data/utkface/manifest.csv"))
@@ -121,6 +146,7 @@ def main() -> None:
     splits = Counter(r.split for r in records)
     groups = {r.group for r in records if r.group}
     results, part = test_metrics(args.manifest, f"/{args.subset}/")
+    fp32 = caffenet_fp32(args.manifest)
     ckpt = torch.load(BUNDLED_FACENET, weights_only=True)
     c, val = ckpt["config"], ckpt["val_metrics"]
     training = json.loads((BUNDLED_CAFFENET / "training.json").read_text())
@@ -166,6 +192,7 @@ that comes from `{args.subset}`, for comparison with the earlier models.
 {caffenet_text}
 - Exported to `.caffemodel` with fp16 blobs, run by ONNX Runtime (the default engine on a CPU), by `cv2.dnn`
   (`--engine opencv`, the reference) or by its PyTorch twin (within 2e-5 of `cv2.dnn` in fp32).
+{int8_text(fp32)}
 - Input: 227x227 BGR minus mean (78.4263377603, 87.7689143744, 114.895847746), swapRB=False.
 
 The variants (`training.json`):

@@ -40,7 +40,7 @@ def read_ranges(folder: Path) -> tuple[dict[str, dict[str, list[float]]] | None,
             found[task] = {str(name): _checked_range(value) for name, value in entry["ranges"].items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         return None, f"{path} is unreadable ({type(exc).__name__}: {exc}); delete it or calibrate again"
-    return found, f"activation ranges calibrated on {doc.get('faces', '?')} train faces ({RANGES_FILE})"
+    return found, f"ranges calibrated on {doc.get('faces', '?')} train faces in {RANGES_FILE}"
 
 
 def _checked_range(value) -> list[float]:
