@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import core_count, flags_line, read_cpuinfo
+
 ROOT = Path(__file__).resolve().parent.parent
 # The least a Typer app with Rich help costs: one command, no package of ours (typer.rich_utils imports rich.markdown,
 # markdown_it and rich.traceback whatever the app).
@@ -104,6 +106,10 @@ def main() -> None:
     typer_floor = [timed_run(args.python, ROOT, ["-c", TYPER_FLOOR, "--help"]) for _ in range(args.runs)]
 
     shown = "python -m agegender_cli " + " ".join(argv[2:])
+    cpu, flags = read_cpuinfo()
+    total, usable = core_count()
+    # --help runs no model: no engine, precision or device to report
+    print(f"CPU: {cpu}; {flags_line(flags)}; cores: {total} logical, {usable} usable")
     print(f"{shown}  ({args.python}; {'bytecode cached' if BYTECODE else 'PYTHONDONTWRITEBYTECODE as set'})")
     for checkout in checkouts:
         print(summary(str(checkout), times[checkout]))
