@@ -116,8 +116,6 @@ def quantize(onnx_path: Path, ranges: dict[str, list[float]], out: Path) -> None
                         per_channel=SETTINGS["per_channel"], reduce_range=SETTINGS["reduce_range"],
                         activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, extra_options={"TensorQuantOverrides": overrides})
-    except Int8Unavailable:
-        raise
     except Exception as exc:  # onnxruntime's quantiser raises many types; fp32 is always there to fall back to
         raise Int8Unavailable(f"onnxruntime could not quantise {onnx_path.name} ({type(exc).__name__}: {exc})") from exc
     finally:

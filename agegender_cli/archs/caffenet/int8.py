@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from agegender_cli.archs.caffenet.deploy import NET_NAMES, blob_from_faces, net_files
+from agegender_cli.onnx_int8 import SETTINGS, activation_ranges
 from agegender_cli.onnx_models import file_digest
 
 RANGES_FILE = "int8_ranges.json"
@@ -20,8 +21,6 @@ MAX_BYTES = 1 << 20  # a few hundred bytes per net; anything larger is not ours
 
 def read_ranges(folder: Path) -> tuple[dict[str, dict[str, list[float]]] | None, str]:
     """({task: {tensor: [min, max]}}, why int8) when the folder's ranges file fits both nets, else (None, why not)."""
-    from agegender_cli.onnx_int8 import SETTINGS
-
     path = Path(folder) / RANGES_FILE
     if not path.is_file():
         return None, f"no {RANGES_FILE} beside the nets"
@@ -57,7 +56,6 @@ def calibrate(folder: Path, faces: Sequence[np.ndarray], *, batch_size: int = 64
     import onnxruntime
 
     from agegender_cli.archs.caffenet.onnx_engine import INPUT, onnx_file
-    from agegender_cli.onnx_int8 import SETTINGS, activation_ranges
 
     log = log or (lambda _: None)
     nets = {}
