@@ -17,7 +17,10 @@ GAPS = ("drop", "nearest", "keep")  # keep: gap ages stay, without an age class 
 DUPLICATE_POLICIES = ("group", "drop", "ignore")
 DETECTORS = ("auto", "mtcnn", "haar", "none")  # auto: MTCNN, but a face crop is taken whole (as none)
 ENGINES = ("auto", "onnx", "torch", "opencv")  # auto: onnx on a CPU in fp32, else torch (runtime.pick_engine)
-PRECISIONS = ("auto", "bf16", "fp32")  # auto: bf16 where the hardware runs it natively
+# auto: bf16 where the hardware runs it natively; on ONNX Runtime, int8 where a model ships ranges whose val check
+# passed (onnx_int8.AUTO_SAME_CLASS); int8 (running models only): wherever a model ships ranges
+PRECISIONS = ("auto", "bf16", "fp32", "int8")
+TRAIN_PRECISIONS = ("auto", "bf16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
 BACKBONES = ("vggface2", "casia-webface")
 UNFREEZE_POINTS = ("last_linear", "block8", "repeat_3")  # the backbone trains from this block on

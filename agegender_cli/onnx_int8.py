@@ -3,8 +3,11 @@ applied on a user's machine without any calibration data."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-from collections.abc import Iterable
+import math
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,34 +24,43 @@ SETTINGS = {"method": "minmax", "op_types": list(OP_TYPES), "input_convolutions"
             "reduce_range": True, "activations": "uint8", "weights": "int8"}
 
 
+MAX_RANGES_BYTES = 1 << 20  # a few kB per net; anything larger is not ours
+# --precision auto takes int8 only where it gave fp32's class for this share of the val faces in each task: on
+# facenet, whose age class moved on 2% of the val faces, val said -0.07 points and test -0.39.
+AUTO_SAME_CLASS = 0.99
+
+
 class Int8Unavailable(AgeGenderError):
     """The stored ranges do not fit this model (or this onnxruntime cannot quantise it): run it in fp32."""
 
 
-def quantized_nodes(model) -> list:
+def quantized_nodes(model, fp32_scopes: Sequence[str] = ()) -> list:
     """The nodes run in int8: the quantised op types, except those reading the model's input, which stay fp32
-    (caffenet's first convolution is 6% of its work, and 8 bits over the input's range would round the pixels)."""
+    (caffenet's first convolution is 6% of its work, and 8 bits over the input's range would round the pixels),
+    and those named under one of `fp32_scopes` (the exporter names a node after its module: '/trunk/frozen/...')."""
     inputs = {i.name for i in model.graph.input}
-    return [n for n in model.graph.node if n.op_type in OP_TYPES and not inputs & set(n.input)]
+    return [n for n in model.graph.node if n.op_type in OP_TYPES and not inputs & set(n.input)
+            and not any(n.name.startswith(scope) for scope in fp32_scopes)]
 
 
-def calibrated_tensors(model) -> list[str]:
+def calibrated_tensors(model, fp32_scopes: Sequence[str] = ()) -> list[str]:
     """The activations int8 needs a range for: every non-constant input and output of the quantised nodes."""
     constants = {t.name for t in model.graph.initializer} | {
         o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
     names: list[str] = []
-    for node in quantized_nodes(model):
+    for node in quantized_nodes(model, fp32_scopes):
         names += [t for t in (*node.input, *node.output) if t and t not in constants and t not in names]
     return names
 
 
-def activation_ranges(onnx_path: Path, batches: Iterable[dict[str, np.ndarray]]) -> dict[str, list[float]]:
+def activation_ranges(onnx_path: Path, batches: Iterable[dict[str, np.ndarray]], fp32_scopes: Sequence[str] = ()
+                      ) -> dict[str, list[float]]:
     """[min, max] of every tensor of `calibrated_tensors` over the batches (the model's float32 inputs by name)."""
     import onnx
     import onnxruntime
 
     model = onnx.load(str(onnx_path))
-    names = calibrated_tensors(model)
+    names = calibrated_tensors(model, fp32_scopes)
     outputs = {o.name for o in model.graph.output}
     inputs = {i.name for i in model.graph.input}
     for name in names:
@@ -75,14 +87,14 @@ def activation_ranges(onnx_path: Path, batches: Iterable[dict[str, np.ndarray]])
     return {n: [lowest[n], highest[n]] for n in names}
 
 
-def quantize(onnx_path: Path, ranges: dict[str, list[float]], out: Path) -> None:
+def quantize(onnx_path: Path, ranges: dict[str, list[float]], out: Path, fp32_scopes: Sequence[str] = ()) -> None:
     """Write the int8 (QDQ) model of `onnx_path` to `out`, its activations quantised over `ranges`.
     Raises Int8Unavailable when a needed range is missing (the ranges were made for another graph)."""
     import onnx
 
     onnx_path = Path(onnx_path)
     model = onnx.load(str(onnx_path))
-    needed = calibrated_tensors(model)
+    needed = calibrated_tensors(model, fp32_scopes)
     missing = [name for name in needed if name not in ranges]
     if missing:
         raise Int8Unavailable(f"{len(missing)} of the {len(needed)} calibrated activations have no stored range "
@@ -92,7 +104,7 @@ def quantize(onnx_path: Path, ranges: dict[str, list[float]], out: Path) -> None
     except ImportError as exc:
         raise Int8Unavailable(f"this onnxruntime has no quantisation tools ({exc})") from exc
 
-    nodes = [node.name for node in quantized_nodes(model)]
+    nodes = [node.name for node in quantized_nodes(model, fp32_scopes)]
     if not nodes or not all(nodes):
         raise Int8Unavailable(f"{onnx_path.name} has no named convolution to quantise")
     first = model.graph.input[0]
@@ -120,3 +132,63 @@ def quantize(onnx_path: Path, ranges: dict[str, list[float]], out: Path) -> None
         raise Int8Unavailable(f"onnxruntime could not quantise {onnx_path.name} ({type(exc).__name__}: {exc})") from exc
     finally:
         logging.getLogger().setLevel(quiet)
+
+
+def int8_model(kind: str, fp32_path: Path, ranges: dict[str, list[float]], log: Callable[[str], None],
+               fp32_scopes: Sequence[str] = ()) -> Path:
+    """The int8 model quantised from the fp32 export at `fp32_path` over `ranges`, cached under `kind` (made once);
+    Int8Unavailable where the ranges do not fit it."""
+    from agegender_cli.onnx_models import cached_export
+
+    made_from = [fp32_path.name, ranges, SETTINGS] + ([list(fp32_scopes)] if fp32_scopes else [])
+    key = hashlib.sha256(json.dumps(made_from, sort_keys=True).encode()).hexdigest()[:32]
+
+    def make(out: Path) -> dict:
+        quantize(fp32_path, ranges, out, fp32_scopes)
+        return {"from": fp32_path.name, "int8": SETTINGS, "fp32_scopes": list(fp32_scopes)}
+
+    return cached_export(kind, key, make, log)[0]
+
+
+def load_ranges_file(path: Path, fmt: int) -> dict:
+    """The JSON document of a ranges file, checked for its size, format and quantisation settings; ValueError,
+    OSError or KeyError where it is not one of ours."""
+    if path.stat().st_size > MAX_RANGES_BYTES:
+        raise ValueError("too large")
+    doc = json.loads(path.read_text())
+    if doc.get("format") != fmt or doc.get("settings") != SETTINGS:
+        raise ValueError(f"made for another quantisation (format {doc.get('format')})")
+    return doc
+
+
+def checked_ranges(entries: dict) -> dict[str, list[float]]:
+    """{tensor: [min, max]} with every range finite and ordered; ValueError otherwise."""
+    found = {}
+    for name, value in entries.items():
+        low, high = (float(v) for v in value)
+        if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+            raise ValueError(f"bad range {value!r} for {name}")
+        found[str(name)] = [low, high]
+    return found
+
+
+def auto_refusal(doc: dict, file_name: str) -> str | None:
+    """Why --precision auto keeps fp32 although the ranges fit (None: it takes int8): the val check stored with
+    the ranges must show fp32's class for AUTO_SAME_CLASS of the faces in every task."""
+    same = (doc.get("val_check") or {}).get("same_class") or {}
+    if not same:
+        return f"{file_name} holds no val check; --precision int8 runs it unchecked"
+    task = min(same, key=lambda name: float(same[name]))
+    if float(same[task]) < AUTO_SAME_CLASS:
+        return (f"int8 gave fp32's {task} class for {100 * float(same[task]):.2f}% of the val faces (auto wants "
+                f"{100 * AUTO_SAME_CLASS:.0f}%); --precision int8 runs it")
+    return None
+
+
+def settle(precision: str, found, reason: str):
+    """(ranges or None, 'int8 (why)' or 'fp32 (auto: why not)') for --precision auto or int8; int8 asked for and
+    not available is an error naming why."""
+    if found is None and precision == "int8":
+        raise AgeGenderError(f"--precision int8: {reason}; calibrate the model with scripts/int8_calibrate.py, or "
+                             "use --precision auto or fp32")
+    return found, f"{'int8' if found is not None else 'fp32'} ({'auto: ' if precision == 'auto' else ''}{reason})"

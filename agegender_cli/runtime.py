@@ -82,7 +82,7 @@ def bf16_support(device: str | torch.device) -> tuple[bool, str]:
 def resolve_precision(precision: str, device: str | torch.device) -> str:
     """'auto' -> bf16 where the hardware runs it natively, else fp32; 'bf16'/'fp32' as given."""
     if precision not in PRECISIONS:
-        raise AgeGenderError(f"precision must be auto, bf16 or fp32, not '{precision}'")
+        raise AgeGenderError(f"precision must be auto, bf16, fp32 or int8, not '{precision}'")
     if precision != "auto":
         return precision
     return "bf16" if bf16_support(device)[0] else "fp32"
@@ -116,7 +116,7 @@ def seed_everything(seed: int) -> None:
 
 
 def pick_engine(engine: str, device: str, precision: str) -> str:
-    """The engine a model runs on: --engine auto is ONNX Runtime where the model runs in fp32 on a CPU and
+    """The engine a model runs on: --engine auto is ONNX Runtime where the model runs in fp32 or int8 on a CPU and
     onnxruntime is installed (faster than PyTorch there, and a warm start never imports torch), PyTorch elsewhere
     (GPUs, CPUs with native bf16); a named engine is checked against the device and precision."""
     from agegender_cli.onnx_models import onnx_runtime_available
@@ -124,15 +124,21 @@ def pick_engine(engine: str, device: str, precision: str) -> str:
     if engine not in ENGINES:
         raise AgeGenderError(f"--engine must be auto, onnx, torch or opencv, not '{engine}'")
     on_cpu = device_name(device) == "cpu"
-    if engine == "onnx":
+    if precision == "int8" and (engine not in ("auto", "onnx") or not on_cpu):
+        raise AgeGenderError("--precision int8 runs on ONNX Runtime on the CPU: use --engine auto or onnx with "
+                             "--device cpu, or another --precision")
+    if engine == "onnx" or precision == "int8":
         if not on_cpu:
             raise AgeGenderError("--engine onnx runs on the CPU: use --device cpu, or --engine torch on a GPU")
         if precision == "bf16":
-            raise AgeGenderError("--engine onnx runs in fp32 (int8 where a model ships calibrated ranges): use "
-                                 "--precision fp32 or auto, or --engine torch for bf16")
+            raise AgeGenderError("--engine onnx runs in fp32 or int8: use --precision fp32, int8 or auto, or "
+                                 "--engine torch for bf16")
         if not onnx_runtime_available():
-            raise AgeGenderError("--engine onnx needs onnxruntime: pip install onnxruntime, or use --engine torch")
+            raise AgeGenderError(f"--{'engine onnx' if engine == 'onnx' else 'precision int8'} needs onnxruntime: "
+                                 "pip install onnxruntime, or use --engine torch")
     if engine != "auto":
         return engine
+    if precision == "int8":
+        return "onnx"
     fp32 = resolve_precision(precision, "cpu" if on_cpu else "cuda") == "fp32"
     return "onnx" if on_cpu and fp32 and onnx_runtime_available() else "torch"

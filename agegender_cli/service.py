@@ -9,6 +9,7 @@ from typing import Any
 
 from agegender_cli.config import (
     DEFAULT_RUNS_DIR,
+    TRAIN_PRECISIONS,
     DatasetConfig,
     EvaluateConfig,
     ModelOptions,
@@ -499,6 +500,9 @@ def train(arch: str, cfg, reporter: Reporter = SILENT, *, overwrite: bool = Fals
     from agegender_cli.data.fingerprints import hash_images, write_fingerprints
     from agegender_cli.data.utkface import read_manifest
 
+    if getattr(cfg, "precision", "auto") not in TRAIN_PRECISIONS:
+        raise AgeGenderError(f"training runs in {', '.join(TRAIN_PRECISIONS)}, not {cfg.precision} (int8 is for "
+                             "running a trained model)")
     _refuse_used_folder(Path(cfg.out), cfg.resume or overwrite)
     result = trainer(arch)(cfg, reporter).to_dict()
     if not Path(cfg.manifest).is_file():  # a trainer that did not read it (the tests' tiny one)

@@ -53,7 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, default=500, help="the first N images of the split")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds of each (median; at least 3)")
     parser.add_argument("--engine", choices=ENGINES, default="auto")
-    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp32", "int8"), default="auto")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--bootstrap", type=int, default=EvaluateConfig().bootstrap,

@@ -10,7 +10,7 @@ loaded), then:
   and exit status 1 above that.
 Both are warmed up first at the timed batch shapes (a full batch and the last, partial one), then timed in
 alternating rounds (end to end, ceiling, end to end, ceiling, ...); each figure is the median of --rounds.
-Optional: --accuracy, the precision the run uses (--precision; auto: bf16 where native, caffenet's calibrated
+Optional: --accuracy, the precision the run uses (--precision; auto: bf16 where native, each model's calibrated
 int8 on ONNX Runtime) against fp32 on the same images (gender and age accuracy, each within 0.3 points:
 PASS/FAIL, exit 1 on FAIL); --demo, the OpenCV demos' one-face-at-a-time cv2.dnn fp32 loop (caffenet only).
 
@@ -56,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, default=Path("../shared/data/utkface_crop_part1"))
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds of each (median; at least 3)")
     parser.add_argument("--engine", choices=ENGINES, default="auto")
-    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp32", "int8"), default="auto")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--accuracy", action="store_true", help="also the run's precision against fp32")

@@ -6,6 +6,7 @@ Usage: python scripts/model_card.py --manifest data/utkface/manifest.csv
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -14,7 +15,6 @@ import numpy as np
 import torch
 
 from agegender_cli.archs.caffenet import ARCH as CAFFENET
-from agegender_cli.archs.caffenet.int8 import RANGES_FILE
 from agegender_cli.archs.facenet import ARCH as FACENET
 from agegender_cli.archs.registry import names
 from agegender_cli.config import ASSETS_DIR as ASSETS
@@ -24,6 +24,7 @@ from agegender_cli.evaluation.metrics import evaluate_predictions
 from agegender_cli.fileio import atomic_write_text
 from agegender_cli.formatting import with_interval
 from agegender_cli.formatting import years as fmt_years
+from agegender_cli.onnx_int8 import auto_refusal
 from agegender_cli.service import evaluate_models
 
 BUNDLED_FACENET, BUNDLED_CAFFENET = FACENET.bundled, CAFFENET.bundled
@@ -113,28 +114,44 @@ def test_metrics(manifest: Path, marker: str) -> tuple[dict, dict]:
     return evaluation["results"], part
 
 
-def caffenet_fp32(manifest: Path) -> dict:
-    """The bundled caffenet's test metrics in fp32 (`--precision fp32`; auto runs it in int8 on ONNX Runtime)."""
-    config = EvaluateConfig(archs=("caffenet",), manifest=manifest, split="test",
-                            options=ModelOptions(precision="fp32"))
-    return evaluate_models(config)["results"]["caffenet"]
+def ranges_doc(arch: str, bundled: Path) -> tuple[Path, dict, str | None]:
+    """The bundled model's int8 ranges file, its document, and why --precision auto keeps fp32 (None: it runs int8)."""
+    ranges = importlib.import_module(f"agegender_cli.archs.{arch}.int8").ranges_path(bundled)
+    doc = json.loads(ranges.read_text())
+    return ranges, doc, auto_refusal(doc, ranges.name)
 
 
-def int8_text(fp32: dict) -> str:
-    """The caffenet bullet on int8: how the ranges were made, what val said, and the fp32 test numbers."""
-    doc = json.loads((BUNDLED_CAFFENET / RANGES_FILE).read_text())
+def other_precision(manifest: Path, bundled: dict[str, Path]) -> dict[str, tuple[str, dict]]:
+    """Per architecture, the precision --precision auto does not run on ONNX Runtime (fp32 where auto runs int8,
+    else int8) and the test metrics in it."""
+    found = {}
+    for arch, path in bundled.items():
+        other = "fp32" if ranges_doc(arch, path)[2] is None else "int8"
+        config = EvaluateConfig(archs=(arch,), manifest=manifest, split="test", options=ModelOptions(precision=other))
+        found[arch] = other, evaluate_models(config)["results"][arch]
+    return found
+
+
+def int8_text(arch: str, bundled: Path, other: tuple[str, dict]) -> str:
+    """The bullet on int8: how the ranges were made, what val said, whether auto runs it, the other precision's
+    test numbers."""
+    ranges, doc, refusal = ranges_doc(arch, bundled)
     check = doc["val_check"]
-    years = fp32.get("years") or {}
+    precision, result = other
+    years = result.get("years") or {}
     mae = f", MAE {years['mae']:.2f} years" if "mae" in years else ""
-    return (f"- Run in int8 by ONNX Runtime under `--precision auto` (the default on a CPU without native bf16): "
-            f"activation ranges in `{RANGES_FILE}`, measured on {doc['faces']:,} train faces; on val, gender "
-            f"{check['points']['gender_acc']:+.2f} and age {check['points']['age_acc']:+.2f} points against fp32 "
-            f"(faces with an age class), the same class for "
+    kept = (f" ({', '.join(doc['fp32_modules'])} and the first convolution kept in fp32)"
+            if doc.get("fp32_modules") else "")
+    when = ("under `--precision auto` (the default on a CPU without native bf16) and `--precision int8`"
+            if refusal is None else "under `--precision int8` only: `auto` keeps fp32, as " + refusal.split(";")[0])
+    return (f"- Run in int8 by ONNX Runtime{kept} {when}: activation ranges in `{ranges.name}`, measured on "
+            f"{doc['faces']:,} train faces; on val, gender {check['points']['gender_acc']:+.2f} and age "
+            f"{check['points']['age_acc']:+.2f} points against fp32 (faces with an age class), the same class for "
             f"{100 * check['same_class']['gender']:.2f}% / {100 * check['same_class']['age']:.2f}% of its "
-            f"{check['faces']:,} faces. "
-            f"The tables are int8's; in fp32 (`--precision fp32`) the test faces give gender "
-            f"{100 * fp32['gender']['accuracy']:.2f}%, age {100 * fp32['age']['accuracy']:.2f}%, one-off "
-            f"{100 * fp32['age']['one_off']:.2f}%{mae}.")
+            f"{check['faces']:,} faces. The tables are what `auto` runs ({'int8' if refusal is None else 'fp32'}); "
+            f"in {precision} (`--precision {precision}`) the test faces give gender "
+            f"{100 * result['gender']['accuracy']:.2f}%, age {100 * result['age']['accuracy']:.2f}%, one-off "
+            f"{100 * result['age']['one_off']:.2f}%{mae}.")
 
 
 def main() -> None:
@@ -146,7 +163,7 @@ def main() -> None:
     splits = Counter(r.split for r in records)
     groups = {r.group for r in records if r.group}
     results, part = test_metrics(args.manifest, f"/{args.subset}/")
-    fp32 = caffenet_fp32(args.manifest)
+    other = other_precision(args.manifest, {'facenet': BUNDLED_FACENET, 'caffenet': BUNDLED_CAFFENET})
     ckpt = torch.load(BUNDLED_FACENET, weights_only=True)
     c, val = ckpt["config"], ckpt["val_metrics"]
     training = json.loads((BUNDLED_CAFFENET / "training.json").read_text())
@@ -183,7 +200,8 @@ that comes from `{args.subset}`, for comparison with the earlier models.
   label smoothing {c['label_smoothing']}, batch {c['batch_size']}, best epoch {ckpt['epoch']} chosen by
   val {c.get('select', 'loss')}.
 - Val: gender {val.get('gender_acc', float('nan')):.4f}, age {val.get('age_acc', float('nan')):.4f}.
-- Stored in fp16 ({BUNDLED_FACENET.stat().st_size / 1e6:.1f} MB); computed in bf16 or fp32 (`--precision auto`).
+- Stored in fp16 ({BUNDLED_FACENET.stat().st_size / 1e6:.1f} MB); computed in bf16 where the hardware runs it natively.
+{int8_text('facenet', BUNDLED_FACENET, other['facenet'])}
 
 {rows('facenet')}
 
@@ -192,7 +210,7 @@ that comes from `{args.subset}`, for comparison with the earlier models.
 {caffenet_text}
 - Exported to `.caffemodel` with fp16 blobs, run by ONNX Runtime (the default engine on a CPU), by `cv2.dnn`
   (`--engine opencv`, the reference) or by its PyTorch twin (within 2e-5 of `cv2.dnn` in fp32).
-{int8_text(fp32)}
+{int8_text('caffenet', BUNDLED_CAFFENET, other['caffenet'])}
 - Input: 227x227 BGR minus mean (78.4263377603, 87.7689143744, 114.895847746), swapRB=False.
 
 The variants (`training.json`):

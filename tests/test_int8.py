@@ -1,4 +1,5 @@
-"""int8 on ONNX Runtime: stored ranges give ORT's own calibrated model; caffenet reads them only for its own nets."""
+"""int8 on ONNX Runtime: stored ranges give ORT's own calibrated model; each architecture reads them only for its own
+model."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from conftest import make_image
 
 from agegender_cli.archs.caffenet.int8 import RANGES_FILE, read_ranges
 from agegender_cli.config import ASSETS_DIR
+from agegender_cli.errors import AgeGenderError
 from agegender_cli.onnx_int8 import Int8Unavailable, activation_ranges, calibrated_tensors, quantize
 
 BUNDLED = ASSETS_DIR / "caffenet"
@@ -142,3 +144,150 @@ def test_auto_runs_calibrated_nets_in_int8_and_says_why_it_does_not(tmp_path: Pa
     assert other.precision == "fp32" and "fp32 (auto: int8_ranges.json was calibrated for another" in other.description
     same = np.mean(int8.predict(faces).age_prob.argmax(1) == forced.predict(faces).age_prob.argmax(1))
     assert np.allclose(other.predict(faces).age_prob, forced.predict(faces).age_prob) and same >= 2 / 3
+
+
+def test_nodes_under_an_fp32_scope_stay_fp32(tmp_path: Path) -> None:
+    import onnx
+
+    from agegender_cli.onnx_int8 import quantized_nodes
+
+    fp32 = tmp_path / "net.onnx"
+    _tiny_conv_net(fp32)
+    model = onnx.load(str(fp32))
+    every = quantized_nodes(model)
+    scopes = ["/6/", "/7/"]  # the last convolution and its ReLU (modules 6 and 7 of the Sequential)
+    kept = quantized_nodes(model, scopes)
+    assert [n.name for n in kept] == [n.name for n in every if not n.name.startswith(("/6/", "/7/"))]
+    assert len(kept) == len(every) - 2
+    ranges = activation_ranges(fp32, _batches(2), scopes)
+    assert set(ranges) == set(calibrated_tensors(model, scopes)) < set(calibrated_tensors(model))
+    quantize(fp32, ranges, tmp_path / "int8.onnx", scopes)
+    graph = onnx.load(str(tmp_path / "int8.onnx")).graph
+    ops = [n.op_type for n in graph.node]
+    first_conv, *_, last_conv = [n for n in graph.node if n.op_type == "Conv"]
+    assert "6.weight" in last_conv.input and "0.weight" in first_conv.input  # fp32 weights, as exported
+    assert "3.weight" not in {i for n in graph.node if n.op_type == "Conv" for i in n.input}  # int8 ones
+    assert ops.count("QuantizeLinear") > 0
+    x = _batches(1, seed=1)[0]["x"]
+    exact = _run(fp32, x)
+    assert np.abs(_run(tmp_path / "int8.onnx", x) - exact).max() < 0.05 * np.abs(exact).max()
+
+
+def test_facenet_scopes_follow_the_unfreeze_point() -> None:
+    from agegender_cli.archs.facenet.int8 import FP32_MODULES, module_scopes
+
+    assert module_scopes(FP32_MODULES, "last_linear") == [
+        "/trunk/frozen/frozen.1/", "/trunk/frozen/frozen.2/", "/trunk/frozen/frozen.3/", "/trunk/frozen/frozen.12/"]
+    assert module_scopes(("conv2d_2a", "block8", "repeat_3"), "repeat_3") == [
+        "/trunk/frozen/frozen.1/", "/tail/blocks/blocks.1/", "/tail/blocks/blocks.0/"]
+
+
+FACENET = ASSETS_DIR / "facenet.pt"
+
+
+def _facenet_doc() -> dict:
+    from agegender_cli.archs.facenet.int8 import ranges_path
+
+    return json.loads(ranges_path(FACENET).read_text())
+
+
+def test_the_bundled_facenet_carries_ranges_checked_on_val() -> None:
+    from agegender_cli.archs.facenet.int8 import read_ranges
+
+    doc = _facenet_doc()
+    found, reason = read_ranges(FACENET, doc["backbone_sha256"])
+    assert found is not None, reason
+    ranges, scopes = found
+    assert len(ranges) > 100 and "/trunk/frozen/frozen.12/" in scopes and "train faces" in reason
+    check = doc["val_check"]
+    assert min(check["points"].values()) >= -0.3 and check["faces"] >= 2000
+
+
+@pytest.mark.parametrize("change, why", [
+    (None, "no facenet.int8_ranges.json"),
+    ("{not json", "unreadable"),
+    ("checkpoint", "another checkpoint"),
+    ("backbone", "another backbone"),
+    ("range", "unreadable"),
+    ("settings", "another quantisation"),
+])
+def test_facenet_ranges_that_do_not_fit_are_not_used(tmp_path: Path, change, why: str) -> None:
+    from agegender_cli.archs.facenet.int8 import ranges_path, read_ranges
+
+    doc = _facenet_doc()
+    backbone = doc["backbone_sha256"]
+    checkpoint = tmp_path / "facenet.pt"
+    checkpoint.symlink_to(FACENET)
+    if change == "checkpoint":
+        doc["checkpoint_sha256"] = "0" * 64
+    elif change == "backbone":
+        backbone = "1" * 64
+    elif change == "range":
+        doc["ranges"][next(iter(doc["ranges"]))] = [2.0, 1.0]
+    elif change == "settings":
+        doc["settings"]["per_channel"] = False
+    if change is not None:
+        ranges_path(checkpoint).write_text(change if change == "{not json" else json.dumps(doc))
+    found, reason = read_ranges(checkpoint, backbone)
+    assert found is None and why in reason
+
+
+@pytest.mark.integration
+def test_facenet_runs_in_int8_when_asked_and_auto_keeps_fp32(tmp_path: Path) -> None:
+    from agegender_cli.archs.facenet.int8 import ranges_path
+    from agegender_cli.archs.facenet.onnx_predictor import FacenetOnnxPredictor
+
+    faces = [make_image(seed, 200) for seed in range(4)]
+    int8 = FacenetOnnxPredictor(FACENET, precision="int8")
+    assert int8.precision == "int8" and "ONNX Runtime, int8 (ranges calibrated on" in int8.description
+    provenance = int8.provenance()
+    assert provenance["precision"] == "int8" and len(provenance["onnx_files"]) == 2
+    assert ranges_path(FACENET).name in {Path(f["path"]).name for f in provenance["files"]}
+    auto = FacenetOnnxPredictor(FACENET, precision="auto")  # its age class moved on 2% of the val faces
+    assert auto.precision == "fp32" and "fp32 (auto: int8 gave fp32's age class for 98." in auto.description
+    forced = FacenetOnnxPredictor(FACENET, precision="fp32")
+    assert forced.precision == "fp32" and forced.description.endswith("ONNX Runtime, fp32")
+    quantised, exact = int8.predict(faces), forced.predict(faces)
+    assert not np.array_equal(quantised.age_prob, exact.age_prob)
+    assert np.abs(quantised.gender_prob - exact.gender_prob).max() < 0.2
+    assert np.abs(quantised.age_years - exact.age_years).max() < 3
+    with pytest.raises(AgeGenderError, match="fp32 or int8"):
+        FacenetOnnxPredictor(FACENET, precision="bf16")
+    bare = tmp_path / "facenet.pt"
+    bare.symlink_to(FACENET)
+    with pytest.raises(AgeGenderError, match="--precision int8: no facenet.int8_ranges.json beside the checkpoint"):
+        FacenetOnnxPredictor(bare, precision="int8")
+
+
+@pytest.mark.parametrize("same, refused", [
+    ({"gender": 0.999, "age": 0.994}, None),
+    ({"gender": 0.9975, "age": 0.98}, "age class for 98.00%"),
+    (None, "holds no val check"),
+])
+def test_auto_takes_int8_only_where_val_kept_the_classes(same, refused) -> None:
+    from agegender_cli.onnx_int8 import auto_refusal
+
+    doc = {"val_check": {"same_class": same}} if same else {}
+    reason = auto_refusal(doc, "x.json")
+    assert reason is None if refused is None else refused in reason
+
+
+def test_int8_asked_for_without_ranges_is_an_error_and_auto_says_why_not() -> None:
+    from agegender_cli.onnx_int8 import settle
+
+    assert settle("auto", None, "no x.json") == (None, "fp32 (auto: no x.json)")
+    assert settle("int8", {"t": [0, 1]}, "ranges in x.json") == ({"t": [0, 1]}, "int8 (ranges in x.json)")
+    with pytest.raises(AgeGenderError, match="--precision int8: no x.json; calibrate"):
+        settle("int8", None, "no x.json")
+
+
+@pytest.mark.parametrize("engine, device, message", [
+    ("torch", "cpu", "--precision int8 runs on ONNX Runtime on the CPU"),
+    ("opencv", "cpu", "--precision int8 runs on ONNX Runtime on the CPU"),
+])
+def test_int8_runs_only_on_onnx_runtime(engine: str, device: str, message: str) -> None:
+    from agegender_cli.runtime import pick_engine
+
+    assert pick_engine("auto", "cpu", "int8") == "onnx" and pick_engine("onnx", "cpu", "int8") == "onnx"
+    with pytest.raises(AgeGenderError, match=message):
+        pick_engine(engine, device, "int8")

@@ -75,6 +75,7 @@ def test_registry_parses_names_and_refuses_unknown_ones(tiny):
     ["train", "--unfreeze", "block9"], ["train", "--head", "huge"], ["train", "--views", "0"],
     ["train", "--batch-size", "0"], ["train", "--lr", "0"], ["train", "--lr", "-1"], ["train", "--seed", "-1"],
     ["train", "--epochs", "0"], ["train", "--dropout", "2"], ["train", "--precision", "fp8"],
+    ["train", "--precision", "int8"],
     ["train", "--device", "tpu"], ["train", "--arch", "both"], ["train", "--arch", "caffenet", "--views", "4"],
     ["compare", "--bootstrap", "0"], ["compare", "--split", "dev"], ["compare", "--engine", "tensorrt"],
     ["evaluate", "--batch-size", "0"], ["evaluate", "--arch", "vgg"], ["evaluate", "--detector", "dlib"],

@@ -23,5 +23,5 @@ def test_auto_picks_bf16_only_on_cpus_with_native_bf16(monkeypatch, flags, expec
 
 
 def test_bad_precision_is_refused():
-    with pytest.raises(AgeGenderError, match="auto, bf16 or fp32"):
+    with pytest.raises(AgeGenderError, match="auto, bf16, fp32 or int8"):
         runtime.resolve_precision("fp8", CPU)

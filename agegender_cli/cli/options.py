@@ -19,6 +19,7 @@ from agegender_cli.config import (
     PLOT_FORMATS,
     PRECISIONS,
     SPLITS,
+    TRAIN_PRECISIONS,
     ModelOptions,
 )
 from agegender_cli.errors import AgeGenderError
@@ -44,7 +45,7 @@ CaffeWeights = Annotated[
     Path | None, typer.Option(help="Folder with the original Levi-Hassner .caffemodel files, or 'original'.")
 ]
 BackboneWeights = Annotated[Path | None, typer.Option(help="InceptionResnetV1 backbone .pt/.pb (offline use).")]
-DeviceName, PrecisionName = choice(DEVICES), choice(PRECISIONS)
+DeviceName, PrecisionName, TrainPrecisionName = choice(DEVICES), choice(PRECISIONS), choice(TRAIN_PRECISIONS)
 
 
 def finite(value: float | None) -> float | None:
@@ -67,8 +68,9 @@ MAX_SEED = 2**32 - 1  # numpy and torch both take it; larger seeds fail inside t
 Engine = Annotated[choice(ENGINES), typer.Option(help="auto (onnx on a CPU in fp32, else torch), onnx (ONNX "
                                                       "Runtime), torch (PyTorch) or opencv (caffenet by cv2.dnn).")]
 Device = Annotated[DeviceName, typer.Option(help="auto (a CUDA GPU when there is one), cpu or cuda.")]
-Precision = Annotated[PrecisionName, typer.Option(help="auto (bf16 where the hardware runs it natively, else "
-                                                        "fp32), bf16 or fp32.")]
+Precision = Annotated[PrecisionName, typer.Option(
+    help="auto (bf16 where the hardware runs it natively; else fp32, or int8 on ONNX Runtime where a model ships "
+         "ranges that kept its classes on val), bf16, fp32 or int8 (ONNX Runtime, wherever a model ships ranges).")]
 BatchSize = Annotated[int, typer.Option(min=1, max=4096, help="Images per batch.")]
 Manifest = Annotated[Path, typer.Option(help="Manifest from `agegender dataset`.")]
 Split = Annotated[choice(SPLITS), typer.Option(help="Split of the manifest.")]

@@ -49,7 +49,7 @@ def train(
     lr: Annotated[float | None, _option("Learning rate.", "lr", min=0.0, callback=o.positive)] = None,
     weight_decay: Annotated[float | None, _option("Weight decay.", "weight_decay", min=0.0, callback=o.finite)] = None,
     device: Annotated[o.DeviceName | None, _option("auto, cpu or cuda.", "device")] = None,
-    precision: Annotated[o.PrecisionName | None, _option("auto, bf16 or fp32.", "precision")] = None,
+    precision: Annotated[o.TrainPrecisionName | None, _option("auto, bf16 or fp32.", "precision")] = None,
     seed: Annotated[int | None, _option("Random seed.", "seed", min=0, max=o.MAX_SEED)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in the same folder.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Train anew in an --out that already holds a run "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,10 +31,9 @@ def load_onnx_net(prototxt: Path, caffemodel: Path, log: Log,
     Int8Unavailable where the ranges do not fit it."""
     path = onnx_file(prototxt, caffemodel, log)
     if ranges is not None:
-        from agegender_cli.onnx_int8 import SETTINGS
+        from agegender_cli.onnx_int8 import int8_model
 
-        key = hashlib.sha256(json.dumps([path.name, ranges, SETTINGS], sort_keys=True).encode()).hexdigest()[:32]
-        path, _meta = cached_export("caffenet-int8", key, lambda out: _quantized(path, ranges, out), log)
+        path = int8_model("caffenet-int8", path, ranges, log)
     return session(path), path
 
 
@@ -49,13 +47,6 @@ def onnx_file(prototxt: Path, caffemodel: Path, log: Log) -> Path:
     path, _meta = cached_export("caffenet", digest.hexdigest()[:32], lambda out: _export(prototxt, caffemodel, out),
                                 log)
     return path
-
-
-def _quantized(fp32_path: Path, ranges: dict[str, list[float]], out: Path) -> dict:
-    from agegender_cli.onnx_int8 import SETTINGS, quantize
-
-    quantize(fp32_path, ranges, out)
-    return {"from": fp32_path.name, "int8": SETTINGS}
 
 
 def onnx_probs(net: onnxruntime.InferenceSession, blob: np.ndarray) -> dict[str, np.ndarray]:

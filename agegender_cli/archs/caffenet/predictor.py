@@ -54,6 +54,8 @@ class CaffenetPredictor:
         try:
             self._nets = {task: self._load(folder, task) for task in NET_NAMES}
         except Int8Unavailable as exc:
+            if precision == "int8":
+                raise
             self._log(f"caffenet: int8 unavailable, running in fp32: {exc}")
             self._ranges, self._onnx_files = None, []
             onnx_precision = f"fp32 (auto: {exc})"
@@ -65,16 +67,18 @@ class CaffenetPredictor:
 
     @staticmethod
     def _int8_ranges(engine: str, precision: str, folder: Path) -> tuple[dict | None, str]:
-        """On ONNX Runtime, --precision auto runs the nets in int8 where their folder holds calibrated ranges
-        (scripts/caffenet_int8_calibrate.py checks on val that no task moves by more than 0.3 points)."""
+        """On ONNX Runtime, the nets run in int8 where their folder holds calibrated ranges: always with --precision
+        int8, with auto where their val check passed auto's bar (onnx_int8.AUTO_SAME_CLASS)."""
         if engine != "onnx":
+            if precision == "int8":
+                raise AgeGenderError(f"--precision int8 runs on ONNX Runtime, not the {engine} engine")
             return None, ""
-        if precision != "auto":
+        if precision not in ("auto", "int8"):
             return None, "fp32"
         from agegender_cli.archs.caffenet.int8 import read_ranges
+        from agegender_cli.onnx_int8 import settle
 
-        ranges, reason = read_ranges(folder)
-        return ranges, f"{'int8' if ranges else 'fp32'} (auto: {reason})"
+        return settle(precision, *read_ranges(folder, precision == "auto"))
 
     def provenance(self) -> dict:
         """Hashes of both nets' files (and training histories), the engine and precision that ran them."""

@@ -28,7 +28,7 @@ class Facenet:
             from agegender_cli.archs.facenet.onnx_predictor import FacenetOnnxPredictor
 
             return FacenetOnnxPredictor(model or self.bundled, backbone_weights=options.backbone_weights,
-                                        batch_size=options.batch_size, log=log)
+                                        precision=options.precision, batch_size=options.batch_size, log=log)
         from agegender_cli.archs.facenet.predictor import FacenetPredictor
 
         # --engine opencv is caffenet's: facenet then runs in PyTorch

@@ -26,8 +26,8 @@ class FacenetOnnxPredictor:
 
     arch = "facenet"
 
-    def __init__(self, checkpoint_path: Path, *, backbone_weights: Path | None = None, batch_size: int = 64,
-                 log: Callable[[str], None] | None = None) -> None:
+    def __init__(self, checkpoint_path: Path, *, backbone_weights: Path | None = None, precision: str = "auto",
+                 batch_size: int = 64, log: Callable[[str], None] | None = None) -> None:
         path = Path(checkpoint_path)
         if not path.is_file():
             raise AgeGenderError(f"{path}: no such model file; train one with `agegender train --arch facenet`")
@@ -37,32 +37,60 @@ class FacenetOnnxPredictor:
             key.update(file_digest(Path(backbone_weights)).encode())
         self.onnx_path, self.meta = cached_export(
             "facenet", key.hexdigest()[:32], lambda out: _export(path, backbone_weights, out, log), log)
-        self.session = session(self.onnx_path)
+        self.path = self.model_path = path
+        self.int8_path, how = self._int8(precision, log)
+        self.precision = "int8" if self.int8_path else "fp32"
+        self.session = session(self.int8_path or self.onnx_path)
         self.batch_size = batch_size
         self.image_size = int(self.meta["image_size"])
         self.preprocess_cfg = PreprocessConfig(**self.meta["preprocess"])
-        self.path = self.model_path = path
-        self.description = f"{self.meta['summary']}, ONNX Runtime fp32"
+        self.description = f"{self.meta['summary']}, ONNX Runtime, {how}"
         self._outputs = [name for name in OUTPUTS if name in self.meta["outputs"]]
+
+    def _int8(self, precision: str, log: Callable[[str], None]) -> tuple[Path | None, str]:
+        """The int8 model quantised from the export, where the checkpoint ships calibrated ranges: always with
+        --precision int8, with auto where their val check passed auto's bar (onnx_int8.AUTO_SAME_CLASS)."""
+        if precision == "fp32":
+            return None, "fp32"
+        if precision not in ("auto", "int8"):
+            raise AgeGenderError(f"ONNX Runtime runs facenet in fp32 or int8, not {precision}")
+        from agegender_cli.archs.facenet.int8 import read_ranges
+        from agegender_cli.onnx_int8 import Int8Unavailable, int8_model, settle
+
+        found, how = settle(precision, *read_ranges(self.path, self.meta["backbone"]["sha256"], precision == "auto"))
+        if found is None:
+            return None, how
+        ranges, scopes = found
+        try:
+            return int8_model("facenet-int8", self.onnx_path, ranges, log, scopes), how
+        except Int8Unavailable as exc:
+            if precision == "int8":
+                raise
+            log(f"facenet: int8 unavailable, running in fp32: {exc}")
+            return None, f"fp32 (auto: {exc})"
 
     def provenance(self) -> dict:
         """The checkpoint's hash, the backbone it was trained on and the one that ran, how it was trained."""
+        from agegender_cli.archs.facenet.int8 import ranges_path
         from agegender_cli.provenance import bundled_card, file_record
 
-        return {"files": [file_record(self.path)], "onnx_files": [file_record(self.onnx_path)],
-                "engine": "onnxruntime (exported from the checkpoint)", "precision": "fp32", "device": "cpu",
+        files = [file_record(self.path)] + ([file_record(ranges_path(self.path))] if self.int8_path else [])
+        onnx_files = [file_record(p) for p in (self.onnx_path, self.int8_path) if p]
+        return {"files": files, "onnx_files": onnx_files,
+                "engine": "onnxruntime (exported from the checkpoint)", "precision": self.precision, "device": "cpu",
                 "backbone": self.meta["backbone"], "trained": self.meta["trained"], **(bundled_card(self.path) or {})}
 
     def predict(self, faces: Sequence[np.ndarray]) -> Prediction:
         parts = []
         for start in range(0, len(faces), self.batch_size):
-            found = dict(zip(self._outputs, self.session.run(self._outputs, {INPUT: self._batch(
+            found = dict(zip(self._outputs, self.session.run(self._outputs, {INPUT: self.batch(
                 faces[start:start + self.batch_size])}), strict=True))
             years = expected_years(found["years_prob"]) if "years_prob" in found else None
             parts.append(Prediction(found["gender_prob"], found["age_prob"], years))
         return Prediction.concat(parts)
 
-    def _batch(self, faces: Sequence[np.ndarray]) -> np.ndarray:
+    def batch(self, faces: Sequence[np.ndarray]) -> np.ndarray:
+        """Faces (BGR) -> the graph's input: preprocessed, resized views, standardised."""
         views = np.stack([make_view(preprocess(face, self.preprocess_cfg), self.image_size) for face in faces])
         return standardized(views)
 
