@@ -9,6 +9,9 @@ DEFAULT_DATA_DIR = Path("data/utkface")
 DEFAULT_MANIFEST = DEFAULT_DATA_DIR / "manifest.csv"
 DEFAULT_RUNS_DIR = Path("runs")
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"  # the bundled trained models
+# an ONNX export (or its int8 model) unused this long is deleted when another of its kind is made: each model version
+# leaves 40-95 MB in the cache otherwise
+ONNX_STALE_DAYS = 30
 SHARED_DATA = Path("../shared/data")  # UTKFace crop_part1 + more, beside the checkout (never copied into it)
 
 # The values a user may choose, checked once at the command line (torch-free).

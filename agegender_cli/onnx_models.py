@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agegender_cli.cache import Log, cache_dir
+from agegender_cli.config import ONNX_STALE_DAYS
 from agegender_cli.errors import AgeGenderError
 from agegender_cli.fileio import atomic_write_text, sha256_file
 
@@ -42,6 +44,7 @@ def cached_export(kind: str, key: str, export: Callable[[Path], dict[str, Any]],
     manifest = path.with_suffix(".json")
     record = _verified(path, manifest, log)
     if record is not None:
+        _mark_used(manifest)
         return path, record["meta"]
     log(f"exporting {kind} to ONNX, once (cached in {path.parent})")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -54,7 +57,39 @@ def cached_export(kind: str, key: str, export: Callable[[Path], dict[str, Any]],
     record = {"kind": kind, "key": key, "export_version": EXPORT_VERSION, "sha256": file_digest(path),
               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "meta": meta}
     atomic_write_text(manifest, json.dumps(record, indent=2) + "\n")
+    prune_stale(kind, path, log)
     return path, meta
+
+
+def _mark_used(manifest: Path) -> None:
+    """The manifest's time is the export's last use (the .onnx file keeps its own, which its remembered digest
+    is stamped with)."""
+    with contextlib.suppress(OSError):  # a read-only cache: nothing is pruned from it either
+        os.utime(manifest)
+
+
+def prune_stale(kind: str, keep: Path, log: Log, now: float | None = None) -> int:
+    """Delete the exports of `kind` unused for ONNX_STALE_DAYS (with their manifests), and the temp files of exports
+    interrupted that long ago; `keep` stays. The bytes freed."""
+    cutoff = (time.time() if now is None else now) - ONNX_STALE_DAYS * 86400
+    folder, freed = onnx_folder(kind), 0
+    for candidate in [*folder.glob("*.onnx"), *folder.glob(".*.tmp")]:
+        if candidate == keep:
+            continue
+        manifest = candidate.with_suffix(".json")
+        try:
+            last_used = (manifest if manifest.is_file() else candidate).stat().st_mtime
+            if last_used >= cutoff:
+                continue
+            size = candidate.stat().st_size
+            candidate.unlink()
+            manifest.unlink(missing_ok=True)
+        except OSError:
+            continue
+        freed += size
+    if freed:
+        log(f"ONNX cache: removed {kind} exports unused for {ONNX_STALE_DAYS} days ({freed / 1e6:.0f} MB)")
+    return freed
 
 
 def _verified(path: Path, manifest: Path, log: Log) -> dict | None:

@@ -210,6 +210,7 @@ def test_the_bundled_facenet_carries_ranges_checked_on_val() -> None:
     ("backbone", "another backbone"),
     ("range", "unreadable"),
     ("settings", "another quantisation"),
+    ("scopes", "not a list of node-name prefixes"),
 ])
 def test_facenet_ranges_that_do_not_fit_are_not_used(tmp_path: Path, change, why: str) -> None:
     from agegender_cli.archs.facenet.int8 import ranges_path, read_ranges
@@ -226,6 +227,8 @@ def test_facenet_ranges_that_do_not_fit_are_not_used(tmp_path: Path, change, why
         doc["ranges"][next(iter(doc["ranges"]))] = [2.0, 1.0]
     elif change == "settings":
         doc["settings"]["per_channel"] = False
+    elif change == "scopes":
+        doc["fp32_scopes"] = "/trunk/"
     if change is not None:
         ranges_path(checkpoint).write_text(change if change == "{not json" else json.dumps(doc))
     found, reason = read_ranges(checkpoint, backbone)

@@ -192,3 +192,37 @@ def test_a_first_run_exports_the_model_and_mtcnn_side_by_side(tmp_path: Path, mo
     assert result.exit_code == 0, result.output
     kinds = {p.name for p in (tmp_path / "home" / "onnx").iterdir()}
     assert {"caffenet", "mtcnn-pnet", "mtcnn-rnet", "mtcnn-onet"} <= kinds
+
+
+def test_exports_unused_for_a_month_go_when_another_of_their_kind_is_made(tmp_path: Path, monkeypatch) -> None:
+    import os
+    import time
+
+    from agegender_cli.config import ONNX_STALE_DAYS
+    from agegender_cli.onnx_models import cached_export, onnx_folder
+
+    monkeypatch.setenv("AGEGENDER_HOME", str(tmp_path / "home"))
+    made: list[str] = []
+
+    def export(key: str):
+        def write(out: Path) -> dict:
+            made.append(key)
+            out.write_bytes(key.encode() * 1000)
+            return {"key": key}
+        return write
+
+    old, recent, loaded = (cached_export("kind", key, export(key), print)[0] for key in ("old", "recent", "loaded"))
+    other_kind = cached_export("other", "old", export("other"), print)[0]
+    crashed = onnx_folder("kind") / ".new-v1.onnx.99.tmp"
+    crashed.write_bytes(b"half")
+    month = time.time() - (ONNX_STALE_DAYS + 1) * 86400
+    for path in (old, loaded, other_kind):
+        os.utime(path.with_suffix(".json"), (month, month))
+    os.utime(crashed, (month, month))
+    os.utime(recent.with_suffix(".json"), (time.time() - 86400,) * 2)
+
+    assert cached_export("kind", "loaded", export("loaded"), print)[1] == {"key": "loaded"}  # from the cache ...
+    assert made.count("loaded") == 1 and loaded.with_suffix(".json").stat().st_mtime > month + 86400  # ... marked
+    new = cached_export("kind", "new", export("new"), print)[0]
+    assert new.is_file() and recent.is_file() and loaded.is_file() and other_kind.is_file()
+    assert not old.exists() and not old.with_suffix(".json").exists() and not crashed.exists()

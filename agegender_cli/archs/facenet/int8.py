@@ -52,7 +52,9 @@ def read_ranges(checkpoint: Path, backbone_sha256: str, auto: bool = False
             return None, f"{path.name} was calibrated for another checkpoint"
         if doc["backbone_sha256"] != backbone_sha256:
             return None, f"{path.name} was calibrated with another backbone file"
-        scopes = [str(scope) for scope in doc["fp32_scopes"]]
+        if not isinstance(doc["fp32_scopes"], list) or not all(isinstance(s, str) for s in doc["fp32_scopes"]):
+            raise TypeError("fp32_scopes is not a list of node-name prefixes")
+        scopes = list(doc["fp32_scopes"])
         ranges = checked_ranges(doc["ranges"])
         refusal = auto_refusal(doc, path.name) if auto else None
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
