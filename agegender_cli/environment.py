@@ -50,8 +50,9 @@ def runtime() -> dict:
 
     device = pick_device("auto")
     engine = pick_engine("auto", device.type, "auto")
-    engine_why = {"onnx": "ONNX Runtime: fp32 on a CPU (caffenet int8 where its folder has calibrated ranges), "
-                          "models exported once into the cache",
+    engine_why = {"onnx": "ONNX Runtime: fp32 on a CPU, int8 where a model ships ranges that kept its classes on "
+                          "val (the bundled caffenet; facenet with --precision int8), models exported once into the "
+                          "cache",
                   "torch": "PyTorch: a GPU, native bf16, or onnxruntime missing"}[engine]
     if device.type == "cuda":
         why = f"CUDA GPU visible: {torch.cuda.get_device_name(device)}"
