@@ -9,6 +9,7 @@ import logging
 import math
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -123,7 +124,7 @@ def quantize(onnx_path: Path, ranges: dict[str, list[float]], out: Path, fp32_sc
     quiet = logging.getLogger().level
     logging.getLogger().setLevel(logging.ERROR)  # its advice to pre-process the model is not the user's business
     try:
-        quantize_static(str(onnx_path), str(out), OneBlankBatch(), quant_format=QuantFormat.QDQ,
+        quantize_static(model, str(out), OneBlankBatch(), quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=list(OP_TYPES), nodes_to_quantize=nodes,
                         per_channel=SETTINGS["per_channel"], reduce_range=SETTINGS["reduce_range"],
                         activation_type=QuantType.QUInt8,
@@ -150,15 +151,26 @@ def int8_model(kind: str, fp32_path: Path, ranges: dict[str, list[float]], log: 
     return cached_export(kind, key, make, log)[0]
 
 
-def load_ranges_file(path: Path, fmt: int) -> dict:
-    """The JSON document of a ranges file, checked for its size, format and quantisation settings; ValueError,
-    OSError or KeyError where it is not one of ours."""
-    if path.stat().st_size > MAX_RANGES_BYTES:
-        raise ValueError("too large")
-    doc = json.loads(path.read_text())
-    if doc.get("format") != fmt or doc.get("settings") != SETTINGS:
-        raise ValueError(f"made for another quantisation (format {doc.get('format')})")
-    return doc
+def read_ranges_file(path: Path, fmt: int, beside: str, auto: bool, fit: Callable[[dict], tuple[Any, str | None]]
+                     ) -> tuple[Any, str]:
+    """(what `fit` takes from the ranges file at `path`, why int8), or (None, why not): no such file, not one of ours
+    (size, format, settings, malformed: `fit` may raise ValueError, KeyError or TypeError), made for another model
+    (`fit` returns (None, why)), or for --precision auto, a val check short of auto's bar."""
+    if not path.is_file():
+        return None, f"no {path.name} beside {beside}"
+    try:
+        if path.stat().st_size > MAX_RANGES_BYTES:
+            raise ValueError("too large")
+        doc = json.loads(path.read_text())
+        if doc.get("format") != fmt or doc.get("settings") != SETTINGS:
+            raise ValueError(f"made for another quantisation (format {doc.get('format')})")
+        found, misfit = fit(doc)
+        refusal = misfit or (auto_refusal(doc, path.name) if auto else None)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        return None, f"{path} is unreadable ({type(exc).__name__}: {exc}); delete it or calibrate again"
+    if refusal:
+        return None, refusal
+    return found, f"ranges calibrated on {doc.get('faces', '?')} train faces in {path.name}"
 
 
 def checked_ranges(entries: dict) -> dict[str, list[float]]:
@@ -192,3 +204,12 @@ def settle(precision: str, found, reason: str):
         raise AgeGenderError(f"--precision int8: {reason}; calibrate the model with scripts/int8_calibrate.py, or "
                              "use --precision auto or fp32")
     return found, f"{'int8' if found is not None else 'fp32'} ({'auto: ' if precision == 'auto' else ''}{reason})"
+
+
+def fp32_instead(precision: str, error: Int8Unavailable, log: Callable[[str], None], model: str) -> str:
+    """What a model says when its int8 cannot be made (this onnxruntime, an export the ranges do not fit): fp32
+    under auto, logged; an error where --precision int8 asked for it."""
+    if precision == "int8":
+        raise error
+    log(f"{model}: int8 unavailable, running in fp32: {error}")
+    return f"fp32 (auto: {error})"

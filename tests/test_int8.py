@@ -294,3 +294,14 @@ def test_int8_runs_only_on_onnx_runtime(engine: str, device: str, message: str) 
     assert pick_engine("auto", "cpu", "int8") == "onnx" and pick_engine("onnx", "cpu", "int8") == "onnx"
     with pytest.raises(AgeGenderError, match=message):
         pick_engine(engine, device, "int8")
+
+
+def test_int8_that_cannot_be_made_falls_back_to_fp32_under_auto_only() -> None:
+    from agegender_cli.onnx_int8 import fp32_instead
+
+    said: list[str] = []
+    error = Int8Unavailable("3 of the 9 calibrated activations have no stored range")
+    assert fp32_instead("auto", error, said.append, "facenet") == f"fp32 (auto: {error})"
+    assert said == [f"facenet: int8 unavailable, running in fp32: {error}"]
+    with pytest.raises(Int8Unavailable, match="3 of the 9"):
+        fp32_instead("int8", error, said.append, "facenet")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from agegender_cli.archs.caffenet.deploy import NET_NAMES, blob_from_faces, net_files
-from agegender_cli.onnx_int8 import SETTINGS, activation_ranges, auto_refusal, checked_ranges, load_ranges_file
+from agegender_cli.onnx_int8 import SETTINGS, activation_ranges, checked_ranges, read_ranges_file
 from agegender_cli.onnx_models import file_digest
 
 RANGES_FILE = "int8_ranges.json"
@@ -24,23 +24,14 @@ def ranges_path(folder: Path) -> Path:
 def read_ranges(folder: Path, auto: bool = False) -> tuple[dict[str, dict[str, list[float]]] | None, str]:
     """({task: {tensor: [min, max]}}, why int8) when the folder's ranges file fits both nets (and, for
     --precision auto, its val check passed auto's bar), else (None, why not)."""
-    path = ranges_path(folder)
-    if not path.is_file():
-        return None, f"no {RANGES_FILE} beside the nets"
-    try:
-        doc = load_ranges_file(path, FORMAT)
-        found = {}
+
+    def fit(doc: dict) -> tuple[dict | None, str | None]:
         for task in NET_NAMES:
-            entry = doc["nets"][task]
-            if entry["caffemodel_sha256"] != file_digest(net_files(folder, task)[1]):
+            if doc["nets"][task]["caffemodel_sha256"] != file_digest(net_files(folder, task)[1]):
                 return None, f"{RANGES_FILE} was calibrated for another {NET_NAMES[task]}.caffemodel"
-            found[task] = checked_ranges(entry["ranges"])
-        refusal = auto_refusal(doc, RANGES_FILE) if auto else None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        return None, f"{path} is unreadable ({type(exc).__name__}: {exc}); delete it or calibrate again"
-    if refusal:
-        return None, refusal
-    return found, f"ranges calibrated on {doc.get('faces', '?')} train faces in {RANGES_FILE}"
+        return {task: checked_ranges(doc["nets"][task]["ranges"]) for task in NET_NAMES}, None
+
+    return read_ranges_file(ranges_path(folder), FORMAT, "the nets", auto, fit)
 
 
 def calibrate(folder: Path, faces: Sequence[np.ndarray], *, batch_size: int = 64, source: str = "",

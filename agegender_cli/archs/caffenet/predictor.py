@@ -21,7 +21,7 @@ from agegender_cli.archs.caffenet.deploy import (
 from agegender_cli.archs.caffenet.int8 import RANGES_FILE
 from agegender_cli.errors import AgeGenderError
 from agegender_cli.labels import expected_years
-from agegender_cli.onnx_int8 import Int8Unavailable
+from agegender_cli.onnx_int8 import Int8Unavailable, fp32_instead
 from agegender_cli.runtime import describe_precision, device_name, resolve_precision
 
 ENGINES = ("opencv", "torch", "onnx")
@@ -54,11 +54,8 @@ class CaffenetPredictor:
         try:
             self._nets = {task: self._load(folder, task) for task in NET_NAMES}
         except Int8Unavailable as exc:
-            if precision == "int8":
-                raise
-            self._log(f"caffenet: int8 unavailable, running in fp32: {exc}")
+            onnx_precision = fp32_instead(precision, exc, self._log, "caffenet")
             self._ranges, self._onnx_files = None, []
-            onnx_precision = f"fp32 (auto: {exc})"
             self._nets = {task: self._load(folder, task) for task in NET_NAMES}
         self.precision = "int8" if self._ranges else "bf16" if self.bf16 else "fp32"
         detail = {"opencv": "cv2.dnn", "onnx": f"ONNX Runtime, {onnx_precision}",

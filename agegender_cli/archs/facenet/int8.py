@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agegender_cli.onnx_int8 import SETTINGS, activation_ranges, auto_refusal, checked_ranges, load_ranges_file
+from agegender_cli.onnx_int8 import SETTINGS, activation_ranges, checked_ranges, read_ranges_file
 from agegender_cli.onnx_models import file_digest
 
 RANGES_SUFFIX = ".int8_ranges.json"
@@ -44,24 +44,17 @@ def read_ranges(checkpoint: Path, backbone_sha256: str, auto: bool = False
     """((ranges, fp32 scopes), why int8) when the checkpoint's ranges file was made for it and the backbone that
     runs (and, for --precision auto, its val check passed auto's bar), else (None, why not)."""
     path = ranges_path(checkpoint)
-    if not path.is_file():
-        return None, f"no {path.name} beside the checkpoint"
-    try:
-        doc = load_ranges_file(path, FORMAT)
+
+    def fit(doc: dict) -> tuple[tuple | None, str | None]:
         if doc["checkpoint_sha256"] != file_digest(Path(checkpoint)):
             return None, f"{path.name} was calibrated for another checkpoint"
         if doc["backbone_sha256"] != backbone_sha256:
             return None, f"{path.name} was calibrated with another backbone file"
         if not isinstance(doc["fp32_scopes"], list) or not all(isinstance(s, str) for s in doc["fp32_scopes"]):
             raise TypeError("fp32_scopes is not a list of node-name prefixes")
-        scopes = list(doc["fp32_scopes"])
-        ranges = checked_ranges(doc["ranges"])
-        refusal = auto_refusal(doc, path.name) if auto else None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        return None, f"{path} is unreadable ({type(exc).__name__}: {exc}); delete it or calibrate again"
-    if refusal:
-        return None, refusal
-    return (ranges, scopes), f"ranges calibrated on {doc.get('faces', '?')} train faces in {path.name}"
+        return (checked_ranges(doc["ranges"]), list(doc["fp32_scopes"])), None
+
+    return read_ranges_file(path, FORMAT, "the checkpoint", auto, fit)
 
 
 def calibrate(checkpoint: Path, faces: Sequence[np.ndarray], *, backbone_weights: Path | None = None,

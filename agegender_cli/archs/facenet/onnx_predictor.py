@@ -55,7 +55,7 @@ class FacenetOnnxPredictor:
         if precision not in ("auto", "int8"):
             raise AgeGenderError(f"ONNX Runtime runs facenet in fp32 or int8, not {precision}")
         from agegender_cli.archs.facenet.int8 import read_ranges
-        from agegender_cli.onnx_int8 import Int8Unavailable, int8_model, settle
+        from agegender_cli.onnx_int8 import Int8Unavailable, fp32_instead, int8_model, settle
 
         found, how = settle(precision, *read_ranges(self.path, self.meta["backbone"]["sha256"], precision == "auto"))
         if found is None:
@@ -64,10 +64,7 @@ class FacenetOnnxPredictor:
         try:
             return int8_model("facenet-int8", self.onnx_path, ranges, log, scopes), how
         except Int8Unavailable as exc:
-            if precision == "int8":
-                raise
-            log(f"facenet: int8 unavailable, running in fp32: {exc}")
-            return None, f"fp32 (auto: {exc})"
+            return None, fp32_instead(precision, exc, log, "facenet")
 
     def provenance(self) -> dict:
         """The checkpoint's hash, the backbone it was trained on and the one that ran, how it was trained."""
