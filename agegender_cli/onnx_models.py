@@ -125,6 +125,8 @@ def file_digest(path: Path) -> str:
     if isinstance(entry, dict) and entry.get("stamp") == stamp and isinstance(entry.get("sha256"), str):
         return entry["sha256"]
     digest = sha256_file(path)
+    # entries of deleted files (pruned exports, removed checkpoints) go when the memo is written anyway
+    index = {key: value for key, value in index.items() if os.path.exists(key)}
     index[name] = {"stamp": stamp, "sha256": digest}
     try:
         index_path.parent.mkdir(parents=True, exist_ok=True)

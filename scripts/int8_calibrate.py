@@ -10,7 +10,7 @@ the model in int8 on ONNX Runtime with --precision int8, and with --precision au
 class for at least 99% of the val faces in each task (onnx_int8.AUTO_SAME_CLASS).
 
 Usage: python scripts/int8_calibrate.py --arch facenet --manifest data/utkface/manifest.csv \
-         [--model PATH] [--faces 1024] [--tolerance 0.3]
+         [--model PATH] [--faces 1024] [--tolerance 0.3] [--keep-fp32 conv2d_2a conv2d_2b ...]
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from agegender_cli.archs import registry
+from agegender_cli.archs.facenet.model import TRUNK_ORDER
 from agegender_cli.config import ModelOptions
 from agegender_cli.data.utkface import read_manifest
 from agegender_cli.faces.inputs import load_image
@@ -42,6 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", type=Path, help="checkpoint or model folder (default: the bundled one)")
     parser.add_argument("--faces", type=int, default=1024, help="train faces to calibrate on")
     parser.add_argument("--tolerance", type=float, default=0.3, help="most points a task may lose on val")
+    parser.add_argument("--keep-fp32", nargs="+", metavar="MODULE", choices=TRUNK_ORDER[:-1],
+                        help="facenet: the backbone modules left in fp32 (default: int8.FP32_MODULES)")
     return parser.parse_args(argv)
 
 
@@ -87,14 +90,18 @@ def trial_copy(model: Path, int8, doc: dict, folder: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.keep_fp32 and args.arch != "facenet":
+        print("--keep-fp32 names facenet's backbone modules; caffenet keeps its first convolution", file=sys.stderr)
+        return 2
     started = time.perf_counter()
     log = lambda message: print(message, file=sys.stderr)  # noqa: E731
     int8 = importlib.import_module(f"agegender_cli.archs.{args.arch}.int8")
     model = args.model or registry.get(args.arch).bundled
     train = spread(read_manifest(args.manifest, "train"), args.faces)
     val = read_manifest(args.manifest, "val")
+    chosen = {"fp32_modules": tuple(args.keep_fp32)} if args.keep_fp32 else {}
     doc = int8.calibrate(model, [load_image(r.path) for r in train], batch_size=BATCH, log=log,
-                         source=f"{len(train)} train faces of {args.manifest}, evenly spaced")
+                         source=f"{len(train)} train faces of {args.manifest}, evenly spaced", **chosen)
     val_faces = [load_image(r.path) for r in val]
     check, classes = {}, {}
     with tempfile.TemporaryDirectory() as folder:

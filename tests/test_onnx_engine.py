@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -81,6 +82,19 @@ def test_the_digest_memo_notices_a_changed_file(tmp_path: Path, monkeypatch) -> 
     assert onnx_models.file_digest(path) == first
     path.write_bytes(b"two")
     assert onnx_models.file_digest(path) != first
+
+
+def test_the_digest_memo_forgets_deleted_files(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("AGEGENDER_HOME", str(tmp_path / "home"))
+    gone, kept, new = (tmp_path / name for name in ("gone.bin", "kept.bin", "new.bin"))
+    for path in (gone, kept, new):
+        path.write_bytes(path.name.encode())
+    onnx_models.file_digest(gone)
+    onnx_models.file_digest(kept)
+    gone.unlink()
+    onnx_models.file_digest(new)
+    index = json.loads((onnx_models.onnx_folder("") / "digests.json").read_text())
+    assert sorted(Path(name).name for name in index) == ["kept.bin", "new.bin"]
 
 
 @pytest.mark.parametrize(("engine", "device", "precision", "cuda", "ort", "expected"), [

@@ -58,18 +58,19 @@ def read_ranges(checkpoint: Path, backbone_sha256: str, auto: bool = False
 
 
 def calibrate(checkpoint: Path, faces: Sequence[np.ndarray], *, backbone_weights: Path | None = None,
-              batch_size: int = 64, source: str = "", log: Callable[[str], None] | None = None) -> dict:
+              batch_size: int = 64, source: str = "", log: Callable[[str], None] | None = None,
+              fp32_modules: Sequence[str] = FP32_MODULES) -> dict:
     """The ranges document for `checkpoint`: its exported graph's activation ranges over `faces` (train faces,
-    never val or test), FP32_MODULES left out."""
+    never val or test), the backbone modules `fp32_modules` left out."""
     import onnxruntime
 
     from agegender_cli.archs.facenet.onnx_predictor import INPUT, FacenetOnnxPredictor
     from agegender_cli.archs.facenet.predictor import load_checkpoint
 
     fp32 = FacenetOnnxPredictor(checkpoint, backbone_weights=backbone_weights, precision="fp32", log=log)
-    scopes = module_scopes(FP32_MODULES, load_checkpoint(checkpoint)["config"]["unfreeze"])
+    scopes = module_scopes(fp32_modules, load_checkpoint(checkpoint)["config"]["unfreeze"])
     batches = ({INPUT: fp32.batch(faces[i:i + batch_size])} for i in range(0, len(faces), batch_size))
     return {"format": FORMAT, "settings": SETTINGS, "faces": len(faces), "source": source,
             "onnxruntime": onnxruntime.__version__, "checkpoint_sha256": file_digest(Path(checkpoint)),
-            "backbone_sha256": fp32.meta["backbone"]["sha256"], "fp32_modules": list(FP32_MODULES),
+            "backbone_sha256": fp32.meta["backbone"]["sha256"], "fp32_modules": list(fp32_modules),
             "fp32_scopes": scopes, "ranges": activation_ranges(fp32.onnx_path, batches, scopes)}

@@ -92,7 +92,7 @@ def _cache_key(cfg: FacenetTrainConfig, backbone_sha: str, manifest: Path, n_vie
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def _features(cfg, trunk, resolved, train_records, val_records, device, reporter, timing):
+def trunk_features(cfg, trunk, resolved, train_records, val_records, device, reporter, timing):
     """(train features (views, N, ...) or None, val features, train images or None)."""
     # shared between runs: the same trunk, views and images give the same features
     n_views = cfg.views if cfg.feature_cache else 0
@@ -118,7 +118,7 @@ def _features(cfg, trunk, resolved, train_records, val_records, device, reporter
     return train_feats, val_feats, train_images
 
 
-def _epoch_batches(cfg, epoch, generator, train_feats, train_images, trunk, device):
+def epoch_batches(cfg, epoch, generator, train_feats, train_images, trunk, device):
     """(indices, trunk features) of one epoch: a random cached view per image, or fresh views through the trunk."""
     n = len(train_feats[0]) if train_feats is not None else len(train_images)
     order = torch.randperm(n, generator=generator)
@@ -162,7 +162,7 @@ def train_facenet(cfg: FacenetTrainConfig, reporter: Reporter = SILENT) -> Train
 
     cfg.out.mkdir(parents=True, exist_ok=True)
     timing: dict = {}
-    train_feats, val_feats, train_images = _features(cfg, trunk, resolved, train_records, val_records, device,
+    train_feats, val_feats, train_images = trunk_features(cfg, trunk, resolved, train_records, val_records, device,
                                                       reporter, timing)
 
     g_train, a_train = _labels(train_records)
@@ -192,7 +192,7 @@ def train_facenet(cfg: FacenetTrainConfig, reporter: Reporter = SILENT) -> Train
         started = time.perf_counter()
         tail.train()
         sums = {"loss": 0.0, "gender_acc": 0.0, "age_acc": 0.0}
-        for idx, x in _epoch_batches(cfg, state["epoch"], generator, train_feats, train_images, trunk, device):
+        for idx, x in epoch_batches(cfg, state["epoch"], generator, train_feats, train_images, trunk, device):
             g, a = g_train[idx].to(device), a_train[idx].to(device)
             with autocast(device, cfg.precision):
                 gl, al = tail(x)
