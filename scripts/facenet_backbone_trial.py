@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -37,6 +38,7 @@ from agegender_cli.config import FacenetTrainConfig
 from agegender_cli.data.utkface import read_manifest
 from agegender_cli.fileio import atomic_write_text
 from agegender_cli.labels import AGE_CLASSES
+from agegender_cli.progress import SILENT
 from agegender_cli.runtime import seed_everything
 
 CPU = torch.device("cpu")
@@ -49,14 +51,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pair-views", type=int, default=2, help="views of casia-webface and of the pair")
     parser.add_argument("--seeds", type=int, default=3, help="runs per variant (head start and batch order)")
     parser.add_argument("--out", type=Path, required=True)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not 1 <= args.pair_views <= args.views or args.seeds < 1:
+        parser.error("--pair-views must lie between 1 and --views, and --seeds be at least 1")
+    return args
 
 
 def backbone_features(cfg: FacenetTrainConfig, records: dict) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     """(the backbone, train features (views, N, 1792), val features (N, 1792)) from the feature cache."""
-    from agegender_cli.progress import SILENT
-
-    resolved = resolve_backbone(cfg.backbone, log=print)
+    resolved = resolve_backbone(cfg.backbone, log=lambda message: print(message, file=sys.stderr))
     backbone = load_backbone(resolved)
     trunk, _ = build(backbone, "last_linear", "linear", cfg.hidden, cfg.dropout)
     train, val, _ = trunk_features(cfg, trunk, resolved, records["train"], records["val"], CPU, SILENT, {})

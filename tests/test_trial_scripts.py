@@ -79,6 +79,12 @@ def test_fit_learns_from_cached_views_and_keeps_the_best_val_epoch(trial) -> Non
     assert len(history) <= best["epoch"] + cfg.patience
 
 
+def test_the_pair_needs_views_vggface2_has(trial) -> None:
+    with pytest.raises(SystemExit):
+        trial.parse_args(["--manifest", "m.csv", "--views", "2", "--pair-views", "4", "--out", "o.json"])
+    assert trial.parse_args(["--manifest", "m.csv", "--out", "o.json"]).pair_views == 2
+
+
 def test_int8_calibration_keeps_only_facenet_modules_in_fp32(capsys) -> None:
     calibrate = _script("int8_calibrate")
     args = calibrate.parse_args(["--arch", "facenet", "--manifest", "m.csv", "--keep-fp32", "conv2d_2a", "block8"])

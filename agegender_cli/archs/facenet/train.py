@@ -162,8 +162,8 @@ def train_facenet(cfg: FacenetTrainConfig, reporter: Reporter = SILENT) -> Train
 
     cfg.out.mkdir(parents=True, exist_ok=True)
     timing: dict = {}
-    train_feats, val_feats, train_images = trunk_features(cfg, trunk, resolved, train_records, val_records, device,
-                                                      reporter, timing)
+    train_feats, val_feats, train_images = trunk_features(cfg, trunk, resolved, train_records, val_records,
+                                                          device, reporter, timing)
 
     g_train, a_train = _labels(train_records)
     g_val, a_val = _labels(val_records)
