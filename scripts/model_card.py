@@ -121,21 +121,21 @@ def ranges_doc(arch: str, bundled: Path) -> tuple[Path, dict, str | None]:
     return ranges, doc, auto_refusal(doc, ranges.name)
 
 
-def other_precision(manifest: Path, bundled: dict[str, Path]) -> dict[str, tuple[str, dict]]:
-    """Per architecture, the precision --precision auto does not run on ONNX Runtime (fp32 where auto runs int8,
-    else int8) and the test metrics in it."""
+def other_precision(manifest: Path, ranges: dict[str, tuple[Path, dict, str | None]]) -> dict[str, tuple[str, dict]]:
+    """Per architecture (its ranges_doc), the precision --precision auto does not run on ONNX Runtime (fp32 where
+    auto runs int8, else int8) and the test metrics in it."""
     found = {}
-    for arch, path in bundled.items():
-        other = "fp32" if ranges_doc(arch, path)[2] is None else "int8"
+    for arch, (_path, _doc, refusal) in ranges.items():
+        other = "fp32" if refusal is None else "int8"
         config = EvaluateConfig(archs=(arch,), manifest=manifest, split="test", options=ModelOptions(precision=other))
         found[arch] = other, evaluate_models(config)["results"][arch]
     return found
 
 
-def int8_text(arch: str, bundled: Path, other: tuple[str, dict]) -> str:
-    """The bullet on int8: how the ranges were made, what val said, whether auto runs it, the other precision's
-    test numbers."""
-    ranges, doc, refusal = ranges_doc(arch, bundled)
+def int8_text(ranges_found: tuple[Path, dict, str | None], other: tuple[str, dict]) -> str:
+    """The bullet on int8 (from the model's ranges_doc): how the ranges were made, what val said, whether auto runs
+    it, the other precision's test numbers."""
+    ranges, doc, refusal = ranges_found
     check = doc["val_check"]
     precision, result = other
     years = result.get("years") or {}
@@ -163,7 +163,9 @@ def main() -> None:
     splits = Counter(r.split for r in records)
     groups = {r.group for r in records if r.group}
     results, part = test_metrics(args.manifest, f"/{args.subset}/")
-    other = other_precision(args.manifest, {'facenet': BUNDLED_FACENET, 'caffenet': BUNDLED_CAFFENET})
+    ranges = {arch: ranges_doc(arch, path) for arch, path in (("facenet", BUNDLED_FACENET),
+                                                               ("caffenet", BUNDLED_CAFFENET))}
+    other = other_precision(args.manifest, ranges)
     ckpt = torch.load(BUNDLED_FACENET, weights_only=True)
     c, val = ckpt["config"], ckpt["val_metrics"]
     training = json.loads((BUNDLED_CAFFENET / "training.json").read_text())
@@ -201,7 +203,7 @@ that comes from `{args.subset}`, for comparison with the earlier models.
   val {c.get('select', 'loss')}.
 - Val: gender {val.get('gender_acc', float('nan')):.4f}, age {val.get('age_acc', float('nan')):.4f}.
 - Stored in fp16 ({BUNDLED_FACENET.stat().st_size / 1e6:.1f} MB); computed in bf16 where the hardware runs it natively.
-{int8_text('facenet', BUNDLED_FACENET, other['facenet'])}
+{int8_text(ranges['facenet'], other['facenet'])}
 
 {rows('facenet')}
 
@@ -210,7 +212,7 @@ that comes from `{args.subset}`, for comparison with the earlier models.
 {caffenet_text}
 - Exported to `.caffemodel` with fp16 blobs, run by ONNX Runtime (the default engine on a CPU), by `cv2.dnn`
   (`--engine opencv`, the reference) or by its PyTorch twin (within 2e-5 of `cv2.dnn` in fp32).
-{int8_text('caffenet', BUNDLED_CAFFENET, other['caffenet'])}
+{int8_text(ranges['caffenet'], other['caffenet'])}
 - Input: 227x227 BGR minus mean (78.4263377603, 87.7689143744, 114.895847746), swapRB=False.
 
 The variants (`training.json`):
