@@ -33,7 +33,7 @@ from torch import nn
 from agegender_cli.archs.base import class_weights
 from agegender_cli.archs.facenet.backbone import load_backbone, resolve_backbone
 from agegender_cli.archs.facenet.model import AgeGenderTail, build
-from agegender_cli.archs.facenet.train import epoch_batches, evaluate_tail, trunk_features
+from agegender_cli.archs.facenet.train import epoch_batches, evaluate_tail, record_labels, trunk_features
 from agegender_cli.config import FacenetTrainConfig
 from agegender_cli.data.utkface import read_manifest
 from agegender_cli.fileio import atomic_write_text
@@ -111,8 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     base = FacenetTrainConfig(manifest=args.manifest, preprocess="none", lr=1e-3, epochs=100, patience=10)
     records = {split: read_manifest(args.manifest, split, both_labels=True) for split in ("train", "val")}
-    labels = {split: (torch.tensor([r.gender for r in rs]), torch.tensor([r.age_class for r in rs]))
-              for split, rs in records.items()}
+    labels = {split: record_labels(split_records) for split, split_records in records.items()}
     vgg, vgg_train, vgg_val = backbone_features(replace(base, backbone="vggface2", views=args.views), records)
     casia, casia_train, casia_val = backbone_features(
         replace(base, backbone="casia-webface", views=args.pair_views), records)

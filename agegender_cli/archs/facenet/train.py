@@ -64,7 +64,8 @@ def extract_features(trunk, images: np.ndarray, size: int, seeds: list[int | Non
     return torch.stack(views)
 
 
-def _labels(records: list[Record]) -> tuple[torch.Tensor, torch.Tensor]:
+def record_labels(records: list[Record]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(genders, age classes) of records that have both."""
     return (torch.tensor([r.gender for r in records]), torch.tensor([r.age_class for r in records]))
 
 
@@ -165,8 +166,8 @@ def train_facenet(cfg: FacenetTrainConfig, reporter: Reporter = SILENT) -> Train
     train_feats, val_feats, train_images = trunk_features(cfg, trunk, resolved, train_records, val_records,
                                                           device, reporter, timing)
 
-    g_train, a_train = _labels(train_records)
-    g_val, a_val = _labels(val_records)
+    g_train, a_train = record_labels(train_records)
+    g_val, a_val = record_labels(val_records)
     age_weights = class_weights(a_train.numpy(), len(AGE_CLASSES))
     loss_fns = (nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
                 nn.CrossEntropyLoss(weight=torch.from_numpy(age_weights).to(device),
