@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 AG := $(VENV)/bin/agegender
 DATA ?= ../shared/data
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test test-cpu-kinds lint clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -27,8 +27,15 @@ demo: install
 lint: install
 	$(VENV)/bin/ruff check agegender_cli tests benchmarks scripts
 
+# two workers (one a core); the engine calibration is shared by both (tests/conftest.py)
 test: install lint
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n 2
+
+# the engine-choice tests as an AVX2, an AVX512-BF16 and an AMX CPU would run them (AGEGENDER_CPU_FEATURES)
+CPU_KIND_TESTS := tests/test_engine_choice.py tests/test_runtime.py tests/test_onnx_engine.py
+test-cpu-kinds: install
+	for kind in avx2 avx512-bf16 amx; do AGEGENDER_CPU_FEATURES=$$kind $(VENV)/bin/pytest -q \
+	  $(CPU_KIND_TESTS) || exit 1; done
 
 clean:
 	rm -rf $(VENV) data runs .pytest_cache

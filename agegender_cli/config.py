@@ -188,11 +188,14 @@ class ModelOptions:
     backbone_weights: Path | None = None  # InceptionResnetV1 backbone .pt/.pb for offline use
     # onnx (ONNX Runtime, CPU, fp32: both architectures exported once into the cache; no torch import after that),
     # torch (PyTorch; caffenet by its twin: cv2.dnn's probabilities within 2e-5 in fp32), opencv (caffenet by cv2.dnn,
-    # the reference; facenet then in PyTorch) or auto (onnx on a CPU in fp32, torch on a GPU or in bf16)
+    # the reference; facenet then in PyTorch) or auto (on a CPU the engine measured fastest here for the work,
+    # engine_choice; torch on a GPU)
     engine: str = "auto"
     precision: str = "auto"
     device: str = "auto"
     batch_size: int = 64
+    # the faces this run expects (None: one, a first answer): auto weighs PyTorch's import against its per-face gain
+    workload: int | None = None
 
     def model_for(self, arch: str) -> Path | None:
         """The model file or folder given for `arch`, or None for the bundled one."""

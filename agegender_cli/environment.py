@@ -40,28 +40,43 @@ def _version(distribution: str) -> str | None:
         return None
 
 
+INFO_WORKLOADS = (1, 300, 4000)  # a first answer, a folder of crops, compare on the test split
+
+
 def runtime() -> dict:
-    """The device, precision and engine that `--device auto --precision auto --engine auto` would pick, and why;
-    the thread counts."""
+    """The device, precision and engine that `--device auto --precision auto --engine auto` would pick, and why
+    (on a CPU for each of INFO_WORKLOADS, from this machine's calibration, with its figures); the thread counts."""
     import cv2
     import torch
 
-    from agegender_cli.runtime import bf16_support, pick_device, pick_engine, resolve_precision
+    from agegender_cli import engine_choice
+    from agegender_cli.cpu import flags_line, this_cpu
+    from agegender_cli.onnx_models import onnx_runtime_available
+    from agegender_cli.runtime import bf16_support, describe_precision, pick_device, resolve_precision
 
     device = pick_device("auto")
-    engine = pick_engine("auto", device.type, "auto")
-    engine_why = {"onnx": "ONNX Runtime: fp32 on a CPU, int8 where a model ships ranges that kept its classes on "
-                          "val (the bundled caffenet; facenet with --precision int8), models exported once into the "
-                          "cache",
-                  "torch": "PyTorch: a GPU, native bf16, or onnxruntime missing"}[engine]
+    cpu = this_cpu()
+    found: dict = {"cpu": cpu.label, "cpu_flags": flags_line(cpu.flags)}
     if device.type == "cuda":
         why = f"CUDA GPU visible: {torch.cuda.get_device_name(device)}"
+        choices = [engine_choice.EngineChoice("torch", resolve_precision("auto", device), n, reason="a GPU: PyTorch")
+                   for n in INFO_WORKLOADS]
     else:
         why = "no CUDA GPU visible" if torch.version.cuda else "torch built without CUDA"
+        ort = onnx_runtime_available()
+        measured = engine_choice.calibration() if ort else None
+        found["calibration"] = measured.to_dict() if measured else None
+        # as a fresh `agegender` process would choose (this one has imported torch for the figures above)
+        choices = [engine_choice.choose(measured, "auto", n, native_bf16=bf16_support("cpu")[0], onnx=ort,
+                                        torch_loaded=False) for n in INFO_WORKLOADS]
+    first = choices[0]
     return {
-        "device": device.type, "device_reason": why,
-        "precision": resolve_precision("auto", device), "precision_reason": bf16_support(device)[1],
-        "engine": engine, "engine_reason": engine_why,
+        **found, "device": device.type, "device_reason": why,
+        "precision": first.precision, "precision_reason": "on ONNX Runtime each model's calibrated int8 where it "
+        "kept its classes on val, else fp32" if first.engine == "onnx" else describe_precision("auto", device),
+        "torch_precision": describe_precision("auto", device),
+        "engine": first.engine, "engine_reason": first.reason,
+        "engine_by_work": [choice.to_dict() for choice in choices],
         "threads": {"torch": torch.get_num_threads(), "opencv": cv2.getNumThreads(),
                     "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
     }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import glob
 import random
 import sys
@@ -12,10 +11,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from agegender_cli.config import DEVICES, ENGINES, PRECISIONS
+from agegender_cli.cpu import this_cpu
 from agegender_cli.errors import AgeGenderError
 
 if TYPE_CHECKING:
     import torch
+
+    from agegender_cli.engine_choice import EngineChoice
 
 
 def maybe_cuda() -> bool:
@@ -51,27 +53,15 @@ def _device_type(device: str | torch.device) -> str:
     return device if isinstance(device, str) else device.type
 
 
-@functools.cache
-def _cpu_flags() -> frozenset[str]:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
-
-
 def bf16_support(device: str | torch.device) -> tuple[bool, str]:
-    """Whether `device` runs bf16 natively (not emulated), and why: measured, emulated bf16 on a CPU
-    without AMX or AVX512-BF16 is several times slower than fp32."""
+    """Whether `device` runs bf16 natively (not emulated), and why: emulated bf16 on a CPU without AMX or
+    AVX512-BF16 is several times slower than fp32. The CPU's flags come from cpu.this_cpu (overridable)."""
     if _device_type(device) == "cuda":
         import torch
 
         native = torch.cuda.is_bf16_supported()
         return native, f"CUDA GPU {'with' if native else 'without'} native bf16"
-    flags = _cpu_flags()
+    flags = this_cpu().flags
     if "amx_bf16" in flags:
         return True, "CPU with AMX bf16 tiles"
     if "avx512_bf16" in flags:
@@ -79,20 +69,33 @@ def bf16_support(device: str | torch.device) -> tuple[bool, str]:
     return False, "CPU without AMX or AVX512-BF16 (bf16 would be emulated)"
 
 
+def _precision_on(device: str | torch.device) -> tuple[str, str]:
+    """What --precision auto gives PyTorch on `device`, and why: on a GPU bf16 where native; on a CPU bf16 only
+    where it is native and this machine's calibration measured it faster than fp32."""
+    native, why = bf16_support(device)
+    if _device_type(device) == "cuda":
+        return ("bf16" if native else "fp32"), why
+    from agegender_cli import engine_choice
+
+    return engine_choice.torch_precision(engine_choice.calibration() if native else None, native, why)
+
+
 def resolve_precision(precision: str, device: str | torch.device) -> str:
-    """'auto' -> bf16 where the hardware runs it natively, else fp32; 'bf16'/'fp32' as given."""
+    """'auto' -> bf16 where the hardware runs it natively (on a CPU: and measured faster), else fp32; others as
+    given."""
     if precision not in PRECISIONS:
         raise AgeGenderError(f"precision must be auto, bf16, fp32 or int8, not '{precision}'")
     if precision != "auto":
         return precision
-    return "bf16" if bf16_support(device)[0] else "fp32"
+    return _precision_on(device)[0]
 
 
 def describe_precision(precision: str, device: str | torch.device) -> str:
     """e.g. 'fp32 (auto: CPU without AMX or AVX512-BF16 (bf16 would be emulated))'."""
     if precision != "auto":
         return precision
-    return f"{resolve_precision(precision, device)} (auto: {bf16_support(device)[1]})"
+    chosen, why = _precision_on(device)
+    return f"{chosen} (auto: {why})"
 
 
 def autocast(device: torch.device, precision: str):
@@ -115,10 +118,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def pick_engine(engine: str, device: str, precision: str) -> str:
-    """The engine a model runs on: --engine auto is ONNX Runtime where the model runs in fp32 or int8 on a CPU and
-    onnxruntime is installed (faster than PyTorch there, and a warm start never imports torch), PyTorch elsewhere
-    (GPUs, CPUs with native bf16); a named engine is checked against the device and precision."""
+def pick_engine(engine: str, device: str, precision: str, workload: int | None = None) -> str:
+    """The engine a model runs on. A named engine is checked against the device and precision. --engine auto: on
+    a GPU PyTorch; on a CPU the engine measured fastest here for `workload` faces (engine_choice: ONNX Runtime
+    unless PyTorch, bf16 or fp32, beats it by 5% with its import counted), ONNX Runtime for int8."""
+    return choose_engine(engine, device, precision, workload).engine
+
+
+def choose_engine(engine: str, device: str, precision: str, workload: int | None = None) -> EngineChoice:
+    """pick_engine's answer with the precision it implies and its reason (what `info` and the reports show)."""
+    from agegender_cli import engine_choice
+    from agegender_cli.engine_choice import EngineChoice
     from agegender_cli.onnx_models import onnx_runtime_available
 
     if engine not in ENGINES:
@@ -137,8 +147,13 @@ def pick_engine(engine: str, device: str, precision: str) -> str:
             raise AgeGenderError(f"--{'engine onnx' if engine == 'onnx' else 'precision int8'} needs onnxruntime: "
                                  "pip install onnxruntime, or use --engine torch")
     if engine != "auto":
-        return engine
+        return EngineChoice(engine, precision, workload or 1, reason="named on the command line")
     if precision == "int8":
-        return "onnx"
-    fp32 = resolve_precision(precision, "cpu" if on_cpu else "cuda") == "fp32"
-    return "onnx" if on_cpu and fp32 and onnx_runtime_available() else "torch"
+        return EngineChoice("onnx", "int8", workload or 1, reason="int8 runs on ONNX Runtime")
+    if not on_cpu:
+        return EngineChoice("torch", precision, workload or 1, reason="a GPU: PyTorch")
+    native = bf16_support("cpu")[0]
+    ort = onnx_runtime_available()
+    measured = engine_choice.calibration() if ort and precision != "bf16" else None
+    return engine_choice.choose(measured, precision, workload, native_bf16=native, onnx=ort,
+                                torch_loaded=engine_choice.torch_loaded())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +174,13 @@ def _start_loading(archs: tuple[str, ...], options: ModelOptions, reporter: Repo
 
     from agegender_cli.archs.registry import load_predictor
 
+    if options.engine == "auto" and options.precision in ("auto", "fp32") and archs:
+        from agegender_cli.runtime import device_name
+
+        if device_name(options.device) == "cpu":
+            from agegender_cli.engine_choice import calibration
+
+            calibration(log=reporter.message)  # measured alone (once a machine), not beside the models' loading
     pool = ThreadPoolExecutor(max_workers=max(1, len(archs)), thread_name_prefix="load")
     futures = {}
     for arch in archs:
@@ -314,7 +322,8 @@ def evaluate_models(cfg: EvaluateConfig, reporter: Reporter = SILENT, predictors
     inputs = [r.path for r in records] + ([] if cfg.images else [cfg.manifest])
     refuse_overwriting_inputs({"--report": cfg.report}, inputs)
     given = predictors or {}
-    loaded = _load_predictors(tuple(a for a in cfg.archs if a not in given), cfg.options, reporter)
+    options = replace(cfg.options, workload=len(records))  # auto's engine is the fastest for this many faces
+    loaded = _load_predictors(tuple(a for a in cfg.archs if a not in given), options, reporter)
     predictors = {arch: given[arch] if arch in given else loaded[arch] for arch in cfg.archs}
     faces = _FaceFinder(cfg) if cfg.detector != "none" else None
     hashes: list[int] = []
@@ -448,6 +457,9 @@ def run_provenance(evaluation: dict, cfg: EvaluateConfig) -> dict:
     for arch, predictor in evaluation["predictors"].items():
         described = getattr(predictor, "provenance", None)
         models[arch] = {"description": predictor.description, **(described() if described else {})}
+        choice = getattr(predictor, "engine_choice", None)
+        if choice is not None:
+            models[arch]["engine_choice"] = choice.to_dict()
     data = {"source": evaluation["source"], "split": None if cfg.images else cfg.split,
             "manifest": None if cfg.images else file_record(cfg.manifest),
             "images_folder": display(cfg.images.resolve()) if cfg.images else None,
@@ -718,8 +730,11 @@ def predict(cfg: PredictConfig, emit, reporter: Reporter = SILENT) -> dict:
     if cfg.annotate is not None:
         names = OutputNames(make_folder(cfg.annotate, "--annotate"), usable)
         videos = AnnotatedVideos(cfg.every)
-    # nothing to read (every input missing): no model is loaded, the run ends with the inputs' errors
-    models = FaceModels(cfg, reporter) if stream.streamed or usable else None
+    frames_expected = None if stream.streamed else expected_frames(known, cfg.every)
+    # nothing to read (every input missing): no model is loaded, the run ends with the inputs' errors; auto's engine
+    # is the fastest for the frames expected (a stream: for a first answer)
+    models = (FaceModels(replace(cfg, options=replace(cfg.options, workload=frames_expected)), reporter)
+              if stream.streamed or usable else None)
     tally = records.Tally(cfg.archs)
     stats = {"files": 0, "frames": 0, "faces": 0, "errors": 0}
     relatives: dict[str, str] = {}
@@ -759,7 +774,7 @@ def predict(cfg: PredictConfig, emit, reporter: Reporter = SILENT) -> dict:
     ok = False
     try:
         pending: list = []
-        reporter.start("frames", None if stream.streamed else expected_frames(known, cfg.every))
+        reporter.start("frames", frames_expected)
         for frame in iter_frames(consumed(), every=cfg.every, workers=cfg.workers, ready=stream.ready):
             reporter.advance(1)
             if frame.error is not None:

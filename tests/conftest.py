@@ -11,6 +11,16 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_UTKFACE = REPO.parent / "shared" / "data" / "utkface_crop_part1"
 
 
+def pytest_configure(config) -> None:
+    """One engine calibration for the whole run, its workers and the processes its tests start, whatever
+    AGEGENDER_HOME each test sets (a calibration takes about 7 s; it is keyed by CPU, flags and versions)."""
+    import os
+    import tempfile
+
+    os.environ.setdefault("AGEGENDER_CALIBRATION_DIR",
+                          str(Path(tempfile.gettempdir()) / f"agegender-tests-{os.getuid()}" / "engine"))
+
+
 @pytest.fixture(scope="session")
 def shared_utkface() -> Path:
     if not SHARED_UTKFACE.is_dir():

@@ -49,7 +49,7 @@ def test_a_warm_start_on_the_cpu_never_imports_torch() -> None:
             "from agegender_cli.config import ModelOptions\n"
             "import numpy as np\n"
             "for arch in ('facenet', 'caffenet'):\n"
-            "    p = load_predictor(arch, ModelOptions())\n"
+            "    p = load_predictor(arch, ModelOptions())  # auto, a first answer: measured fastest on ONNX Runtime\n"
             "    assert 'ONNX Runtime' in p.description, p.description\n"
             "    assert len(p.predict([np.zeros((200, 200, 3), np.uint8)])) == 1\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
@@ -97,21 +97,26 @@ def test_the_digest_memo_forgets_deleted_files(tmp_path: Path, monkeypatch) -> N
     assert sorted(Path(name).name for name in index) == ["kept.bin", "new.bin"]
 
 
-@pytest.mark.parametrize(("engine", "device", "precision", "cuda", "ort", "expected"), [
-    ("auto", "auto", "auto", False, True, "onnx"),
-    ("auto", "cpu", "fp32", False, True, "onnx"),
-    ("auto", "cpu", "bf16", False, True, "torch"),  # bf16 asked for: only PyTorch runs it
-    ("auto", "cpu", "auto", False, False, "torch"),  # onnxruntime missing
-    ("auto", "cuda", "auto", True, True, "torch"),
-    ("opencv", "auto", "auto", False, True, "opencv"),
-    ("torch", "cpu", "auto", False, True, "torch"),
+@pytest.mark.parametrize(("engine", "device", "precision", "cuda", "ort", "workload", "expected"), [
+    ("auto", "auto", "auto", False, True, None, "onnx"),  # a first answer: torch's import would cost seconds
+    ("auto", "auto", "auto", False, True, 5000, "torch"),  # AMX bf16 measured 3x ONNX Runtime's fp32 speed
+    ("auto", "cpu", "fp32", False, True, 5000, "onnx"),  # fp32 asked for: ONNX Runtime measured faster
+    ("auto", "cpu", "bf16", False, True, None, "torch"),  # bf16 asked for: only PyTorch runs it
+    ("auto", "cpu", "auto", False, False, None, "torch"),  # onnxruntime missing
+    ("auto", "cuda", "auto", True, True, None, "torch"),
+    ("opencv", "auto", "auto", False, True, None, "opencv"),
+    ("torch", "cpu", "auto", False, True, None, "torch"),
 ])
-def test_auto_picks_onnx_on_a_cpu_in_fp32_and_torch_elsewhere(monkeypatch, engine, device, precision, cuda, ort,
-                                                                expected) -> None:
+def test_auto_picks_the_engine_measured_fastest_for_the_work(monkeypatch, engine, device, precision, cuda, ort,
+                                                             workload, expected) -> None:
+    from engine_figures import fake_calibration
+
+    monkeypatch.setenv("AGEGENDER_CPU_FEATURES", "amx")
     monkeypatch.setattr(runtime, "device_name", lambda name: "cuda" if cuda and name != "cpu" else "cpu")
-    monkeypatch.setattr(runtime, "resolve_precision", lambda p, d: "bf16" if p == "bf16" else "fp32")
     monkeypatch.setattr(onnx_models, "onnx_runtime_available", lambda: ort)
-    assert runtime.pick_engine(engine, device, precision) == expected
+    monkeypatch.setattr("agegender_cli.engine_choice.calibration", lambda log=None: fake_calibration("amx"))
+    monkeypatch.setattr("agegender_cli.engine_choice.torch_loaded", lambda: False)  # as in a fresh process
+    assert runtime.pick_engine(engine, device, precision, workload) == expected
 
 
 @pytest.mark.parametrize(("device", "precision", "cuda", "ort", "message"), [
@@ -202,7 +207,7 @@ def test_a_first_run_exports_the_model_and_mtcnn_side_by_side(tmp_path: Path, mo
 
     monkeypatch.setenv("AGEGENDER_HOME", str(tmp_path / "home"))
     result = CliRunner().invoke(app, ["predict", str(REPO / "examples" / "grace_hopper.jpg"), "--arch", "caffenet",
-                                      "--json"])
+                                      "--engine", "onnx", "--json"])
     assert result.exit_code == 0, result.output
     kinds = {p.name for p in (tmp_path / "home" / "onnx").iterdir()}
     assert {"caffenet", "mtcnn-pnet", "mtcnn-rnet", "mtcnn-onet"} <= kinds

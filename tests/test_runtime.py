@@ -1,4 +1,4 @@
-"""--precision auto: bf16 only where the hardware runs it natively."""
+"""--precision auto: bf16 only where the hardware runs it natively and it is measured faster than fp32."""
 
 from __future__ import annotations
 
@@ -16,7 +16,10 @@ CPU = torch.device("cpu")
     (set(), "fp32"),
 ])
 def test_auto_picks_bf16_only_on_cpus_with_native_bf16(monkeypatch, flags, expected):
-    monkeypatch.setattr(runtime, "_cpu_flags", lambda: frozenset(flags))
+    from engine_figures import fake_calibration
+
+    monkeypatch.setenv("AGEGENDER_CPU_FEATURES", ",".join(sorted(flags)) or "none")
+    monkeypatch.setattr("agegender_cli.engine_choice.calibration", lambda log=None: fake_calibration("amx"))
     assert runtime.resolve_precision("auto", CPU) == expected
     assert runtime.describe_precision("auto", CPU).startswith(f"{expected} (auto: CPU")
     assert runtime.resolve_precision("bf16", CPU) == "bf16" and runtime.resolve_precision("fp32", CPU) == "fp32"
@@ -25,3 +28,16 @@ def test_auto_picks_bf16_only_on_cpus_with_native_bf16(monkeypatch, flags, expec
 def test_bad_precision_is_refused():
     with pytest.raises(AgeGenderError, match="auto, bf16, fp32 or int8"):
         runtime.resolve_precision("fp8", CPU)
+
+
+def test_auto_keeps_fp32_in_pytorch_where_bf16_is_native_but_measured_no_faster(monkeypatch):
+    import dataclasses
+
+    from engine_figures import fake_calibration
+
+    slow = fake_calibration("avx512-bf16")
+    slow = dataclasses.replace(slow, per_face_s={**slow.per_face_s, "torch/bf16": slow.per_face_s["torch/fp32"]})
+    monkeypatch.setenv("AGEGENDER_CPU_FEATURES", "avx512-bf16")
+    monkeypatch.setattr("agegender_cli.engine_choice.calibration", lambda log=None: slow)
+    assert runtime.resolve_precision("auto", CPU) == "fp32"
+    assert "no faster than fp32" in runtime.describe_precision("auto", CPU)

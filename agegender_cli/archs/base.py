@@ -43,7 +43,8 @@ class Predictor(Protocol):
     It may also offer `provenance() -> dict`: "files" (path, bytes, sha256 of every file the model is made
     of), "engine", "precision", "device", and what the model knows of its training ("training",
     "training_data", "model_card" for the bundled ones); reports show what it gives. And `model_path`: the
-    model's file or folder, where evaluate looks for its training-set fingerprints (data/fingerprints.py)."""
+    model's file or folder, where evaluate looks for its training-set fingerprints (data/fingerprints.py). And
+    `engine_choice` (engine_choice.EngineChoice): how --engine/--precision auto chose, set by the registry's loader."""
 
     arch: str
     description: str

@@ -27,9 +27,11 @@ def info_tables(result: dict) -> list[Table]:
     for name, value in result["versions"].items():
         setup.add_row(name, value or "[dim]not installed[/]")
     setup.add_section()
+    setup.add_row("cpu", f"{result['cpu']}: {result['cpu_flags']}")
     setup.add_row("device", f"{result['device']} ({result['device_reason']})")
-    setup.add_row("precision", f"{result['precision']} ({result['precision_reason']})")
     setup.add_row("engine", f"{result['engine']} ({result['engine_reason']})")
+    setup.add_row("precision", f"{result['precision']} ({result['precision_reason']})")
+    setup.add_row("PyTorch precision", result["torch_precision"])
     threads = result["threads"]
     setup.add_row("threads", f"torch {threads['torch']}, opencv {threads['opencv']}, "
                              f"OMP_NUM_THREADS {threads['OMP_NUM_THREADS'] or 'unset'}")
@@ -42,4 +44,30 @@ def info_tables(result: dict) -> list[Table]:
     files.add_column("sha256", overflow="fold")
     for record in result["weights"]:
         files.add_row(record["where"], record["name"], f"{record['bytes']:,}", record["sha256"])
-    return [setup, files]
+    return [setup, *engine_tables(result), files]
+
+
+def engine_tables(result: dict) -> list[Table]:
+    """auto's choice for each amount of work, with the estimates it compared, and the calibration they came from."""
+    choices = Table(title="--engine auto: the fastest engine here for the work (estimated seconds, start-up included)")
+    paths = sorted({path for choice in result["engine_by_work"] for path in choice["estimated_s"]})
+    choices.add_column("faces", justify="right")
+    choices.add_column("engine")
+    choices.add_column("precision")
+    for path in paths:
+        choices.add_column(path, justify="right")
+    for choice in result["engine_by_work"]:
+        estimates = choice["estimated_s"]
+        choices.add_row(f"{choice['faces']:,}", choice["engine"], choice["precision"],
+                        *(f"{estimates[p]:.2f}" if p in estimates else "-" for p in paths))
+    calibration = result.get("calibration")
+    if not calibration:
+        return [choices]
+    measured = Table(title=f"Calibration of this CPU ({calibration['measured_s']:.1f} s; {calibration['path']})")
+    for column in ("path", "ms a face (both models)", "first batch, ms"):
+        measured.add_column(column, justify="left" if column == "path" else "right")
+    for path, per_face in calibration["per_face_ms"].items():
+        measured.add_row(path, f"{per_face:.1f}", f"{calibration['first_call_ms'].get(path, 0):.0f}")
+    measured.caption = (f"PyTorch's import {calibration['torch_import_s']:.2f} s + facenet-pytorch's "
+                        f"{calibration['torch_build_s']:.2f} s; {calibration['threads']} threads; {calibration['cpu']}")
+    return [choices, measured]

@@ -30,13 +30,15 @@ class Caffenet:
         folder = model or self.bundled
         if options.caffe_weights is not None:
             folder = self._original_folder(options.caffe_weights, log)
-        from agegender_cli.runtime import pick_engine
+        from agegender_cli.runtime import choose_engine
 
-        # auto: ONNX Runtime on a CPU in fp32, else the PyTorch twin; tests prove both agree with cv2.dnn (the
-        # reference engine, --engine opencv) on >= 99.5% of the test faces
-        engine = pick_engine(options.engine, options.device, options.precision)
-        return CaffenetPredictor(folder, engine=engine, precision=options.precision, batch_size=options.batch_size,
-                                 device=options.device, log=log)
+        # auto: the engine measured fastest on this CPU for the work (engine_choice), PyTorch on a GPU; tests prove
+        # each agrees with cv2.dnn (the reference engine, --engine opencv) on >= 99.5% of the test faces
+        choice = choose_engine(options.engine, options.device, options.precision, options.workload)
+        predictor = CaffenetPredictor(folder, engine=choice.engine, precision=choice.precision,
+                                      batch_size=options.batch_size, device=options.device, log=log)
+        predictor.engine_choice = choice
+        return predictor
 
     def resolve_weights(self, model: Path | None, options: ModelOptions, log: Log) -> ModelOptions:
         """--caffe-weights original is downloaded (or found in the cache) now, into a folder that can be shipped."""

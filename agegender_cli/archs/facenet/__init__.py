@@ -22,19 +22,23 @@ class Facenet:
     bundled = ASSETS_DIR / "facenet.pt"
 
     def load_predictor(self, model: Path | None, options: ModelOptions, log: Log) -> Predictor:
-        from agegender_cli.runtime import pick_engine
+        from agegender_cli.runtime import choose_engine
 
-        if pick_engine(options.engine, options.device, options.precision) == "onnx":
+        choice = choose_engine(options.engine, options.device, options.precision, options.workload)
+        if choice.engine == "onnx":
             from agegender_cli.archs.facenet.onnx_predictor import FacenetOnnxPredictor
 
-            return FacenetOnnxPredictor(model or self.bundled, backbone_weights=options.backbone_weights,
-                                        precision=options.precision, batch_size=options.batch_size, log=log)
-        from agegender_cli.archs.facenet.predictor import FacenetPredictor
+            predictor = FacenetOnnxPredictor(model or self.bundled, backbone_weights=options.backbone_weights,
+                                             precision=choice.precision, batch_size=options.batch_size, log=log)
+        else:
+            from agegender_cli.archs.facenet.predictor import FacenetPredictor
 
-        # --engine opencv is caffenet's: facenet then runs in PyTorch
-        return FacenetPredictor(model or self.bundled, backbone_weights=options.backbone_weights,
-                                device=options.device, precision=options.precision,
-                                batch_size=options.batch_size, log=log)
+            # --engine opencv is caffenet's: facenet then runs in PyTorch
+            predictor = FacenetPredictor(model or self.bundled, backbone_weights=options.backbone_weights,
+                                         device=options.device, precision=choice.precision,
+                                         batch_size=options.batch_size, log=log)
+        predictor.engine_choice = choice
+        return predictor
 
     def resolve_weights(self, model: Path | None, options: ModelOptions, log: Log) -> ModelOptions:
         """The backbone the checkpoint was trained on, resolved now (cache, download or conversion) to a state-dict
