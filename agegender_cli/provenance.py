@@ -85,3 +85,27 @@ def software() -> dict:
     found["platform"] = platform.platform()
     found["machine"] = platform.machine()
     return found
+
+
+def pinned_command(command_line: str, models: dict) -> str:
+    """The command line with the engine and precision that ran pinned (--engine, --precision appended where the
+    line left them to auto), so that a rerun on another machine runs the same path. On ONNX Runtime
+    `--precision auto` stays: what it gives each model (int8 where the model's shipped ranges passed their check)
+    depends only on the model files, whose hashes the provenance records."""
+    import shlex
+
+    if not command_line:
+        return command_line
+    try:
+        words = shlex.split(command_line)
+    except ValueError:
+        return command_line
+    engines = {m.get("engine_choice", {}).get("engine") for m in models.values()} - {None}
+    precisions = {m.get("engine_choice", {}).get("precision") for m in models.values()} - {None}
+    given = {word.split("=", 1)[0] for word in words}
+    extra = []
+    if "--engine" not in given and len(engines) == 1:
+        extra += ["--engine", engines.pop()]
+    if "--precision" not in given and len(precisions) == 1:
+        extra += ["--precision", precisions.pop()]
+    return " ".join([command_line, *extra]) if extra else command_line

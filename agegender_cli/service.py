@@ -286,12 +286,18 @@ class _FaceFinder:
         self.missed: list[str] = []
 
     def crops(self, indices: list[int], images: list, records: list) -> tuple[list[int], dict[str, list]]:
-        from agegender_cli.faces.detection import crop_face, pick_face
+        from agegender_cli.faces.detection import crop_face, crop_faces, pick_face
 
         kept, crops = [], {arch: [] for arch in self.framing}
-        for index, image, record, found in zip(indices, images, records, self.detector.detect(images), strict=True):
+        detections = self.detector.detect(images)
+        # auto, no face found and no labelled box: a face crop only where a padded copy shows its face filling it
+        retry = [i for i, found in enumerate(detections) if self.auto and not found and records[i].box is None]
+        cropped = dict(zip(retry, crop_faces(self.detector, [images[i] for i in retry]), strict=True))
+        for n, (index, image, record, found) in enumerate(zip(indices, images, records, detections, strict=True)):
             self.photos += 1
             picked = pick_face(image.shape, found, record.box, auto=self.auto)
+            if picked is None and cropped.get(n) is not None:
+                picked = (0, 0, image.shape[1], image.shape[0]), True
             if picked is None:
                 self.missed.append(display(record.path))
                 continue
@@ -451,7 +457,7 @@ def run_provenance(evaluation: dict, cfg: EvaluateConfig) -> dict:
 
     from agegender_cli import __version__
     from agegender_cli.fileio import display
-    from agegender_cli.provenance import file_record, records_digest, software
+    from agegender_cli.provenance import file_record, pinned_command, records_digest, software
 
     models = {}
     for arch, predictor in evaluation["predictors"].items():
@@ -467,6 +473,7 @@ def run_provenance(evaluation: dict, cfg: EvaluateConfig) -> dict:
             "left_out_by_name": evaluation["left_out"],
             "images_sha256": records_digest(evaluation["records"])}
     return {"tool": {"name": "agegender", "version": __version__}, "command_line": cfg.command_line,
+            "rerun_command": pinned_command(cfg.command_line, models),
             "working_directory": display(os.getcwd()),
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "software": software(), "models": models, "data": data, "seed": cfg.seed,
@@ -649,7 +656,7 @@ class _CsvSink:
     """Face rows written as they come to a temp file renamed over the target at the end (or through a device,
     or to stdout for "-")."""
 
-    COLUMNS = ("file", "frame", "time", "face", "x1", "y1", "x2", "y2", "score", "note", "error")
+    COLUMNS = ("file", "frame", "time", "face", "x1", "y1", "x2", "y2", "score", "note", "error", "status")
     ARCH_COLUMNS = ("gender", "gender_prob", "p_female", "age", "age_prob", "age_years")  # each as ARCH_name
 
     def __init__(self, path: Path, archs: tuple[str, ...]) -> None:
@@ -669,7 +676,8 @@ class _CsvSink:
         box = row.get("box") or ["", "", "", ""]
         values = [row["file"], "" if row.get("frame") is None else row["frame"], row.get("time", ""),
                   "" if row.get("face") is None else row["face"], *box,
-                  "" if row.get("score") is None else row["score"], row.get("note", ""), row.get("error", "")]
+                  "" if row.get("score") is None else row["score"], row.get("note", ""), row.get("error", ""),
+                  row.get("status", "")]
         for arch in self.archs:
             out = row.get(arch) or {}
             values += [out.get(k, "") for k in self.ARCH_COLUMNS]

@@ -12,44 +12,13 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
+from collections.abc import Callable, Mapping
 
-# the CPU features that decide which engine and precision are fast (runtime.bf16_support reads the last three)
-RELEVANT_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+# the CPU facts come from the package (one reader; AGEGENDER_CPU_FEATURES shown where it overrides the flags)
+from agegender_cli.cpu import RELEVANT_FLAGS, flags_line, parse_cpuinfo, read_cpuinfo, this_cpu  # noqa: E402,F401
+
 # end to end may not beat its ceiling; 3% above it is allowed for timing noise on a shared machine
 RATIO_TOLERANCE = 1.03
-
-
-def parse_cpuinfo(text: str) -> tuple[str, frozenset[str]]:
-    """(model name, flags) of the first processor in /proc/cpuinfo's text; 'unknown' and no flags if absent.
-    ARM kernels call the flags 'Features' and may give no model name."""
-    model, flags = "unknown", None
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        key = key.strip()
-        if not sep:
-            continue
-        if key == "model name" and model == "unknown":
-            model = value.strip() or "unknown"
-        elif key in ("flags", "Features") and flags is None:
-            flags = frozenset(value.split())
-    return model, flags or frozenset()
-
-
-def read_cpuinfo(path: str | Path = "/proc/cpuinfo") -> tuple[str, frozenset[str]]:
-    try:
-        text = Path(path).read_text(errors="replace")
-    except OSError:
-        text = ""
-    model, flags = parse_cpuinfo(text)
-    return (platform.processor() or "unknown") if model == "unknown" else model, flags
-
-
-def flags_line(flags: Iterable[str]) -> str:
-    """e.g. 'avx2 yes, avx512f no, avx512_bf16 no, amx_bf16 no, amx_tile no'."""
-    present = set(flags)
-    return ", ".join(f"{flag} {'yes' if flag in present else 'no'}" for flag in RELEVANT_FLAGS)
 
 
 def core_count() -> tuple[int, int]:
@@ -94,10 +63,10 @@ def machine_lines(engine: str, precision: str, device: str, models: Mapping[str,
     description (what really ran: the engine and precision it reports)."""
     from agegender_cli.runtime import describe_precision, device_name
 
-    model, flags = read_cpuinfo()
+    cpu = this_cpu()
     total, usable = core_count()
     resolved = device_name(device)
-    lines = [f"CPU: {model}; {flags_line(flags)}",
+    lines = [f"CPU: {cpu.label}; {flags_line(cpu.flags)}",
              f"cores: {total} logical, {usable} usable by this process",
              f"threads: {threads_line()}",
              f"engine: {engine}; precision: {describe_precision(precision, resolved)}; "

@@ -14,9 +14,15 @@ Optional: --accuracy, the precision the run uses (--precision; auto: bf16 where 
 int8 on ONNX Runtime) against fp32 on the same images (gender and age accuracy, each within 0.3 points:
 PASS/FAIL, exit 1 on FAIL); --demo, the OpenCV demos' one-face-at-a-time cv2.dnn fp32 loop (caffenet only).
 
+--all-engines (engine_rounds.py): instead, every engine and precision of this machine side by side in whole
+`agegender predict --arch both` commands, alternating rounds: a first answer on one photo, 300 crops without
+detection, --photos in-the-wild photos with detection (100 of ../shared/data/aaf_train by default); auto against
+the fastest path (PASS within 10%; a noisy machine is said so instead); and where a photo's time goes.
+
 Usage: OMP_NUM_THREADS=2 python benchmarks/predict_throughput.py [--images 1000]
        [--data ../shared/data/utkface_crop_part1] [--rounds 3] [--engine auto] [--precision auto] [--device auto]
        [--batch-size 64] [--accuracy] [--demo]
+       python benchmarks/predict_throughput.py --all-engines [--rounds 3] [--photos DIR] [--photo-count 100]
 """
 
 from __future__ import annotations
@@ -61,6 +67,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--accuracy", action="store_true", help="also the run's precision against fp32")
     parser.add_argument("--demo", action="store_true", help="also the OpenCV demo loop (caffenet, one at a time)")
+    parser.add_argument("--all-engines", action="store_true", help="every engine and precision, whole commands")
+    parser.add_argument("--photos", type=Path, default=Path("../shared/data/aaf_train/images"))
+    parser.add_argument("--photo-count", type=int, default=100)
     args = parser.parse_args(argv)
     if args.rounds < 3:
         parser.error("--rounds must be at least 3 (a median of fewer is no defence against noise)")
@@ -126,8 +135,26 @@ def demo_rate(faces: list, batch_size: int) -> float:
     return count / (time.perf_counter() - start)
 
 
+def all_engines(args: argparse.Namespace) -> int:
+    from engine_rounds import print_shares, run_table
+
+    from agegender_cli.runtime import bf16_support
+
+    if not args.photos.is_dir():
+        sys.exit(f"{args.photos}: no such folder (give --photos)")
+    photos = sorted(p for p in args.photos.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    photos = photos[:: max(1, len(photos) // args.photo_count)][: args.photo_count]
+    native = bf16_support("cpu")[0]
+    print_machine("every path below, auto among them", "auto", "cpu", {})
+    ok = run_table(args.data, photos, args.rounds, native)
+    print_shares(photos, native)
+    return 0 if ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.all_engines:
+        return all_engines(args)
     records = crop_records(args.data, args.images)
     paths = [str(r.path) for r in records]
     faces = [load_image(r.path) for r in records]

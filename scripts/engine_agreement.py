@@ -72,7 +72,7 @@ def markdown(result: dict) -> str:
         for path, row in paths.items():
             gap = max(row["gender"]["max_prob_gap"], row["age"]["max_prob_gap"])
             lines.append(f"| {arch} | {path} | {row['gender']['same_class']:.2%} | {row['age']['same_class']:.2%} | "
-                         f"{gap:.3f} | {row['gender']['accuracy']:.2%} | {row['age']['accuracy']:.2%} |")
+                         f"{gap:.2g} | {row['gender']['accuracy']:.2%} | {row['age']['accuracy']:.2%} |")
     return "\n".join(lines)
 
 

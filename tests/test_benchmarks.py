@@ -50,7 +50,7 @@ def test_cpuinfo_without_model_or_flags():
 
 def test_flags_line_names_every_relevant_flag():
     line = machine.flags_line({"avx2", "amx_tile", "sse2"})
-    assert line == "avx2 yes, avx512f no, avx512_bf16 no, amx_bf16 no, amx_tile yes"
+    assert line == "avx2 yes, avx512f no, avx512_vnni no, avx512_bf16 no, amx_bf16 no, amx_tile yes"
 
 
 def test_ratio_check():

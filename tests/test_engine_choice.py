@@ -14,6 +14,8 @@ from agegender_cli import engine_choice, runtime
 from agegender_cli.cpu import CPU_ENV, CPU_PRESETS, Cpu, override_flags, this_cpu
 from agegender_cli.engine_choice import choose
 
+REPO = Path(__file__).resolve().parents[1]
+
 KINDS = tuple(CPU_PRESETS)
 
 
@@ -127,3 +129,26 @@ def test_a_calibration_that_hangs_or_fails_falls_back_to_onnx_runtime(tmp_path, 
 def test_the_figures_of_each_kind_are_complete() -> None:
     for kind, (per_face, first_call, _, _) in FIGURES.items():
         assert set(per_face) == set(first_call) and ("torch/bf16" in per_face) is (kind != "avx2")
+
+
+def test_the_rerun_line_pins_the_engine_and_precision_that_ran() -> None:
+    from agegender_cli.provenance import pinned_command
+
+    onnx = {"engine_choice": {"engine": "onnx", "precision": "auto"}}
+    torch_bf16 = {"engine_choice": {"engine": "torch", "precision": "bf16"}}
+    assert pinned_command("agegender compare --split test", {"facenet": onnx, "caffenet": onnx}) == \
+        "agegender compare --split test --engine onnx --precision auto"
+    assert pinned_command("agegender evaluate --arch facenet", {"facenet": torch_bf16}) == \
+        "agegender evaluate --arch facenet --engine torch --precision bf16"
+    given = "agegender evaluate --arch caffenet --engine=opencv --precision fp32"
+    assert pinned_command(given, {"caffenet": {"engine_choice": {"engine": "opencv", "precision": "fp32"}}}) == given
+    assert pinned_command("", {"facenet": onnx}) == ""
+
+
+def test_each_predict_record_names_the_engine_and_precision_that_answered() -> None:
+    from agegender_cli.api import AgeGender
+    from agegender_cli.faces.inputs import load_image
+
+    chip = load_image(REPO / "examples" / "grace_hopper.jpg")
+    (faces,) = AgeGender(arch="caffenet", engine="onnx", precision="fp32").predict([chip])
+    assert faces and all(f["caffenet"]["engine"] == "onnx" and f["caffenet"]["precision"] == "fp32" for f in faces)

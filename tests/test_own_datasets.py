@@ -189,7 +189,7 @@ def test_pick_face_prefers_the_labelled_box_then_the_largest():
 
 def test_auto_takes_face_crops_whole_and_finds_faces_in_photos():
     assert pick_face((200, 200, 3), [Detection((20, 10, 180, 210), 0.99)], auto=True) == ((0, 0, 200, 200), True)
-    assert pick_face((200, 200, 3), [], auto=True) == ((0, 0, 200, 200), True)
+    assert pick_face((200, 200, 3), [], auto=True) is None  # no face found: detection.crop_faces decides
     assert pick_face((1000, 1500, 3), [], auto=True) is None
     assert pick_face((1000, 1500, 3), [Detection((100, 100, 200, 200), 0.99)], auto=True) == (
         (100, 100, 200, 200), False)

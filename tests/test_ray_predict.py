@@ -113,7 +113,8 @@ def test_ray_records_agree_with_local_predict(local_ray, shared_utkface, tmp_pat
     blank = tmp_path / "blank.png"
     write_jpeg(blank, size=120)  # a colour field with a disc: no face
     inputs += [str(blank), str(tmp_path / "missing.jpg")]
-    cfg = PredictConfig(inputs=tuple(inputs), archs=registry.names())
+    # the engine pinned: auto may choose differently for this process (torch imported) and for a fresh actor
+    cfg = PredictConfig(inputs=tuple(inputs), archs=registry.names(), options=ModelOptions(engine="onnx"))
     local: list[dict] = []
     local_summary = service.predict(cfg, local.append)
     summary = service.predict_on_ray(cfg, RayConfig(actors=1, out=tmp_path / "out"))

@@ -50,7 +50,8 @@ def test_model_option_reaches_the_architecture(tiny, labelled, tmp_path):
     assert result.exit_code == 0, result.output
     (first,), (second,) = tiny[0].loaded, tiny[1].loaded
     assert first[0] is None and second[0] == model
-    assert second[1] == ModelOptions(models=(("tiny2", model),), precision="fp32")
+    # workload: the 16 faces to score, for auto's engine choice
+    assert second[1] == ModelOptions(models=(("tiny2", model),), precision="fp32", workload=16)
     assert runner.invoke(app, ["compare", "--arch", "tiny,tiny2", "--model", str(model)]).exit_code == 2
     assert runner.invoke(app, ["evaluate", "--arch", "tiny", "--model", f"tiny2={model}"]).exit_code == 2
 

@@ -41,3 +41,14 @@ def test_auto_keeps_fp32_in_pytorch_where_bf16_is_native_but_measured_no_faster(
     monkeypatch.setattr("agegender_cli.engine_choice.calibration", lambda log=None: slow)
     assert runtime.resolve_precision("auto", CPU) == "fp32"
     assert "no faster than fp32" in runtime.describe_precision("auto", CPU)
+
+
+@pytest.mark.parametrize(("native", "expected"), [(True, "bf16"), (False, "fp32")])
+def test_auto_on_a_gpu_is_bf16_where_the_gpu_has_it(monkeypatch, native, expected):
+    """The CUDA path without a GPU: the precision auto resolves to there (measured speeds need a lent GPU)."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: native)
+    assert runtime.resolve_precision("auto", "cuda") == expected
+    assert runtime.describe_precision("auto", "cuda").startswith(f"{expected} (auto: CUDA GPU")
+    monkeypatch.setattr(runtime, "device_name", lambda name: "cuda")
+    choice = runtime.choose_engine("auto", "auto", "auto", 5000)
+    assert (choice.engine, choice.precision) == ("torch", "auto")

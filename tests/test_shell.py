@@ -269,7 +269,11 @@ def test_info_json_lists_versions_runtime_cache_and_weights(tmp_path, monkeypatc
             "platform"} <= set(versions)
     assert versions["python"] == sys.version.split()[0] and versions["torch"]
     assert data["device"] in ("cpu", "cuda") and data["device_reason"]
-    assert data["precision"] in ("bf16", "fp32") and data["precision_reason"]
+    assert data["precision"] in ("auto", "bf16", "fp32") and data["precision_reason"]
+    assert data["torch_precision"].startswith(("bf16", "fp32")) and data["cpu"]
+    by_work = data["engine_by_work"]
+    assert [c["faces"] for c in by_work] == [1, 300, 4000] and by_work[0]["engine"] == data["engine"]
+    assert all(c["engine"] in ("onnx", "torch") and c["reason"] for c in by_work)
     assert data["threads"]["OMP_NUM_THREADS"] == "3" and data["threads"]["torch"] >= 1
     assert data["cache"] == {"path": str(home), "from": "AGEGENDER_HOME", "exists": True}
     cached = [w for w in data["weights"] if w["where"] == "cache"]

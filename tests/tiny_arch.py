@@ -26,6 +26,8 @@ class TinyPredictor:
     """Gender from the mean brightness, age from the mean hue: cheap and deterministic."""
 
     arch = "tiny"
+    engine = "numpy"
+    precision = "fp32"
 
     def __init__(self, model: Path | None, bias: float) -> None:
         self.description = f"tiny model {model}"

@@ -44,7 +44,8 @@ class Predictor(Protocol):
     of), "engine", "precision", "device", and what the model knows of its training ("training",
     "training_data", "model_card" for the bundled ones); reports show what it gives. And `model_path`: the
     model's file or folder, where evaluate looks for its training-set fingerprints (data/fingerprints.py). And
-    `engine_choice` (engine_choice.EngineChoice): how --engine/--precision auto chose, set by the registry's loader."""
+    `engine_choice` (engine_choice.EngineChoice): how --engine/--precision auto chose, set by the registry's loader;
+    `engine` and `precision` attributes: what ran, named in every face record."""
 
     arch: str
     description: str

@@ -278,7 +278,7 @@ class ModelActor:
         completed = list(batch["record"])
         for n, i in enumerate(with_face):
             record = json.loads(completed[i])
-            record.update(records.arch_outputs(predictions, n))
+            record.update(records.arch_outputs(predictions, n, records.run_paths(self.predictors)))
             completed[i] = json.dumps(record)
         return {"order": batch["order"], "key": batch["key"], "record": np.array(completed, object),
                 "new_frame": batch["new_frame"]}

@@ -11,7 +11,8 @@ SKIPPED_SHOWN = 50  # the report lists this many skipped images by name; the JSO
 
 
 def rerun_line(provenance: dict) -> str:
-    command = provenance.get("command_line") or "(not recorded: the run did not come from the command line)"
+    command = (provenance.get("rerun_command") or provenance.get("command_line")
+               or "(not recorded: the run did not come from the command line)")
     return f"Rerun: `cd {provenance['working_directory']} && {command}`"
 
 
@@ -56,6 +57,7 @@ def models_table(models: dict) -> TableModel:
               ("Engine", lambda m: m.get("engine")),
               ("Precision", lambda m: m.get("precision")),
               ("Device", lambda m: m.get("device")),
+              ("Engine choice", lambda m: (m.get("engine_choice") or {}).get("reason")),
               ("Backbone", _backbone),
               ("Trained", _trained),
               ("Training (model card)", lambda m: m.get("training")),

@@ -38,9 +38,10 @@ def frame_records(frames: Sequence[Frame], detector: FaceDetector, framings: Map
     outputs = {arch: p.predict(crops[arch]) for arch, p in predictors.items()} if owners else {}  # type: ignore[attr-defined]
     position = {id(frame): i for i, frame in enumerate(frames)}
     per_frame: list[list[dict]] = [[] for _ in frames]
+    paths = run_paths(predictors) if owners else {}
     for n, (frame, k, det) in enumerate(owners):
-        per_frame[position[id(frame)]].append(face_record(frame.source, frame.index, k, det, arch_outputs(outputs, n),
-                                                          frame.time))
+        per_frame[position[id(frame)]].append(face_record(frame.source, frame.index, k, det,
+                                                          arch_outputs(outputs, n, paths), frame.time))
     for rows, frame, found in zip(per_frame, frames, detections, strict=True):
         if not found:
             rows.append(no_face_record(frame.source, frame.index, frame.time))
@@ -51,19 +52,24 @@ def face_record(source: str, frame_index: int | None, face_index: int, detection
                 outputs: Mapping[str, dict], time: float | None = None) -> dict:
     """A found face: where it is, how sure the detector was, and each architecture's answer; a face crop taken
     whole by --detector auto says so in "note"."""
-    record = {**_where(source, frame_index, time), "face": face_index, "box": list(detection.box),
+    record = {**_where(source, frame_index, time), "status": "face", "face": face_index, "box": list(detection.box),
               "score": round(float(detection.score), 4)}
     if detection.whole:
         record["note"] = WHOLE_IMAGE_NOTE
     return {**record, **outputs}
 
 
+NO_FACE_STATUS = "no_face"  # a record's "status": "face" (answers follow), "no_face" or "error"
+
+
 def no_face_record(source: str, frame_index: int | None, time: float | None = None) -> dict:
-    return {**_where(source, frame_index, time), "face": None, "box": None, "score": None, "note": "no face found"}
+    """No face found: the frame gets this record and no answer (NO_FACE_STATUS, for JSON and CSV)."""
+    return {**_where(source, frame_index, time), "status": NO_FACE_STATUS, "face": None, "box": None, "score": None,
+            "note": "no face found"}
 
 
 def error_record(source: str, frame_index: int | None, error: str) -> dict:
-    return {"file": source, "frame": frame_index, "error": error}
+    return {"file": source, "frame": frame_index, "status": "error", "error": error}
 
 
 def _where(source: str, frame_index: int | None, time: float | None) -> dict:
@@ -85,11 +91,19 @@ def arch_output(gender_prob: np.ndarray, age_prob: np.ndarray, age_years: float 
     return out
 
 
-def arch_outputs(predictions: Mapping[str, object], n: int) -> dict[str, dict]:
-    """Every architecture's answer for the n-th face of a batch of Predictions."""
+def arch_outputs(predictions: Mapping[str, object], n: int, paths: Mapping[str, dict] | None = None
+                 ) -> dict[str, dict]:
+    """Every architecture's answer for the n-th face of a batch of Predictions, with the engine and precision that
+    gave it (`paths`, run_paths of the predictors)."""
     return {arch: arch_output(p.gender_prob[n], p.age_prob[n],  # type: ignore[attr-defined]
                               None if p.age_years is None else p.age_years[n])  # type: ignore[attr-defined]
-            for arch, p in predictions.items()}
+            | (paths or {}).get(arch, {}) for arch, p in predictions.items()}
+
+
+def run_paths(predictors: Mapping[str, object]) -> dict[str, dict]:
+    """{arch: {"engine": ..., "precision": ...}} as each loaded predictor runs (int8, bf16 or fp32 resolved)."""
+    return {arch: {key: value for key in ("engine", "precision") if (value := getattr(p, key, None)) is not None}
+            for arch, p in predictors.items()}
 
 
 class Tally:

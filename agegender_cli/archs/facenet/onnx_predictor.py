@@ -25,6 +25,7 @@ class FacenetOnnxPredictor:
     probabilities of both heads (and the years distribution, where the checkpoint has a years head) out."""
 
     arch = "facenet"
+    engine = "onnx"
 
     def __init__(self, checkpoint_path: Path, *, backbone_weights: Path | None = None, precision: str = "auto",
                  batch_size: int = 64, log: Callable[[str], None] | None = None) -> None:

@@ -139,6 +139,7 @@ class FacenetPredictor:
     """InceptionResnetV1 trunk + the checkpoint's tail; faces in, probabilities out."""
 
     arch = "facenet"
+    engine = "torch"
 
     def __init__(
         self, checkpoint_path: Path, *, backbone_weights: Path | None = None, device: str = "auto",
