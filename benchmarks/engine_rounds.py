@@ -15,8 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import NOISY_SPREAD, spread
+
 REPO = Path(__file__).resolve().parents[1]
-NOISY_SPREAD = 0.15  # (max - min) / median of a path's rounds above this: the machine was busy, ratios unreliable
 WITHIN = 1.10  # auto's goal: within 10% of the fastest path it may take
 # shown, but not what auto is held to: other precisions than auto's (facenet int8 moves 1.5% of the age classes,
 # beyond the accuracy rule; fp32 everywhere gives up caffenet's checked int8)
@@ -79,15 +80,15 @@ def run_table(crops: Path, photos: list[Path], rounds: int, native_bf16: bool) -
 
 def _print_work(label: str, count: int, seconds: dict[str, list[float]]) -> bool:
     medians = {name: statistics.median(values) for name, values in seconds.items()}
-    spread = {name: (max(v) - min(v)) / medians[name] for name, v in seconds.items()}
+    spreads = {name: spread(v) for name, v in seconds.items()}
     best = min((name for name in medians if name != "auto" and name not in NOT_CANDIDATES), key=medians.__getitem__)
     print(f"\n{label} (median of {len(next(iter(seconds.values())))} alternating rounds, whole commands)")
     print(f"  {'path':28s} {'wall s':>8s} {'images/s':>9s} {'spread':>7s}")
     for name, median in medians.items():
         mark = "  <- fastest auto may take" if name == best else "  (not auto's precision)" * (name in NOT_CANDIDATES)
-        print(f"  {name:28s} {median:8.2f} {count / median:9.1f} {spread[name]:7.0%}{mark}")
+        print(f"  {name:28s} {median:8.2f} {count / median:9.1f} {spreads[name]:7.0%}{mark}")
     ratio = medians["auto"] / medians[best]
-    noisy = [name for name in ("auto", best) if spread[name] > NOISY_SPREAD]
+    noisy = [name for name in ("auto", best) if spreads[name] > NOISY_SPREAD]
     if ratio > 1 and noisy:
         print(f"  noisy machine: rounds of {' and '.join(noisy)} spread over {NOISY_SPREAD:.0%}; auto / fastest "
               "not reported (rerun on an idle machine)")

@@ -42,6 +42,7 @@ from machine import (
     print_machine,
     rate_line,
     report_ratio,
+    spread,
     warm_count,
     warm_up_line,
 )
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     print(rate_line("forward-only ceiling (decoded crops in memory, both predictors)", len(paths),
                     seconds["ceiling"]))
     ok = report_ratio("end to end", median_rate(len(paths), seconds["end to end"]),
-                      median_rate(len(paths), seconds["ceiling"]))
+                      median_rate(len(paths), seconds["ceiling"]), max(map(spread, seconds.values())))
     if args.demo:
         print(f"OpenCV demo loop (cv2.dnn fp32, one face at a time, caffenet only): "
               f"{demo_rate(faces, args.batch_size):8.1f} images/s")

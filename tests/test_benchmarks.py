@@ -114,3 +114,11 @@ def test_limited_manifest_first_rows_of_the_split_with_absolute_paths(tmp_path):
     assert [Path(r["path"]).name for r in rows] == ["1.jpg", "2.jpg", "4.jpg", "5.jpg"]
     assert all(Path(r["path"]).is_absolute() and r["split"] == "test" for r in rows)
     assert Path(rows[0]["path"]) == (source.parent / "img" / "1.jpg").resolve()
+
+
+def test_a_ratio_above_1_on_a_noisy_machine_is_said_to_be_noise(capsys):
+    assert machine.report_ratio("end to end", 110.0, 100.0, rounds_spread=0.30)
+    assert "noisy machine" in capsys.readouterr().out
+    assert not machine.report_ratio("end to end", 110.0, 100.0, rounds_spread=0.02)
+    assert "FAIL" in capsys.readouterr().out
+    assert machine.spread([1.0, 1.2, 1.1]) == pytest.approx(0.2 / 1.1)
