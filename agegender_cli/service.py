@@ -286,7 +286,7 @@ class _FaceFinder:
         self.missed: list[str] = []
 
     def crops(self, indices: list[int], images: list, records: list) -> tuple[list[int], dict[str, list]]:
-        from agegender_cli.faces.detection import crop_face, crop_faces, pick_face
+        from agegender_cli.faces.detection import Detection, crop_faces, face_crop, pick_face
 
         kept, crops = [], {arch: [] for arch in self.framing}
         detections = self.detector.detect(images)
@@ -305,8 +305,11 @@ class _FaceFinder:
             self.found += 1
             self.taken_whole += whole
             kept.append(index)
+            # the detection itself (its landmarks align the face), or the whole image as a face crop
+            face = next((d for d in found if d.box == box), None) if not whole else None
+            face = face or Detection(box, 1.0, whole=whole)
             for arch in crops:
-                crops[arch].append(crop_face(image, box, framing=(self.whole_framing if whole else self.framing)[arch]))
+                crops[arch].append(face_crop(image, face, (self.whole_framing if whole else self.framing)[arch]))
         return kept, crops
 
     def summary(self) -> dict:

@@ -357,6 +357,19 @@ def face_region(box: Box, *, framing: str, shape: tuple[int, ...]) -> Box:
     raise AgeGenderError(f"unknown framing {framing!r}: choose one of {', '.join(FRAMINGS)}")
 
 
+def face_crop(image: np.ndarray, detection: Detection, framing: str) -> np.ndarray:
+    """The face as a model sees it: a face crop taken whole is the image; a face with landmarks, for a model
+    trained on chips ("utkface" framing), is aligned onto the chips' 5-point template (faces/align.py); any other
+    face is its box, framed as `framing` says."""
+    if detection.whole:
+        return crop_face(image, detection.box, framing="box")
+    if framing == "utkface" and detection.landmarks is not None:
+        from agegender_cli.faces.align import align_face
+
+        return align_face(image, detection.landmarks)
+    return crop_face(image, detection.box, framing=framing)
+
+
 def crop_face(image: np.ndarray, box: Box, *, framing: str = "utkface") -> np.ndarray:
     """Cut the face out as the models saw faces in training; outside the image, edges are replicated."""
     return crop_region(image, face_region(box, framing=framing, shape=image.shape))

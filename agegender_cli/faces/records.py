@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from agegender_cli.faces.detection import Detection, FaceDetector, crop_face
+from agegender_cli.faces.detection import Detection, FaceDetector, face_crop
 from agegender_cli.faces.inputs import Frame
 from agegender_cli.labels import AGE_CLASSES, GENDERS
 
@@ -18,7 +18,8 @@ def detect_and_crop(
     frames: Sequence[Frame], detector: FaceDetector, framings: Mapping[str, str]
 ) -> tuple[list[list[Detection]], list[Owner], dict[str, list[np.ndarray]]]:
     """The faces of decoded frames: detections per frame, every face in reading order, and its crop for
-    each architecture (framed as that architecture's model was trained; a whole-image face is the image)."""
+    each architecture (aligned onto the chips' template, or framed as that architecture's model was trained;
+    a whole-image face is the image)."""
     detections = detector.detect([f.image for f in frames])
     owners: list[Owner] = []
     crops: dict[str, list[np.ndarray]] = {arch: [] for arch in framings}
@@ -26,7 +27,7 @@ def detect_and_crop(
         for k, det in enumerate(found):
             owners.append((frame, k, det))
             for arch, framing in framings.items():
-                crops[arch].append(crop_face(frame.image, det.box, framing="box" if det.whole else framing))
+                crops[arch].append(face_crop(frame.image, det, framing))
     return detections, owners, crops
 
 
