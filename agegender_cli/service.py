@@ -400,18 +400,22 @@ def _add_years(evaluation: dict, cfg: EvaluateConfig) -> None:
 
 def _add_statistics(evaluation: dict, cfg: EvaluateConfig) -> None:
     """Into each result: calibration (ECE and reliability bins per task), 95% intervals of every headline
-    metric, per-race and per-gender accuracy with intervals and the largest gaps (seeded: reruns agree)."""
+    metric, per-race, per-gender and per-age-class accuracy with intervals and the largest gaps (seeded: reruns
+    agree)."""
     import numpy as np
 
     from agegender_cli.evaluation.calibration import calibration
     from agegender_cli.evaluation.intervals import model_intervals
-    from agegender_cli.labels import GENDERS
+    from agegender_cli.labels import AGE_CLASSES, GENDERS
 
     gender_true, age_true = evaluation["truth"]
     records = evaluation["records"]
     has_gender, has_age = gender_true >= 0, age_true >= 0  # a task's unlabelled faces (-1) are not scored
     groups = {"race": np.array([r.race_name for r in records]),
-              "gender": np.array([GENDERS[r.gender] if r.gender is not None else "unknown" for r in records])}
+              "gender": np.array([GENDERS[r.gender] if r.gender is not None else "unknown" for r in records]),
+              # gender per age class: children's gender is near chance for every model (docs/wild.md)
+              "age class": np.array([AGE_CLASSES[r.age_class] if r.age_class is not None else "unknown"
+                                     for r in records])}
     for arch, prediction in evaluation["predictions"].items():
         result = evaluation["results"][arch]
         result["calibration"] = {
