@@ -3,6 +3,7 @@ this machine's calibration (engine_calibration, run once and cached under the CP
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -133,18 +134,14 @@ def torch_precision(calibration: Calibration | None, native_bf16: bool, cpu_why:
 # ------------------------------------------------------------------ the cached calibration
 
 
+@functools.cache
 def _versions() -> dict[str, str | None]:
-    from importlib.metadata import PackageNotFoundError, version
-
+    """The versions the calibration is kept under; looked up once a process (each lookup reads package metadata)."""
     from agegender_cli import __version__
+    from agegender_cli.environment import package_version
 
-    found: dict[str, str | None] = {"agegender": __version__, "python": sys.version.split()[0]}
-    for name in VERSIONED:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = None
-    return found
+    return {"agegender": __version__, "python": sys.version.split()[0],
+            **{name: package_version(name) for name in VERSIONED}}
 
 
 def _threads() -> int:
@@ -234,7 +231,7 @@ def _measure(path: Path, log: Log | None) -> Calibration | None:
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps({**data, "versions": _versions(), "cpu_override":
+        atomic_write_text(path, json.dumps({**data, "versions": dict(_versions()), "cpu_override":
                                             os.environ.get(CPU_ENV) or None}, indent=1))
     except OSError as exc:
         say(f"engine calibration not kept ({exc}); it will be measured again next time")

@@ -28,12 +28,13 @@ def versions() -> dict[str, str | None]:
 
     found: dict[str, str | None] = {"agegender": __version__, "python": sys.version.split()[0]}
     for shown, distributions in PACKAGES.items():
-        found[shown] = next((v for d in distributions if (v := _version(d))), None)
+        found[shown] = next((v for d in distributions if (v := package_version(d))), None)
     found["platform"] = platform.platform()
     return found
 
 
-def _version(distribution: str) -> str | None:
+def package_version(distribution: str) -> str | None:
+    """An installed distribution's version, or None."""
     try:
         return version(distribution)
     except PackageNotFoundError:
