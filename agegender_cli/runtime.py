@@ -61,10 +61,10 @@ def bf16_support(device: str | torch.device) -> tuple[bool, str]:
 
         native = torch.cuda.is_bf16_supported()
         return native, f"CUDA GPU {'with' if native else 'without'} native bf16"
-    flags = this_cpu().flags
-    if "amx_bf16" in flags:
+    kind = this_cpu().kind
+    if kind == "amx":
         return True, "CPU with AMX bf16 tiles"
-    if "avx512_bf16" in flags:
+    if kind == "avx512-bf16":
         return True, "CPU with AVX512-BF16"
     return False, "CPU without AMX or AVX512-BF16 (bf16 would be emulated)"
 
