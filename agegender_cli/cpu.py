@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 from dataclasses import dataclass
@@ -80,20 +81,19 @@ def override_flags(value: str) -> frozenset[str]:
     return frozenset(flag.strip() for flag in value.split(",") if flag.strip())
 
 
-_REAL: tuple[str, frozenset[str]] | None = None
-
-
 def this_cpu() -> Cpu:
     """This machine's CPU; its flags replaced by AGEGENDER_CPU_FEATURES where that is set (read on each call, so
     a test may set it; /proc/cpuinfo is read once)."""
-    global _REAL
-    if _REAL is None:
-        _REAL = read_cpuinfo()
-    model, flags = _REAL
+    model, flags = _real_cpu()
     told = os.environ.get(CPU_ENV, "").strip()
     if told:
         return Cpu(model, override_flags(told), told)
     return Cpu(model, flags)
+
+
+@functools.cache
+def _real_cpu() -> tuple[str, frozenset[str]]:
+    return read_cpuinfo()
 
 
 def flags_line(flags: frozenset[str] | set[str]) -> str:
