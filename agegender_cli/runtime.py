@@ -125,6 +125,21 @@ def pick_engine(engine: str, device: str, precision: str, workload: int | None =
     return choose_engine(engine, device, precision, workload).engine
 
 
+def calibrate_first(engine: str, device: str, precision: str, log) -> None:
+    """Measure this CPU's engines now, telling `log`, where auto will consult the measurement: --engine auto in
+    fp32 or auto with onnxruntime installed, or PyTorch's --precision auto on a CPU with native bf16. Once a
+    machine; run alone, not beside the models' loading; elsewhere nothing."""
+    if engine not in ENGINES or precision not in ("auto", "fp32") or device_name(device) != "cpu":
+        return
+    from agegender_cli import engine_choice
+    from agegender_cli.onnx_models import onnx_runtime_available
+
+    engine_auto = engine == "auto" and onnx_runtime_available()
+    torch_auto = precision == "auto" and engine != "onnx" and bf16_support("cpu")[0]
+    if engine_auto or torch_auto:
+        engine_choice.calibration(log=log)
+
+
 def choose_engine(engine: str, device: str, precision: str, workload: int | None = None) -> EngineChoice:
     """pick_engine's answer with the precision it implies and its reason (what `info` and the reports show)."""
     from agegender_cli import engine_choice

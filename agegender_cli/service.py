@@ -174,13 +174,10 @@ def _start_loading(archs: tuple[str, ...], options: ModelOptions, reporter: Repo
 
     from agegender_cli.archs.registry import load_predictor
 
-    if options.engine == "auto" and options.precision in ("auto", "fp32") and archs:
-        from agegender_cli.runtime import device_name
+    if archs:
+        from agegender_cli.runtime import calibrate_first
 
-        if device_name(options.device) == "cpu":
-            from agegender_cli.engine_choice import calibration
-
-            calibration(log=reporter.message)  # measured alone (once a machine), not beside the models' loading
+        calibrate_first(options.engine, options.device, options.precision, reporter.message)
     pool = ThreadPoolExecutor(max_workers=max(1, len(archs)), thread_name_prefix="load")
     futures = {}
     for arch in archs:
@@ -530,6 +527,10 @@ def train(arch: str, cfg, reporter: Reporter = SILENT, *, overwrite: bool = Fals
         raise AgeGenderError(f"training runs in {', '.join(TRAIN_PRECISIONS)}, not {cfg.precision} (int8 is for "
                              "running a trained model)")
     _refuse_used_folder(Path(cfg.out), cfg.resume or overwrite)
+    if hasattr(cfg, "precision") and hasattr(cfg, "device"):  # PyTorch's --precision auto may consult it
+        from agegender_cli.runtime import calibrate_first
+
+        calibrate_first("torch", cfg.device, cfg.precision, reporter.message)
     result = trainer(arch)(cfg, reporter).to_dict()
     if not Path(cfg.manifest).is_file():  # a trainer that did not read it (the tests' tiny one)
         return result

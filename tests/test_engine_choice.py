@@ -152,3 +152,17 @@ def test_each_predict_record_names_the_engine_and_precision_that_answered() -> N
     chip = load_image(REPO / "examples" / "grace_hopper.jpg")
     (faces,) = AgeGender(arch="caffenet", engine="onnx", precision="fp32").predict([chip])
     assert faces and all(f["caffenet"]["engine"] == "onnx" and f["caffenet"]["precision"] == "fp32" for f in faces)
+
+
+@pytest.mark.parametrize(("kind", "engine", "precision", "measured"), [
+    ("amx", "auto", "auto", True), ("avx2", "auto", "fp32", True),  # --engine auto compares engines
+    ("amx", "torch", "auto", True), ("amx", "opencv", "auto", True),  # PyTorch's precision auto, bf16 native
+    ("avx2", "torch", "auto", False),  # no native bf16: fp32 without measuring
+    ("amx", "auto", "bf16", False), ("amx", "auto", "int8", False), ("amx", "onnx", "auto", False),
+])
+def test_the_calibration_runs_first_only_where_auto_consults_it(monkeypatch, kind, engine, precision, measured):
+    said: list = []
+    monkeypatch.setenv(CPU_ENV, kind)
+    monkeypatch.setattr(engine_choice, "calibration", lambda log=None: said.append(log))
+    runtime.calibrate_first(engine, "cpu", precision, print)
+    assert said == ([print] if measured else [])
