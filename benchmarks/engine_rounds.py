@@ -110,8 +110,7 @@ def time_shares(photos: list[Path], engine: str, precision: str) -> dict[str, fl
     options = ModelOptions(engine=engine, precision=precision, workload=len(photos))
     predictors = {arch: load_predictor(arch, options) for arch in names()}
     framings = {arch: framing(arch, "auto", options) for arch in names()}
-    detector = make_detector("auto", min_face=20, min_score=0.9, device="cpu", engine=engine if engine != "torch"
-                             else "auto")
+    detector = make_detector("auto", min_face=20, min_score=0.9, device="cpu", engine=engine)  # as predict does
     spent = {"decoding": 0.0, "detection": 0.0, **{arch: 0.0 for arch in predictors}}
     start = time.perf_counter()
     frames = [_frame(load_image(path), str(path)) for path in photos]

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 
 # the CPU facts come from the package (one reader; AGEGENDER_CPU_FEATURES shown where it overrides the flags)
-from agegender_cli.cpu import RELEVANT_FLAGS, flags_line, parse_cpuinfo, read_cpuinfo, this_cpu  # noqa: E402,F401
+from agegender_cli.cpu import RELEVANT_FLAGS, flags_line, parse_cpuinfo, read_cpuinfo, this_cpu  # noqa: F401
 
 # end to end may not beat its ceiling; 3% above it is allowed for timing noise on a shared machine
 RATIO_TOLERANCE = 1.03
