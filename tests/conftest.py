@@ -8,6 +8,19 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def load_file(path: Path, name: str):
+    """A script or benchmark (a file, not a package module) imported under `name`, registered in sys.modules (a
+    dataclass of it resolves its annotations there)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 SHARED_UTKFACE = REPO.parent / "shared" / "data" / "utkface_crop_part1"
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_file
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -16,10 +16,7 @@ def _load(name: str):
     """A benchmark module by file; its folder on sys.path as when the script runs (they import `machine`)."""
     if str(BENCHMARKS) not in sys.path:
         sys.path.insert(0, str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file(BENCHMARKS / f"{name}.py", f"benchmark_{name}")
 
 
 machine = _load("machine")

@@ -4,25 +4,20 @@ back in chunks make the model folder they left as."""
 from __future__ import annotations
 
 import csv
-import importlib.util
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import load_file
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "caffenet_gpu_train.py"
 
 
 @pytest.fixture(scope="module")
 def gpu_train():
-    spec = importlib.util.spec_from_file_location("caffenet_gpu_train", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass resolves annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+    return load_file(SCRIPT, "caffenet_gpu_train")
 
 
 def _faces(tmp_path: Path) -> tuple[Path, list[dict]]:

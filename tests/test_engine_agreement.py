@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import REPO, load_file
 
 from agegender_cli.archs.registry import load_predictor
 from agegender_cli.config import DatasetConfig, ModelOptions
@@ -54,9 +55,6 @@ MAX_GAP = {"onnx/fp32": 1e-3, "torch/bf16": 0.15, "onnx/int8": 0.35}  # largest 
 def test_every_engine_and_precision_gives_pytorch_fp32s_classes(arch, shared_utkface, tmp_path):
     """Same answer on every engine: each path against PyTorch fp32, the engine and precision pinned (bf16 only
     where this CPU runs it natively: emulated it takes minutes and no user is sent there by auto)."""
-    import importlib.util
-    from pathlib import Path
-
     from agegender_cli.faces.inputs import load_image
     from agegender_cli.runtime import bf16_support
 
@@ -64,10 +62,7 @@ def test_every_engine_and_precision_gives_pytorch_fp32s_classes(arch, shared_utk
     paths = [path for (model, path) in SAME_CLASS if model == arch and (native or path != "torch/bf16")]
     if not paths:
         pytest.skip(f"{arch}: only bf16 is checked here, and this CPU has no native bf16")
-    script = Path(__file__).resolve().parents[1] / "scripts" / "engine_agreement.py"
-    spec = importlib.util.spec_from_file_location("engine_agreement", script)
-    agreement_script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(agreement_script)
+    agreement_script = load_file(REPO / "scripts" / "engine_agreement.py", "script_engine_agreement")
     build_dataset(DatasetConfig(sources=(shared_utkface,), out=tmp_path))
     records = read_manifest(tmp_path / "manifest.csv", "test")
     records = records[:: max(1, len(records) // 600)][:600]

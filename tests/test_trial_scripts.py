@@ -3,13 +3,12 @@ summed and learns from cached views; the calibration script takes only facenet's
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import load_file
 from torch import nn
 
 from agegender_cli.config import FacenetTrainConfig
@@ -18,11 +17,7 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
 def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"script_{name}", SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_file(SCRIPTS / f"{name}.py", f"script_{name}")
 
 
 @pytest.fixture(scope="module")
