@@ -7,7 +7,7 @@ Not run alone: `python benchmarks/predict_throughput.py --all-engines` runs it (
 
 from __future__ import annotations
 
-import os
+import functools
 import statistics
 import subprocess
 import sys
@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import NOISY_SPREAD, spread
+from machine import NOISY_SPREAD, alternating_rounds, spread
 
 REPO = Path(__file__).resolve().parents[1]
 WITHIN = 1.10  # auto's goal: within 10% of the fastest path it may take
@@ -48,16 +48,14 @@ def works(crops: Path, photos: list[Path], folder: Path) -> list[tuple[str, int,
             (f"{len(photos)} photos, with detection", len(photos), [str(photo_dir)])]
 
 
-def time_command(arguments: list[str], timeout: float = 600.0) -> float:
-    """Wall seconds of one `agegender predict ... --arch both --json` in a fresh process (its output discarded)."""
+def run_command(arguments: list[str], timeout: float = 600.0) -> None:
+    """One `agegender predict ... --arch both --json` in a fresh process, its output discarded; raises where it
+    fails (the caller times it: machine.alternating_rounds)."""
     command = [sys.executable, "-m", "agegender_cli", "predict", *arguments, "--arch", "both", "--json"]
-    start = time.perf_counter()
     done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=timeout,
-                          cwd=REPO, env={**os.environ})
-    seconds = time.perf_counter() - start
+                          cwd=REPO)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.strip().splitlines()[-1:]}")
-    return seconds
 
 
 def run_table(crops: Path, photos: list[Path], rounds: int, native_bf16: bool) -> bool:
@@ -69,12 +67,9 @@ def run_table(crops: Path, photos: list[Path], rounds: int, native_bf16: bool) -
         options = paths(native_bf16)
         for label, count, arguments in kinds:
             for _, extra in options:  # warm-up: exports, int8 models, the OS file cache
-                time_command(arguments + extra)
-            seconds: dict[str, list[float]] = {name: [] for name, _ in options}
-            for _ in range(rounds):
-                for name, extra in options:
-                    seconds[name].append(time_command(arguments + extra))
-            ok &= _print_work(label, count, seconds)
+                run_command(arguments + extra)
+            tasks = {name: functools.partial(run_command, arguments + extra) for name, extra in options}
+            ok &= _print_work(label, count, alternating_rounds(tasks, rounds))
     return ok
 
 
