@@ -41,6 +41,18 @@ def shared_utkface() -> Path:
     return SHARED_UTKFACE
 
 
+@pytest.fixture(scope="session")
+def utkface_test_records(shared_utkface, tmp_path_factory) -> list:
+    """The test split of ../shared's crop_part1 as `agegender dataset` makes it (seed 0, duplicates grouped): built
+    once a run (a worker) for every test that scores real test faces."""
+    from agegender_cli.config import DatasetConfig
+    from agegender_cli.data.utkface import build_dataset, read_manifest
+
+    out = tmp_path_factory.mktemp("crop_part1")
+    build_dataset(DatasetConfig(sources=(shared_utkface,), out=out))
+    return read_manifest(out / "manifest.csv", "test")
+
+
 def write_jpeg(path: Path, seed: int = 0, size: int = 64) -> Path:
     import cv2
 

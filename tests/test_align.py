@@ -3,8 +3,6 @@ larger photo that still get the chip's own classes."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
@@ -41,19 +39,17 @@ def test_which_faces_are_aligned() -> None:
 
 
 @pytest.mark.integration
-def test_a_chip_turned_scaled_and_moved_in_a_photo_keeps_its_classes(shared_utkface, tmp_path) -> None:
+def test_a_chip_turned_scaled_and_moved_in_a_photo_keeps_its_classes(utkface_test_records) -> None:
     """200 test chips, each turned by up to 20 degrees, scaled 0.8-1.3 and moved inside a 420 px photo, found by
     the default detector: the classes the chip itself gets. Measured aligned: gender 93.5-97.3%, age 88.7-92.7%
     (the box framing: age 72.7-87.3%); held here to gender >= 92% and age >= 85%, and to the box framing's age.
     Issue 26 asks for 95% in both: not reached (landmark noise of 4-7 px moves the age class of borderline faces)."""
     from agegender_cli.archs.registry import load_predictor
-    from agegender_cli.config import DatasetConfig, ModelOptions
-    from agegender_cli.data.utkface import build_dataset, read_manifest
+    from agegender_cli.config import ModelOptions
     from agegender_cli.faces.detection import make_detector
     from agegender_cli.faces.inputs import load_image
 
-    build_dataset(DatasetConfig(sources=(shared_utkface,), out=tmp_path))
-    records = read_manifest(Path(tmp_path) / "manifest.csv", "test")
+    records = utkface_test_records
     chips = [load_image(r.path) for r in records[:: max(1, len(records) // 200)][:200]]
     rng = np.random.default_rng(0)
     scenes = []

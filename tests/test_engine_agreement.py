@@ -52,7 +52,7 @@ MAX_GAP = {"onnx/fp32": 1e-3, "torch/bf16": 0.15, "onnx/int8": 0.35}  # largest 
 
 @pytest.mark.integration
 @pytest.mark.parametrize("arch", ["facenet", "caffenet"])
-def test_every_engine_and_precision_gives_pytorch_fp32s_classes(arch, shared_utkface, tmp_path):
+def test_every_engine_and_precision_gives_pytorch_fp32s_classes(arch, utkface_test_records):
     """Same answer on every engine: each path against PyTorch fp32, the engine and precision pinned (bf16 only
     where this CPU runs it natively: emulated it takes minutes and no user is sent there by auto)."""
     from agegender_cli.faces.inputs import load_image
@@ -63,9 +63,7 @@ def test_every_engine_and_precision_gives_pytorch_fp32s_classes(arch, shared_utk
     if not paths:
         pytest.skip(f"{arch}: only bf16 is checked here, and this CPU has no native bf16")
     agreement_script = load_file(REPO / "scripts" / "engine_agreement.py", "script_engine_agreement")
-    build_dataset(DatasetConfig(sources=(shared_utkface,), out=tmp_path))
-    records = read_manifest(tmp_path / "manifest.csv", "test")
-    records = records[:: max(1, len(records) // 600)][:600]
+    records = utkface_test_records[:: max(1, len(utkface_test_records) // 600)][:600]
     faces = [load_image(r.path) for r in records]
     truth = {"gender": np.array([r.gender for r in records]), "age": np.array([r.age_class for r in records])}
     reference = load_predictor(arch, ModelOptions(engine="torch", precision="fp32")).predict(faces)

@@ -112,15 +112,12 @@ def test_the_api_and_the_command_say_no_face(tmp_path) -> None:
 
 
 @pytest.mark.integration
-def test_every_utkface_test_chip_still_gets_an_answer(shared_utkface, tmp_path, mtcnn) -> None:
+def test_every_utkface_test_chip_still_gets_an_answer(utkface_test_records, mtcnn) -> None:
     """At least 99.5% of the test chips are answered by the default detector (MTCNN finds 99.4% directly; the
     padded test adds most of the rest)."""
-    from agegender_cli.config import DatasetConfig
-    from agegender_cli.data.utkface import build_dataset, read_manifest
     from agegender_cli.faces.inputs import load_image
 
-    build_dataset(DatasetConfig(sources=(shared_utkface,), out=tmp_path))
-    records = read_manifest(tmp_path / "manifest.csv", "test")
+    records = utkface_test_records
     auto = AutoCropDetector(mtcnn)
     answered = 0
     for start in range(0, len(records), 64):
