@@ -30,6 +30,7 @@ UNFREEZE_POINTS = ("last_linear", "block8", "repeat_3")  # the backbone trains f
 HEADS = ("linear", "mlp")
 SELECT_BY = ("loss", "accuracy")
 LABEL_FORMATS = ("auto", "csv", "fairface", "adience")
+AUGMENTATIONS = ("geometric", "wild")  # training views: data/augment.py
 EVAL_DETECTORS = ("none", "mtcnn", "haar", "auto")  # auto: the whole image when it already is a face crop
 PLOT_FORMATS = ("png", "svg", "pdf")  # figures of evaluate, compare, train and predict --summary-plot
 PLOT_DPI = 200  # raster resolution of PNG figures
@@ -143,6 +144,8 @@ class FacenetTrainConfig:
     resume: bool = False
     image_size: int = 160
     plot_format: str = "png"  # the training curves' format, one of PLOT_FORMATS
+    detector: str = "none"  # how faces are framed: none (the images are face crops), auto, mtcnn or haar
+    augment: str = "geometric"  # or "wild": the detector's jitter, blur, low resolution, JPEG, colour
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,8 @@ class CaffenetTrainConfig:
     batch_size: int = 64
     resize: int = 256
     crop: int = 227
+    detector: str = "none"  # how faces are framed: none (the images are face crops), auto, mtcnn or haar
+    augment: str = "geometric"  # or "wild": the detector's jitter, blur, low resolution, JPEG, colour
     device: str = "auto"
     precision: str = "auto"
     seed: int = 0
@@ -177,6 +182,7 @@ class YearsTrainConfig:
     batch_size: int = 64
     workers: int = 2
     seed: int = 0
+    detector: str = "none"  # how faces are framed, as the class heads were trained (FacenetTrainConfig.detector)
 
 
 @dataclass(frozen=True)
@@ -243,6 +249,7 @@ class EvaluateConfig:
     manifest: Path = DEFAULT_MANIFEST
     split: str = "test"
     images: Path | None = None
+    labels: Path | None = None  # a labels file: every image it labels (instead of a split)
     options: ModelOptions = ModelOptions()
     detector: str = "none"  # one of EVAL_DETECTORS: none for face crops; mtcnn/haar/auto find the face in photos
     min_face: int = 20

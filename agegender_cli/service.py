@@ -125,16 +125,31 @@ def _evaluation_records(cfg: EvaluateConfig):
     from agegender_cli.data.utkface import read_manifest, records_from_folder
 
     skipped = []
-    if cfg.images is not None:
+    if cfg.labels is not None:
+        records, skipped = _labelled_images(cfg.labels, cfg.images)
+    elif cfg.images is not None:
         if not cfg.images.is_dir():
             raise AgeGenderError(f"{cfg.images}: not a folder; give a folder of UTKFace-named images")
         records, skipped = records_from_folder(cfg.images)
     else:
         records = read_manifest(cfg.manifest, cfg.split)
     if not records:
-        where = cfg.images or f"{cfg.manifest} split '{cfg.split}'"
+        where = cfg.labels or cfg.images or f"{cfg.manifest} split '{cfg.split}'"
         raise AgeGenderError(f"{where}: no labelled images to evaluate on")
     return records, skipped
+
+
+def _labelled_images(labels: Path, images: Path | None):
+    """Every image a labels file labels (found beside it or under `images`), and the rows left out, with reasons."""
+    from agegender_cli.data.labelled import read_label_files
+    from agegender_cli.data.utkface import Record, Skipped
+
+    if images is not None and not images.is_dir():
+        raise AgeGenderError(f"--images {images}: not a folder; give the folder the labels' image paths are under")
+    rows, report = read_label_files([labels], [images] if images is not None else [])
+    records = [Record(row.path, row.age, row.gender, row.race, row.age_class, "all", str(labels.parent), row.group,
+                      row.box) for row in rows]
+    return records, [Skipped(file, reason) for file, reason in report.skipped]
 
 
 def _skipped_counts(named: list, failed: list, faces) -> dict[str, int]:
@@ -283,30 +298,22 @@ class _FaceFinder:
         self.missed: list[str] = []
 
     def crops(self, indices: list[int], images: list, records: list) -> tuple[list[int], dict[str, list]]:
-        from agegender_cli.faces.detection import Detection, crop_faces, face_crop, pick_face
+        from agegender_cli.faces.detection import face_crop
+        from agegender_cli.faces.locate import locate_faces
 
         kept, crops = [], {arch: [] for arch in self.framing}
-        detections = self.detector.detect(images)
-        # auto, no face found and no labelled box: a face crop only where a padded copy shows its face filling it
-        retry = [i for i, found in enumerate(detections) if self.auto and not found and records[i].box is None]
-        cropped = dict(zip(retry, crop_faces(self.detector, [images[i] for i in retry]), strict=True))
-        for n, (index, image, record, found) in enumerate(zip(indices, images, records, detections, strict=True)):
+        located = locate_faces(self.detector, images, [r.box for r in records], auto=self.auto)
+        for index, image, record, face in zip(indices, images, records, located, strict=True):
             self.photos += 1
-            picked = pick_face(image.shape, found, record.box, auto=self.auto)
-            if picked is None and cropped.get(n) is not None:
-                picked = (0, 0, image.shape[1], image.shape[0]), True
-            if picked is None:
+            if face is None:
                 self.missed.append(display(record.path))
                 continue
-            box, whole = picked
             self.found += 1
-            self.taken_whole += whole
+            self.taken_whole += face.whole
             kept.append(index)
             # the detection itself (its landmarks align the face), or the whole image as a face crop
-            face = next((d for d in found if d.box == box), None) if not whole else None
-            face = face or Detection(box, 1.0, whole=whole)
             for arch in crops:
-                crops[arch].append(face_crop(image, face, (self.whole_framing if whole else self.framing)[arch]))
+                crops[arch].append(face_crop(image, face, (self.whole_framing if face.whole else self.framing)[arch]))
         return kept, crops
 
     def summary(self) -> dict:
@@ -325,7 +332,8 @@ def evaluate_models(cfg: EvaluateConfig, reporter: Reporter = SILENT, predictors
 
     check_output_file(cfg.report, "--report")
     records, named = _evaluation_records(cfg)
-    inputs = [r.path for r in records] + ([] if cfg.images else [cfg.manifest])
+    own_set = cfg.images or cfg.labels
+    inputs = [r.path for r in records] + ([cfg.labels] if cfg.labels else [] if cfg.images else [cfg.manifest])
     refuse_overwriting_inputs({"--report": cfg.report}, inputs)
     given = predictors or {}
     options = replace(cfg.options, workload=len(records))  # auto's engine is the fastest for this many faces
@@ -348,7 +356,7 @@ def evaluate_models(cfg: EvaluateConfig, reporter: Reporter = SILENT, predictors
         metrics = evaluate_predictions(gender_true[has_gender], prediction.gender_prob[has_gender],
                                        age_true[has_age], prediction.age_prob[has_age])
         results[arch] = {"arch": arch, "model": predictors[arch].description, **metrics}
-    source = str(cfg.images) if cfg.images else f"{cfg.manifest}:{cfg.split}"
+    source = str(cfg.labels or cfg.images) if own_set else f"{cfg.manifest}:{cfg.split}"
     evaluation = {"source": source, "results": results, "failed": failed, "records": used, "listed": len(records),
                   "predictions": predictions, "truth": (gender_true, age_true), "predictors": predictors,
                   "skipped": _skipped_counts(named, failed, faces),
@@ -470,8 +478,10 @@ def run_provenance(evaluation: dict, cfg: EvaluateConfig) -> dict:
         choice = getattr(predictor, "engine_choice", None)
         if choice is not None:
             models[arch]["engine_choice"] = choice.to_dict()
-    data = {"source": evaluation["source"], "split": None if cfg.images else cfg.split,
-            "manifest": None if cfg.images else file_record(cfg.manifest),
+    own_set = cfg.images or cfg.labels
+    data = {"source": evaluation["source"], "split": None if own_set else cfg.split,
+            "manifest": None if own_set else file_record(cfg.manifest),
+            "labels": file_record(cfg.labels) if cfg.labels else None,
             "images_folder": display(cfg.images.resolve()) if cfg.images else None,
             "listed": evaluation["listed"], "used": len(evaluation["records"]), "skipped": evaluation["failed"],
             "left_out_by_name": evaluation["left_out"],
@@ -568,10 +578,17 @@ def train_years(cfg: YearsTrainConfig, reporter: Reporter = SILENT, *, overwrite
     data, train_hashes = {}, []
     for split in ("train", "val"):
         records = [r for r in read_manifest(cfg.manifest, split) if r.age is not None]
+        frames = None
+        if cfg.detector != "none" and records:
+            from agegender_cli.data.chips import locate_records
+
+            matrices = locate_records(records, cfg.detector, reporter=reporter)
+            records, frames = zip(*[(r, m) for r, m in zip(records, matrices, strict=True) if m is not None],
+                                  strict=True) if any(m is not None for m in matrices) else ((), ())
         if not records:
             raise AgeGenderError(f"{cfg.manifest}: no {split} image with an age; years need ages in the manifest")
-        data[split] = _years_features(predictor, records, cfg, reporter, split,
-                                      train_hashes if split == "train" else None)
+        data[split] = _years_features(predictor, list(records), cfg, reporter, split,
+                                      train_hashes if split == "train" else None, frames)
     reporter.message(f"fitting years heads on {len(data['train'][1])} train faces, chosen on {len(data['val'][1])} "
                      "val faces")
     fit, tried = choose_years_head(*data["train"], *data["val"], seed=cfg.seed)
@@ -596,11 +613,13 @@ def _extend_fingerprints(model: Path | None, hashes: list[int], saved: Path) -> 
 
 
 def _years_features(predictor, records, cfg: YearsTrainConfig, reporter: Reporter, split: str,
-                    hashes: list[int] | None = None):
+                    hashes: list[int] | None = None, frames=None):
     """(features, ages) of the records that decode, from the model's years_features; with `hashes`, the
-    images' training-set fingerprints are collected on the way (no second decoding)."""
+    images' training-set fingerprints are collected on the way (no second decoding); with `frames` (chip
+    matrices, data.chips), each face is cut out of its photo as `predict` frames it."""
     import numpy as np
 
+    from agegender_cli.data.chips import warp_chip
     from agegender_cli.data.fingerprints import image_hash
     from agegender_cli.faces.batches import iter_image_batches
 
@@ -608,7 +627,9 @@ def _years_features(predictor, records, cfg: YearsTrainConfig, reporter: Reporte
     reporter.start(f"{split} features", len(records))
     for batch in iter_image_batches([r.path for r in records], cfg.batch_size, cfg.workers):
         if batch.images:
-            features.append(predictor.years_features(batch.images))
+            faces = (batch.images if frames is None
+                     else [warp_chip(image, frames[i]) for image, i in zip(batch.images, batch.indices, strict=True)])
+            features.append(predictor.years_features(faces))
             ages += [records[i].age for i in batch.indices]
             if hashes is not None:
                 hashes += [image_hash(image) for image in batch.images]

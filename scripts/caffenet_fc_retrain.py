@@ -1,14 +1,19 @@
 """Retrain the fully connected layers of a caffenet model on cached conv features (a CPU-sized fine-tune).
 
-The conv layers stay; each train face's pool5 activations (ONNX Runtime, 3 views: whole, mirrored, a random
-227 crop of the 256-resized face, mirrored half the time) are computed once, and fc6-fc8 (or fc8 alone) are
-trained on them from the model's own weights: AdamW, weight decay 5e-4, dropout 0.5, class weights for age,
-optionally distilled from another model's probabilities. The epoch with the best val accuracy is kept, the
-starting net counting as epoch 0, so a net no epoch beats stays as it was. A net with years layers keeps fc6
-and fc7 (its years head reads fc7): use --layers fc8 for it.
+The conv layers stay; each train face's pool5 activations (ONNX Runtime) are computed once for a few views, and
+fc6-fc8 (and age_net's years layers, which read fc7) or fc8 alone are trained on them from the model's own
+weights: AdamW, weight decay 5e-4, dropout 0.5, class weights for age, optionally distilled from facenet.
 
-Usage: python scripts/caffenet_fc_retrain.py --manifest data/utkface/manifest.csv --task gender \
-         --init agegender_cli/assets/caffenet --out runs/caffenet-fc [--epochs 12] [--distill 0.0]
+Views: `geometric` (whole, mirrored, a random 227 crop of the 256-resized face) or `wild` (whole, mirrored and
+two views with the detector's jitter, blur, low resolution, JPEG, colour and grayscale: data/augment.py).
+`--detector auto` frames every face as `predict` does (detect, align; data/chips.py), so UTKFace chips and the
+in-the-wild sets (AAF, LFW) train through the same path; a face with one label only trains that task.
+
+The epoch with the best val score is kept (gender: accuracy; age: class accuracy minus MAE / 100 where the net has
+years layers), the starting net counting as epoch 0, so a net no epoch beats stays as it was.
+
+Usage: python scripts/caffenet_fc_retrain.py --manifest data/wild/manifest.csv --task gender \
+         --init agegender_cli/assets/caffenet --out runs/caffenet-wild --detector auto --augment wild
 """
 
 from __future__ import annotations
@@ -28,13 +33,18 @@ from agegender_cli.archs.base import class_weights
 from agegender_cli.archs.caffenet.caffemodel import export_caffemodel, twin_from_caffemodel
 from agegender_cli.archs.caffenet.deploy import INPUT_SIZE, MEAN_BGR, net_files
 from agegender_cli.archs.registry import load_predictor
+from agegender_cli.archs.years_head import label_distributions
 from agegender_cli.config import ModelOptions
+from agegender_cli.data.augment import make_view
+from agegender_cli.data.chips import locate_records, warp_chip
 from agegender_cli.data.utkface import read_manifest
 from agegender_cli.faces.inputs import load_image
+from agegender_cli.labels import MAX_YEARS, N_BINS
 from agegender_cli.onnx_models import export_module, session
 
-VIEWS = ("whole", "mirrored", "crop")
-FC_LAYERS = ("fc6", "fc7", "fc8")
+VIEWS = {"geometric": ("whole", "mirrored", "crop"), "wild": ("whole", "mirrored", "wild", "wild")}
+YEARS_SIGMA, YEARS_WEIGHT = 2.0, 1.0  # as the GPU training (scripts/caffenet_gpu_train.py)
+MISSING = -1
 
 
 class Pool5(nn.Module):
@@ -48,7 +58,22 @@ class Pool5(nn.Module):
         return self.twin.conv_features(x)
 
 
+class FcPart(nn.Module):
+    """The twin's own fc layers on pool5 activations: (class logits, years logits or None)."""
+
+    def __init__(self, twin: nn.Module) -> None:
+        super().__init__()
+        self.twin = twin
+
+    def forward(self, pool5: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        t = self.twin
+        fc7 = t.drop7(t.relu7(t.fc7(t.drop6(t.relu6(t.fc6(pool5))))))
+        return t.fc8(fc7), (t.years_logits(fc7) if t.has_years else None)
+
+
 def view(image: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
+    if kind == "wild":
+        return make_view(image, INPUT_SIZE, rng, "wild")
     if kind != "crop":
         face = cv2.resize(image, (INPUT_SIZE, INPUT_SIZE))
         return face[:, ::-1] if kind == "mirrored" else face
@@ -70,19 +95,33 @@ def pool5_features(net, images: list[np.ndarray], kind: str, seed: int) -> np.nd
     return np.concatenate(parts)
 
 
-def fc_head(twin: nn.Module) -> nn.Sequential:
-    head = nn.Sequential(nn.Linear(18816, 512), nn.ReLU(), nn.Dropout(0.5), nn.Linear(512, 512), nn.ReLU(),
-                         nn.Dropout(0.5), nn.Linear(512, twin.fc8.out_features))
-    for layer, index in zip(FC_LAYERS, (0, 3, 6), strict=True):
-        head[index].load_state_dict(getattr(twin, layer).state_dict())
-    return head
+def faces_of(records, detector: str) -> tuple[list, list[np.ndarray]]:
+    """The records whose face is found, and their 200x200 chips (or the images as they are: detector none)."""
+    if detector == "none":
+        return records, [load_image(r.path) for r in records]
+    matrices = locate_records(records, detector)
+    kept = [(r, m) for r, m in zip(records, matrices, strict=True) if m is not None]
+    print(f"{len(records) - len(kept)} of {len(records)} images without a face found: left out", flush=True)
+    return [r for r, _ in kept], [warp_chip(load_image(r.path), m) for r, m in kept]
 
 
-def accuracy(head: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
-    head.eval()
+def scores(part: FcPart, x: np.ndarray, y: np.ndarray, ages: np.ndarray) -> dict[str, float]:
+    """Val accuracy on the faces with a label, and the years MAE on those with an age (years layers only)."""
+    part.eval()
     with torch.no_grad():
-        logits = torch.cat([head(torch.from_numpy(x[i:i + 1024]).float()) for i in range(0, len(x), 1024)])
-    return float((logits.argmax(1).numpy() == y).mean())
+        outs = [part(torch.from_numpy(x[i:i + 1024]).float()) for i in range(0, len(x), 1024)]
+    logits = torch.cat([o[0] for o in outs]).numpy()
+    known = y != MISSING
+    out = {"val_acc": float((logits.argmax(1)[known] == y[known]).mean())}
+    if outs[0][1] is not None:
+        years = torch.softmax(torch.cat([o[1] for o in outs]), 1).numpy() @ np.arange(N_BINS)
+        aged = ages >= 0
+        out["val_mae"] = float(np.abs(years[aged] - np.minimum(ages[aged], MAX_YEARS)).mean())
+    return out
+
+
+def score_of(metrics: dict[str, float]) -> float:
+    return metrics["val_acc"] - metrics.get("val_mae", 0.0) / 100
 
 
 def main() -> None:
@@ -92,6 +131,8 @@ def main() -> None:
     parser.add_argument("--init", type=Path, default=Path("agegender_cli/assets/caffenet"))
     parser.add_argument("--out", type=Path, default=Path("runs/caffenet-fc"))
     parser.add_argument("--layers", choices=("fc6", "fc8"), default="fc6", help="train from this layer on")
+    parser.add_argument("--detector", choices=("none", "auto", "mtcnn", "haar"), default="none")
+    parser.add_argument("--augment", choices=tuple(VIEWS), default="geometric")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--distill", type=float, default=0.0, help="weight of facenet's soft labels (T=2)")
@@ -100,69 +141,90 @@ def main() -> None:
     torch.manual_seed(args.seed)
     started = time.monotonic()
     twin = twin_from_caffemodel(*net_files(args.init, args.task)).eval()
-    if twin.has_years and args.layers != "fc8":
-        raise SystemExit(f"{args.init}: the {args.task} net has years layers reading fc7; use --layers fc8")
-    records = {s: [r for r in read_manifest(args.manifest, s) if r.age_class is not None] for s in ("train", "val")}
     label = (lambda r: r.gender) if args.task == "gender" else (lambda r: r.age_class)
+    years = twin.has_years and args.layers == "fc6"
+    records, images = {}, {}
+    for split in ("train", "val"):
+        usable = [r for r in read_manifest(args.manifest, split)
+                  if label(r) is not None or (years and r.age is not None)]
+        records[split], images[split] = faces_of(usable, args.detector)
     args.out.mkdir(parents=True, exist_ok=True)
     onnx_path = args.out / f"{args.task}_pool5.onnx"
     export_module(Pool5(twin), (torch.zeros(2, 3, INPUT_SIZE, INPUT_SIZE),), onnx_path, ["faces"], ["pool5"])
     net = session(onnx_path)
-    images = {s: [load_image(r.path) for r in rs] for s, rs in records.items()}
-    train_x = [pool5_features(net, images["train"], kind, args.seed + k) for k, kind in enumerate(VIEWS)]
+    views = VIEWS[args.augment]
+    train_x = [pool5_features(net, images["train"], kind, args.seed + k) for k, kind in enumerate(views)]
     val_x = pool5_features(net, images["val"], "whole", args.seed)
     onnx_path.unlink()
-    train_y = torch.tensor([label(r) for r in records["train"]])
-    val_y = np.array([label(r) for r in records["val"]])
-    print(f"{len(train_y)} train faces x {len(VIEWS)} views, {len(val_y)} val faces: features in "
+
+    def labels(split: str) -> tuple[np.ndarray, np.ndarray]:
+        rs = records[split]
+        return (np.array([MISSING if label(r) is None else label(r) for r in rs]),
+                np.array([MISSING if r.age is None else r.age for r in rs]))
+
+    (train_y, train_age), (val_y, val_age) = labels("train"), labels("val")
+    print(f"{len(train_y)} train faces x {len(views)} views, {len(val_y)} val faces: features in "
           f"{time.monotonic() - started:.0f} s", flush=True)
     soft = None
     if args.distill > 0:
         teacher = load_predictor("facenet", ModelOptions())
         probs = teacher.predict(images["train"])
         p = probs.gender_prob if args.task == "gender" else probs.age_prob
-        z = np.log(np.clip(p, 1e-8, 1)) / 2.0
-        soft = torch.softmax(torch.from_numpy(z).float(), 1)
-    head = fc_head(twin)
-    trainable = list(head.parameters()) if args.layers == "fc6" else list(head[6].parameters())
-    weight = torch.from_numpy(class_weights(train_y.numpy(), twin.fc8.out_features)) if args.task == "age" else None
-    loss_fn = nn.CrossEntropyLoss(weight=weight)
+        soft = torch.softmax(torch.from_numpy(np.log(np.clip(p, 1e-8, 1)) / 2.0).float(), 1)
+    part = FcPart(twin)
+    if args.layers == "fc6":
+        trainable = [p for name, p in twin.named_parameters() if not name.startswith("conv")]
+    else:
+        trainable = list(twin.fc8.parameters())
+    known = train_y != MISSING
+    weight = (torch.from_numpy(class_weights(train_y[known], twin.fc8.out_features)) if args.task == "age"
+              else None)
+    loss_fn = nn.CrossEntropyLoss(weight=weight, ignore_index=MISSING)
     optimizer = torch.optim.AdamW(trainable, lr=args.lr, weight_decay=5e-4)
-    history = [{"epoch": 0, "val_acc": accuracy(head, val_x, val_y)}]
-    best = (history[0]["val_acc"], 0, {k: v.clone() for k, v in head.state_dict().items()})
+    history = [{"epoch": 0, **scores(part, val_x, val_y, val_age)}]
+    best = (score_of(history[0]), 0, {k: v.clone() for k, v in twin.state_dict().items()})
     generator = torch.Generator().manual_seed(args.seed)
+    ty, tage = torch.from_numpy(train_y), torch.from_numpy(train_age)
+    bins = torch.arange(N_BINS, dtype=torch.float32)
     for epoch in range(1, args.epochs + 1):
-        head.train()
-        order = torch.randperm(len(train_y), generator=generator)
+        part.train()
+        order = torch.randperm(len(ty), generator=generator)
         for start in range(0, len(order), 128):
             index = order[start:start + 128]
-            x = torch.from_numpy(train_x[int(torch.randint(0, len(VIEWS), (1,), generator=generator))][index.numpy()])
-            logits = head(x.float())
-            loss = loss_fn(logits, train_y[index])
+            x = torch.from_numpy(train_x[int(torch.randint(0, len(views), (1,), generator=generator))][index.numpy()])
+            logits, years_logits = part(x.float())
+            y = ty[index]
+            loss = loss_fn(logits, y) if bool((y != MISSING).any()) else logits.sum() * 0
             if soft is not None:
                 kd = nn.functional.kl_div(torch.log_softmax(logits / 2.0, 1), soft[index], reduction="batchmean")
                 loss = (1 - args.distill) * loss + args.distill * 4.0 * kd
+            aged = tage[index] >= 0
+            if years and bool(aged.any()):
+                ages = tage[index][aged]
+                log_p = torch.log_softmax(years_logits[aged].float(), 1)
+                yl = nn.functional.kl_div(log_p, label_distributions(ages, YEARS_SIGMA), reduction="batchmean")
+                yl = yl + (log_p.exp() @ bins - ages.clamp(0, MAX_YEARS).float()).abs().mean() / 10
+                loss = loss + YEARS_WEIGHT * yl
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-        history.append({"epoch": epoch, "val_acc": accuracy(head, val_x, val_y)})
-        print(f"epoch {epoch}: val accuracy {history[-1]['val_acc']:.4f}", flush=True)
-        if history[-1]["val_acc"] > best[0]:
-            best = (history[-1]["val_acc"], epoch, {k: v.clone() for k, v in head.state_dict().items()})
-    head.load_state_dict(best[2])
+        history.append({"epoch": epoch, **scores(part, val_x, val_y, val_age)})
+        print(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in history[-1].items() if k != "epoch"),
+              flush=True)
+        if score_of(history[-1]) > best[0]:
+            best = (score_of(history[-1]), epoch, {k: v.clone() for k, v in twin.state_dict().items()})
+    twin.load_state_dict(best[2])
     for source in args.init.iterdir():
         if source.is_file() and not (args.out / source.name).exists():
             shutil.copyfile(source, args.out / source.name)
-    with torch.no_grad():
-        for layer, index in zip(FC_LAYERS, (0, 3, 6), strict=True):
-            getattr(twin, layer).load_state_dict(head[index].state_dict())
     export_caffemodel(twin.eval(), net_files(args.out, args.task)[1], fp16=True)
     record = {"task": args.task, "init": str(args.init), "manifest": str(args.manifest), "layers": args.layers,
-              "views": list(VIEWS), "epochs": args.epochs, "lr": args.lr, "weight_decay": 5e-4,
-              "distill": args.distill, "seed": args.seed, "best_epoch": best[1], "history": history,
+              "detector": args.detector, "augment": args.augment, "views": list(views), "epochs": args.epochs,
+              "lr": args.lr, "weight_decay": 5e-4, "distill": args.distill, "seed": args.seed,
+              "train_faces": len(train_y), "val_faces": len(val_y), "best_epoch": best[1], "history": history,
               "seconds": round(time.monotonic() - started, 1)}
     (args.out / f"fc_history_{args.task}.json").write_text(json.dumps(record, indent=2) + "\n")
-    print(f"kept epoch {best[1]} (val accuracy {best[0]:.4f}, start {history[0]['val_acc']:.4f}) -> {args.out}")
+    print(f"kept epoch {best[1]} ({history[best[1]]}, start {history[0]}) -> {args.out}")
 
 
 if __name__ == "__main__":

@@ -266,3 +266,32 @@ def test_evaluate_runs_several_architectures(tiny_arch, tmp_path):
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert set(data["results"]) == {"tiny", "tiny2"} and data["results"]["tiny"]["n"] == 8
+
+
+@pytest.mark.integration
+def test_a_labels_file_evaluates_in_one_command(tiny_arch, tmp_path, shared_utkface):
+    """`compare --labels FILE --detector auto`: every labelled photo, found-rate, gender per age class; the labels
+    file is an input the report may not replace."""
+    import cv2
+
+    crops = sorted(shared_utkface.glob("*.jpg"))[:8]
+    rows = ["path,age,gender"]
+    for i, crop in enumerate(crops):
+        scene = np.full((400, 500, 3), 60 + 10 * i, np.uint8)
+        scene[100:300, 150:350] = cv2.imread(str(crop))
+        save(tmp_path / "photos" / f"{i}.jpg", scene)
+        age, gender = crop.name.split("_")[:2]
+        rows.append(f"photos/{i}.jpg,{age},{('male', 'female')[int(gender)]}")
+    save(tmp_path / "photos" / "empty.jpg", np.full((400, 500, 3), 128, np.uint8))
+    rows += ["photos/empty.jpg,30,female", "photos/missing.jpg,30,male"]
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    result = runner.invoke(app, ["compare", "--arch", "tiny,tiny", "--labels", str(tmp_path / "labels.csv"),
+                                 "--detector", "auto", "--bootstrap", "50", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["detection"]["photos"] == 9 and data["detection"]["found"] == 8
+    assert data["provenance"]["data"]["labels"]["path"].endswith("labels.csv")
+    assert "age class" in data["tiny"]["groups"] or "age class" in next(iter(data["results"].values()))["groups"]
+    refused = runner.invoke(app, ["compare", "--arch", "tiny", "--labels", str(tmp_path / "labels.csv"),
+                                  "--report", str(tmp_path / "labels.csv")])
+    assert refused.exit_code != 0 and "labels.csv" in refused.output

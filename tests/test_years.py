@@ -56,6 +56,21 @@ def test_head_from_state_refuses_misfit_weights() -> None:
         head_from_state({**head.spec(), "hidden": 32}, head.state_dict())
     with pytest.raises(ValueError):
         head_from_state({"kind": "tree", "in_features": 512, "hidden": 64}, head.state_dict())
+    broken = {k: v.clone() for k, v in head.state_dict().items()}
+    broken["hidden_layer.weight"][0, 0] = float("inf")
+    with pytest.raises(ValueError, match="not a finite number"):
+        head_from_state(head.spec(), broken)
+
+
+def test_a_constant_feature_keeps_the_folded_head_finite_in_fp16() -> None:
+    """An embedding dimension that barely varies must not blow its folded weight past fp16 (a head once stored
+    `inf` there and answered NaN years for every face)."""
+    x, ages = _synthetic_ages(800)
+    x[:, 5] = 0.25 + np.random.default_rng(1).normal(size=len(x)).astype(np.float32) * 1e-7
+    fit, _ = choose_years_head(x[:600], ages[:600], x[600:], ages[600:],
+                               candidates=({"kind": "mlp", "hidden": 16, "epochs": 5, "batch_size": 32},))
+    for tensor in fit.head.state_dict().values():
+        assert bool(torch.isfinite(tensor.half()).all())
 
 
 @pytest.fixture(scope="module")

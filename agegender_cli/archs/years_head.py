@@ -66,7 +66,9 @@ def fit_years_head(
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     x, y = torch.from_numpy(train_x).float(), torch.from_numpy(train_age).float()
-    mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
+    # a feature (nearly) constant over the train faces carries nothing; a floor keeps its folded weight finite
+    std = x.std(0)
+    mean, std = x.mean(0), std.clamp_min(max(1e-6, 1e-2 * float(std.median())))
     x = (x - mean) / std  # trained on standardised features; folded into the first layer at the end
     vx, vy = (torch.from_numpy(val_x).float() - mean) / std, torch.from_numpy(val_age).float()
     head = YearsHead(x.shape[1], kind, hidden)
@@ -132,5 +134,7 @@ def head_from_state(spec: dict, state: dict[str, torch.Tensor]) -> YearsHead:
     got = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
     if want != got:
         raise ValueError(f"years head weights do not fit a {kind} head on {in_features} features")
+    if not all(bool(torch.isfinite(v).all()) for v in state.values() if isinstance(v, torch.Tensor)):
+        raise ValueError("years head weights hold a value that is not a finite number (NaN or infinite)")
     head.load_state_dict({k: v.float() for k, v in state.items()})
     return head.eval()

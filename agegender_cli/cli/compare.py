@@ -21,6 +21,7 @@ def compare(
     manifest: o.Manifest = D.manifest,
     split: o.Split = D.split,
     images: o.Images = D.images,
+    labels: o.EvalLabels = D.labels,
     detector: o.EvalDetector = D.detector,
     plots: o.Plots = D.plots,
     report: Annotated[Path | None, typer.Option(
@@ -40,7 +41,8 @@ def compare(
     from agegender_cli.evaluation.years_tables import wilcoxon_table
 
     archs = o.parse_archs(arch)
-    cfg = EvaluateConfig(archs=archs, manifest=manifest, split=split, images=images, options=options, plots=plots,
+    cfg = EvaluateConfig(archs=archs, manifest=manifest, split=split, images=images, labels=labels, options=options,
+                         plots=plots,
                          report=report, bootstrap=bootstrap, seed=seed, plot_format=plot_format, normalize=normalize,
                          command_line=command_line(), detector=detector)
     result = service.compare(cfg, RichReporter())

@@ -16,6 +16,7 @@ def evaluate(
     manifest: o.Manifest = D.manifest,
     split: o.Split = D.split,
     images: o.Images = D.images,
+    labels: o.EvalLabels = D.labels,
     detector: o.EvalDetector = D.detector,
     plots: o.Plots = D.plots,
     plot_format: o.PlotFormat = D.plot_format,
@@ -31,7 +32,8 @@ def evaluate(
     from agegender_cli.evaluation.tables import groups_table, report_tables
 
     archs = o.parse_archs(arch)
-    cfg = EvaluateConfig(archs=archs, manifest=manifest, split=split, images=images, options=options, plots=plots,
+    cfg = EvaluateConfig(archs=archs, manifest=manifest, split=split, images=images, labels=labels, options=options,
+                         plots=plots,
                          plot_format=plot_format, normalize=normalize, bootstrap=bootstrap, seed=seed,
                          command_line=command_line(), detector=detector)
     result = service.evaluate(cfg, RichReporter())

@@ -74,7 +74,11 @@ Precision = Annotated[PrecisionName, typer.Option(
 BatchSize = Annotated[int, typer.Option(min=1, max=4096, help="Images per batch.")]
 Manifest = Annotated[Path, typer.Option(help="Manifest from `agegender dataset`.")]
 Split = Annotated[choice(SPLITS), typer.Option(help="Split of the manifest.")]
-Images = Annotated[Path | None, typer.Option(help="A UTKFace-named folder, evaluated whole (instead of a split).")]
+Images = Annotated[Path | None, typer.Option(help="A UTKFace-named folder, evaluated whole (instead of a split); "
+                                                 "with --labels, the folder the labels' image paths are under.")]
+EvalLabels = Annotated[Path | None, typer.Option(
+    "--labels", help="A labels file (CSV/TSV with path, age and/or gender columns; FairFace; Adience): every "
+                     "image it labels is evaluated (instead of a split), found beside it or under --images.")]
 Plots = Annotated[Path | None, typer.Option(help="Folder for ROC, confusion, error and reliability figures.")]
 PlotFormatName = choice(PLOT_FORMATS)
 PLOT_FORMAT_HELP = f"Figure format: png ({PLOT_DPI} dpi), svg or pdf."

@@ -9,8 +9,10 @@ from agegender_cli.archs import registry
 from agegender_cli.cli import options as o
 from agegender_cli.cli.common import RichReporter, fail_cleanly, print_json, stdout
 from agegender_cli.config import (
+    AUGMENTATIONS,
     BACKBONES,
     DEFAULT_MANIFEST,
+    EVAL_DETECTORS,
     HEADS,
     PREPROCESS_PRESETS,
     SELECT_BY,
@@ -21,6 +23,7 @@ from agegender_cli.errors import AgeGenderError
 
 Backbone, Preprocess, Unfreeze = o.choice(BACKBONES), o.choice(tuple(PREPROCESS_PRESETS)), o.choice(UNFREEZE_POINTS)
 Head, SelectBy = o.choice(HEADS), o.choice(SELECT_BY)
+TrainDetector, Augment = o.choice(EVAL_DETECTORS), o.choice(AUGMENTATIONS)
 
 
 def _default(field: str) -> str:
@@ -70,6 +73,12 @@ def train(
     select: Annotated[SelectBy | None, _option("Best-val epoch by loss or accuracy.", "select")] = None,
     plot_format: Annotated[o.PlotFormatName | None, _option("Training curves' format: png, svg or pdf.",
                                                             "plot_format")] = None,
+    detector: Annotated[TrainDetector | None, _option(
+        "How faces are framed: none (the images are face crops), or auto, mtcnn, haar: found in photos and "
+        "aligned as predict does (cached; images without a face are left out).", "detector")] = None,
+    augment: Annotated[Augment | None, _option(
+        "geometric (flip, turn, crop) or wild (also the detector's jitter, blur, low resolution, JPEG, colour, "
+        "grayscale).", "augment")] = None,
     years: Annotated[bool, typer.Option("--years", help="Add an age-in-years head to the model given by --init "
                                                         "(default: the bundled one), trained on every train face "
                                                         "with an age, gap ages included; its class outputs stay "
@@ -84,12 +93,13 @@ def train(
         raise typer.BadParameter("--resume continues the run in --out, --overwrite replaces it: choose one",
                                  param_hint="--overwrite")
     if years:
-        return _train_years(name, manifest, init, out, batch_size, seed, overwrite, as_json)
+        return _train_years(name, manifest, init, out, batch_size, seed, overwrite, as_json, detector)
     given = dict(manifest=manifest, out=out, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                  device=device, precision=precision, seed=seed, resume=resume or None, init=init, backbone=backbone,
                  backbone_weights=backbone_weights, preprocess=preprocess, unfreeze=unfreeze, head=head,
                  hidden=hidden, dropout=dropout, patience=patience, views=views, feature_cache=feature_cache,
-                 label_smoothing=label_smoothing, select=select, plot_format=plot_format)
+                 label_smoothing=label_smoothing, select=select, plot_format=plot_format, detector=detector,
+                 augment=augment)
     try:
         cfg = registry.train_config(name, given)
     except AgeGenderError as exc:
@@ -108,12 +118,13 @@ def train(
 
 
 def _train_years(name: str, manifest: Path, init: Path | None, out: Path | None, batch_size: int | None,
-                 seed: int | None, overwrite: bool, as_json: bool) -> None:
+                 seed: int | None, overwrite: bool, as_json: bool, detector: str | None = None) -> None:
     from agegender_cli import service
 
     defaults = YearsTrainConfig()
     cfg = YearsTrainConfig(arch=name, manifest=manifest, init=init, out=out,
-                           batch_size=batch_size or defaults.batch_size, seed=defaults.seed if seed is None else seed)
+                           batch_size=batch_size or defaults.batch_size, seed=defaults.seed if seed is None else seed,
+                           detector=detector or defaults.detector)
     result = service.train_years(cfg, RichReporter(), overwrite=overwrite)
     if as_json:
         print_json(result)

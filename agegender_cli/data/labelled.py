@@ -14,8 +14,10 @@ from agegender_cli.errors import AgeGenderError
 from agegender_cli.fileio import display
 from agegender_cli.labels import AGE_CLASSES, GENDERS, age_to_class
 
-LABEL_FIELDS = ("path", "age", "gender", "race", "split")
+LABEL_FIELDS = ("path", "age", "gender", "race", "split", "group")
 DEFAULT_COLUMNS = {"path": "path", "age": "age", "gender": "gender", "race": "race", "split": "split"}
+# photos of one person (or one group the user names) stay in one split; the first of these headers present is used
+GROUP_HEADERS = ("group", "person", "identity", "subject")
 MAX_LABEL_AGE = 130
 GENDER_WORDS = {"0": 0, "m": 0, "male": 0, "man": 0, "1": 1, "f": 1, "female": 1, "woman": 1}
 UNKNOWN_WORDS = {"", "u", "unknown", "none", "nan", "n/a", "na", "?", "-"}
@@ -40,6 +42,7 @@ class LabelRow:
     age_class: int | None
     split: str | None = None  # the dataset's own split (--split-from-source), if it has one
     box: tuple[int, int, int, int] | None = None
+    group: str = ""  # the person (or other unit) whose photos share one split; empty: the photo alone
 
 
 @dataclass
@@ -212,6 +215,7 @@ class _Entry:
     gender: str
     race: str | None = None
     split: str | None = None
+    group: str = ""
 
 
 def _resolve(entries: Iterator[_Entry], roots: Sequence[Path], gaps: str, report: LabelReport
@@ -229,7 +233,7 @@ def _resolve(entries: Iterator[_Entry], roots: Sequence[Path], gaps: str, report
         elif entry.split is not None and entry.split not in ("train", "val", "test"):
             yield str(path), f"{entry.where}: split {entry.split!r} is not train, val or test"
         else:
-            yield LabelRow(path, labels[0], labels[1], entry.race, labels[2], entry.split, box)
+            yield LabelRow(path, labels[0], labels[1], entry.race, labels[2], entry.split, box, entry.group)
 
 
 def _csv_rows(file: Path, columns: dict[str, str]) -> Iterator[_Entry]:
@@ -239,10 +243,17 @@ def _csv_rows(file: Path, columns: dict[str, str]) -> Iterator[_Entry]:
         raise AgeGenderError(f"{display(file)}: needs a '{names['path']}' column and an '{names['age']}' or "
                              f"'{names['gender']}' one (has {', '.join(header[:8])}); name them with --columns")
     box_columns = next((c for c in (("x1", "y1", "x2", "y2"), ("x", "y", "w", "h")) if set(c) <= set(header)), None)
+    group = names.get("group") or next((h for h in GROUP_HEADERS if h in header), None)
     for line, row in _table(file):
         yield _Entry(f"{display(file)}, line {line}", ((row.get(names["path"], ""), _box(row, box_columns)),),
                      row.get(names["age"], ""), row.get(names["gender"], ""), row.get(names["race"]) or None,
-                     row.get(names["split"]) or None)
+                     row.get(names["split"]) or None, _group_name(row.get(group, "") if group else ""))
+
+
+def _group_name(text: str) -> str:
+    """A label file's person or group, kept apart from `dataset`'s duplicate groups (g00001...)."""
+    text = text.strip()[:128]
+    return f"person:{text}" if text and text.isprintable() else ""
 
 
 def _box(row: dict[str, str], names: tuple[str, ...] | None) -> tuple[int, int, int, int] | None:
@@ -284,6 +295,7 @@ def labels_summary(rows: Sequence[LabelRow], report: LabelReport) -> dict:
         "images": len(rows),
         "with_gender": sum(r.gender is not None for r in rows),
         "with_age_class": sum(r.age_class is not None for r in rows),
+        "groups": len({r.group for r in rows if r.group}),
         "gender_counts": {GENDERS[g]: n for g, n in sorted(Counter(r.gender for r in rows if r.gender is not None
                                                                     ).items())},
         "labels_left_out": dict(report.dropped_labels.most_common()),

@@ -356,7 +356,7 @@ def _labelled_records(cfg: DatasetConfig, say: Callable[[str], None]
             continue
         seen.add(real)
         records.append(Record(row.path, row.age, row.gender, row.race, row.age_class, "", _label_source(row, cfg),
-                              "", row.box))
+                              row.group, row.box))
         if row.split is not None:
             preset[real] = row.split
     return records, skipped, preset, labels_summary(rows, report)
@@ -454,8 +454,11 @@ def _apply_duplicates(records: list[Record], skipped: list[Skipped], groups: lis
         listed.append({"group": name, "files": [str(records[i].path) for i in members],
                        "labels": [[records[i].age, records[i].gender] for i in members],
                        "conflicting_labels": len(labels) > 1})
-        for i in members:
-            labelled[i] = replace(records[i], group=name)
+        # a copy of a photo of a labelled person joins the person's other photos too: their groups become one
+        joined = {labelled[i].group for i in members} - {""}
+        together = set(members) | ({i for i, r in enumerate(labelled) if r.group in joined} if joined else set())
+        for i in together:
+            labelled[i] = replace(labelled[i], group=name)
         if cfg.duplicates == "drop":
             dropped.update(members[1:])
             skipped += [Skipped(str(records[i].path), f"copy of {records[members[0]].path} (--duplicates drop)")

@@ -60,8 +60,21 @@ def fit(cfg: CaffenetTrainConfig, reporter: Reporter = SILENT) -> TrainResult:
     """The Trainer of architecture B: both nets on the manifest's train split, each kept at its best val epoch."""
     from agegender_cli.data.utkface import read_manifest
 
-    train_records = read_manifest(cfg.manifest, "train", both_labels=True)
-    val_records = read_manifest(cfg.manifest, "val", both_labels=True)
+    # a face with one label trains that task only (LFW: gender; a gap age has no class)
+    usable = [r for r in read_manifest(cfg.manifest) if r.split in ("train", "val")
+              and any((r.gender if task == "gender" else r.age_class) is not None for task in cfg.tasks)]
+    frames = None
+    if cfg.detector != "none":
+        from agegender_cli.data.chips import locate_records
+
+        matrices = locate_records(usable, cfg.detector, reporter=reporter)
+        if missed := sum(m is None for m in matrices):
+            reporter.message(f"{missed} of {len(usable)} train and val images left out: --detector {cfg.detector} "
+                             "found no face in them")
+        frames = {r.path: m for r, m in zip(usable, matrices, strict=True) if m is not None}
+        usable = [r for r in usable if r.path in frames]
+    train_records = [r for r in usable if r.split == "train"]
+    val_records = [r for r in usable if r.split == "val"]
     if not train_records or not val_records:
         raise AgeGenderError(f"{cfg.manifest}: the train and val splits must both hold images")
     reporter.start("training caffenet", cfg.epochs)
@@ -70,7 +83,7 @@ def fit(cfg: CaffenetTrainConfig, reporter: Reporter = SILENT) -> TrainResult:
         reporter.advance(1, **{k: v for k, v in info.items() if isinstance(v, int | float)})
 
     try:
-        run = train_caffenet(cfg, train_records, val_records, progress=progress, log=reporter.message)
+        run = train_caffenet(cfg, train_records, val_records, progress=progress, log=reporter.message, frames=frames)
     finally:
         reporter.finish()
     best = run["best"]
@@ -91,8 +104,10 @@ def train_caffenet(
     progress: Progress | None = None,
     log: Log | None = None,
     fp16: bool = True,
+    frames: dict[Path, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Train one net per task of cfg.tasks, keep each task's best-val epoch, export Caffe models to cfg.out."""
+    """Train one net per task of cfg.tasks, keep each task's best-val epoch, export Caffe models to cfg.out;
+    `frames`: each photo's chip matrix (data.chips) where faces are framed as `predict` frames them."""
     log = log or (lambda _message: None)
     _check_config(cfg, train_records)
     started = time.time()
@@ -101,9 +116,9 @@ def train_caffenet(
     torch.manual_seed(cfg.seed)
     log(f"caffenet: decoding {len(train_records)} training and {len(val_records)} validation images")
     data = _Data(
-        _load_images(train_records, cfg.resize),
+        _load_images(train_records, cfg.resize, frames),
         _labels(train_records, cfg.tasks),
-        _load_images(val_records, INPUT_SIZE),
+        _load_images(val_records, INPUT_SIZE, frames),
         _labels(val_records, cfg.tasks),
     )
     criteria = _criteria(data.train_y, device)
@@ -167,21 +182,32 @@ def _check_config(cfg: CaffenetTrainConfig, train_records: Sequence[FaceRecord])
         raise AgeGenderError(f"crop must be {INPUT_SIZE} (the nets' input) and resize at least that")
 
 
-def _load_images(records: Sequence[FaceRecord], size: int) -> torch.Tensor:
-    """(N, size, size, 3) uint8 BGR: every image decoded and resized once, kept in memory."""
+def _load_images(records: Sequence[FaceRecord], size: int, frames: dict[Path, np.ndarray] | None = None
+                 ) -> torch.Tensor:
+    """(N, size, size, 3) uint8 BGR: every image decoded (its face cut out by its chip matrix, with `frames`) and
+    resized once, kept in memory."""
+    from agegender_cli.data.chips import warp_chip
+
     out = np.empty((len(records), size, size, 3), np.uint8)
 
     def fill(index: int) -> None:
-        out[index] = resize_face(load_image(records[index].path), size)
+        image = load_image(records[index].path)
+        if frames is not None:
+            image = warp_chip(image, frames[records[index].path])
+        out[index] = resize_face(image, size)
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         list(pool.map(fill, range(len(records))))
     return torch.from_numpy(out)
 
 
+MISSING = -1  # a label the image lacks: the loss ignores it, the accuracy leaves it out
+
+
 def _labels(records: Sequence[FaceRecord], tasks: Sequence[str]) -> dict[str, torch.Tensor]:
     fields = {"gender": "gender", "age": "age_class"}
-    return {task: torch.tensor([int(getattr(r, fields[task])) for r in records]) for task in tasks}
+    return {task: torch.tensor([MISSING if getattr(r, fields[task]) is None else int(getattr(r, fields[task]))
+                                for r in records]) for task in tasks}
 
 
 def _criteria(train_y: dict[str, torch.Tensor], device: torch.device) -> dict[str, nn.Module]:
@@ -190,8 +216,8 @@ def _criteria(train_y: dict[str, torch.Tensor], device: torch.device) -> dict[st
     for task, y in train_y.items():
         weight = None
         if task == "age":
-            weight = torch.from_numpy(class_weights(y.numpy(), NUM_CLASSES[task])).to(device)
-        criteria[task] = nn.CrossEntropyLoss(weight=weight)
+            weight = torch.from_numpy(class_weights(y[y != MISSING].numpy(), NUM_CLASSES[task])).to(device)
+        criteria[task] = _MaskedLoss(nn.CrossEntropyLoss(weight=weight, ignore_index=MISSING))
     return criteria
 
 
@@ -252,7 +278,7 @@ def _train_epoch(
     order = torch.randperm(len(images), generator=run.generator)
     for start in range(0, len(order), cfg.batch_size):
         index = order[start : start + cfg.batch_size]
-        x = _augmented_batch(images, index, cfg.crop, run.generator).to(device)
+        x = _augmented_batch(images, index, cfg.crop, run.generator, cfg.augment).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = {task: net(x) for task, net in run.nets.items()}
         losses = {task: criteria[task](out.float(), labels[task][index].to(device)) for task, out in logits.items()}
@@ -264,8 +290,16 @@ def _train_epoch(
     return totals.summary()
 
 
-def _augmented_batch(images: torch.Tensor, index: torch.Tensor, crop: int, generator: torch.Generator) -> torch.Tensor:
-    """Random crop + random horizontal flip of each (H, W, 3) image, as a mean-subtracted NCHW batch."""
+def _augmented_batch(images: torch.Tensor, index: torch.Tensor, crop: int, generator: torch.Generator,
+                     augment: str = "geometric") -> torch.Tensor:
+    """Random crop + random horizontal flip of each (H, W, 3) image, as a mean-subtracted NCHW batch; `wild`
+    takes data/augment.py's views instead (the detector's jitter, blur, low resolution, JPEG, colour)."""
+    if augment == "wild":
+        from agegender_cli.data.augment import make_view
+
+        rng = np.random.default_rng(int(torch.randint(2**31, (1,), generator=generator)))
+        views = np.stack([make_view(images[i].numpy(), crop, rng, "wild") for i in index.tolist()])
+        return mean_subtract(torch.from_numpy(views).permute(0, 3, 1, 2))
     span = images.shape[1] - crop + 1
     tops = torch.randint(span, (len(index),), generator=generator).tolist()
     lefts = torch.randint(span, (len(index),), generator=generator).tolist()
@@ -304,25 +338,38 @@ def _evaluate(
     return totals.summary()
 
 
+class _MaskedLoss(nn.Module):
+    """A loss over the images that have the label; a batch with none of them adds nothing (not NaN)."""
+
+    def __init__(self, loss: nn.CrossEntropyLoss) -> None:
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if bool((labels != MISSING).any()):
+            return self.loss(logits, labels)
+        return logits.sum() * 0.0
+
+
 class _Totals:
-    """Running sums of loss and correct predictions per task."""
+    """Running sums of loss and correct predictions per task, over the images that have the task's label."""
 
     def __init__(self, nets: dict[str, LeviHassnerNet]) -> None:
         self.loss = dict.fromkeys(nets, 0.0)
         self.correct = dict.fromkeys(nets, 0)
-        self.count = 0
+        self.count = dict.fromkeys(nets, 0)
 
     def add(self, losses: dict, logits: dict, labels: dict[str, torch.Tensor], index: torch.Tensor) -> None:
         for task, loss in losses.items():
-            self.loss[task] += loss.item() * len(index)
+            known = labels[task][index] != MISSING
+            self.loss[task] += loss.item() * int(known.sum())
             predicted = logits[task].argmax(1).cpu()
-            self.correct[task] += int((predicted == labels[task][index]).sum())
-        self.count += len(index)
+            self.correct[task] += int((predicted == labels[task][index])[known].sum())
+            self.count[task] += int(known.sum())
 
     def summary(self) -> dict[str, dict[str, float]]:
-        return {
-            task: {"loss": self.loss[task] / self.count, "acc": self.correct[task] / self.count} for task in self.loss
-        }
+        return {task: {"loss": self.loss[task] / max(self.count[task], 1),
+                       "acc": self.correct[task] / max(self.count[task], 1)} for task in self.loss}
 
 
 def _update_best(run: _Run, epoch: int, val_metrics: dict[str, dict[str, float]] | None) -> None:

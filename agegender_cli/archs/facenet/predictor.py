@@ -226,10 +226,16 @@ class FacenetPredictor:
         from agegender_cli.fileio import atomic_write
 
         ckpt = dict(self.checkpoint)
-        ckpt["years_head"] = {"spec": head.spec(), "info": info,
-                              "state_dict": {k: v.detach().cpu().half() for k, v in head.state_dict().items()}}
+        weights = {k: _half_if_it_fits(v.detach().cpu()) for k, v in head.state_dict().items()}
+        ckpt["years_head"] = {"spec": head.spec(), "info": info, "state_dict": weights}
         path = Path(out) / "facenet.pt"
         return atomic_write(path, lambda handle: torch.save(ckpt, handle))
+
+
+def _half_if_it_fits(tensor: torch.Tensor) -> torch.Tensor:
+    """fp16 where every value fits it (finite after the cast), else fp32 as it is."""
+    half = tensor.half()
+    return half if bool(torch.isfinite(half).all()) else tensor.float()
 
 
 def _years_head(ckpt: dict) -> torch.nn.Module | None:

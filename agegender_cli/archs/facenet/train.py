@@ -28,15 +28,21 @@ from agegender_cli.runtime import autocast, describe_precision, pick_device, res
 from agegender_cli.torchfiles import MAX_FEATURE_CACHE_BYTES, MAX_RESUME_BYTES, load_checked
 
 
-def load_images(records: list[Record], preprocess_name: str, reporter: Reporter, side: int = 200) -> np.ndarray:
-    """Decode, preprocess and square every image once: (N, side, side, 3) BGR uint8."""
+def load_images(records: list[Record], preprocess_name: str, reporter: Reporter, side: int = 200,
+                frames: list[np.ndarray] | None = None) -> np.ndarray:
+    """Decode, preprocess and square every image once: (N, side, side, 3) BGR uint8; with `frames` (the chip
+    matrices of data.chips), each face is cut out of its photo as `predict` frames it."""
     import cv2
+
+    from agegender_cli.data.chips import warp_chip
 
     cfg = PREPROCESS_PRESETS[preprocess_name]
     out = np.empty((len(records), side, side, 3), np.uint8)
     for i, record in enumerate(reporter.track(records, "decoding images", len(records))):
         image = load_image(record.path)
-        if image.shape[:2] != (side, side):
+        if frames is not None:
+            image = warp_chip(image, frames[i], side)
+        elif image.shape[:2] != (side, side):
             image = cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA)
         out[i] = preprocess(image, cfg)
     return out
@@ -44,7 +50,7 @@ def load_images(records: list[Record], preprocess_name: str, reporter: Reporter,
 
 @torch.no_grad()
 def extract_features(trunk, images: np.ndarray, size: int, seeds: list[int | None], device, precision: str,
-                     batch_size: int, reporter: Reporter, label: str) -> torch.Tensor:
+                     batch_size: int, reporter: Reporter, label: str, augment: str = "geometric") -> torch.Tensor:
     """Trunk outputs of every image for every seed (None: the plain view); (views, N, ...) fp16."""
     trunk.to(device).to(memory_format=torch.channels_last)
     views = []
@@ -54,7 +60,7 @@ def extract_features(trunk, images: np.ndarray, size: int, seeds: list[int | Non
         rng = None if seed is None else np.random.default_rng(seed)
         chunks = []
         for start in range(0, len(images), batch_size):
-            batch = np.stack([make_view(im, size, rng) for im in images[start:start + batch_size]])
+            batch = np.stack([make_view(im, size, rng, augment) for im in images[start:start + batch_size]])
             x = standardize(torch.from_numpy(batch)).to(device).contiguous(memory_format=torch.channels_last)
             with autocast(device, precision):
                 chunks.append(trunk(x).to(torch.float16).cpu())
@@ -64,9 +70,27 @@ def extract_features(trunk, images: np.ndarray, size: int, seeds: list[int | Non
     return torch.stack(views)
 
 
+MISSING = -100  # a label the image does not have: cross-entropy's ignore_index, left out of the accuracies
+
+
 def record_labels(records: list[Record]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(genders, age classes) of records that have both."""
-    return (torch.tensor([r.gender for r in records]), torch.tensor([r.age_class for r in records]))
+    """(genders, age classes); MISSING where a record lacks one (LFW has no age, a gap age has no class)."""
+    return (torch.tensor([MISSING if r.gender is None else r.gender for r in records]),
+            torch.tensor([MISSING if r.age_class is None else r.age_class for r in records]))
+
+
+def task_losses(loss_fns, gender_logits, age_logits, genders, ages) -> torch.Tensor:
+    """The two tasks' losses over the images that have each label (a batch without one adds nothing)."""
+    total = gender_logits.sum() * 0.0
+    for fn, logits, labels in ((loss_fns[0], gender_logits, genders), (loss_fns[1], age_logits, ages)):
+        if bool((labels != MISSING).any()):
+            total = total + fn(logits, labels)
+    return total
+
+
+def trainable_records(records: list[Record]) -> list[Record]:
+    """Images with a gender or an age class (the other may be missing)."""
+    return [r for r in records if r.gender is not None or r.age_class is not None]
 
 
 def evaluate_tail(tail, features: torch.Tensor, genders, ages, loss_fns, device, precision, batch_size=256):
@@ -80,39 +104,48 @@ def evaluate_tail(tail, features: torch.Tensor, genders, ages, loss_fns, device,
             with autocast(device, precision):
                 gl, al = tail(x)
             gl, al = gl.float(), al.float()
-            totals["loss"] += (loss_fns[0](gl, g) + loss_fns[1](al, a)).item() * len(x)
+            totals["loss"] += task_losses(loss_fns, gl, al, g, a).item() * len(x)
             totals["gender_acc"] += (gl.argmax(1) == g).sum().item()
             totals["age_acc"] += (al.argmax(1) == a).sum().item()
-    return {k: v / max(len(features), 1) for k, v in totals.items()}
+    return {"loss": totals["loss"] / max(len(features), 1),
+            "gender_acc": totals["gender_acc"] / max(int((genders != MISSING).sum()), 1),
+            "age_acc": totals["age_acc"] / max(int((ages != MISSING).sum()), 1)}
 
 
-def _cache_key(cfg: FacenetTrainConfig, backbone_sha: str, manifest: Path, n_views: int) -> str:
+def _cache_key(cfg: FacenetTrainConfig, backbone_sha: str, manifest: Path, n_views: int, framing: str) -> str:
     payload = json.dumps([backbone_sha, cfg.preprocess, config_key(PREPROCESS_PRESETS[cfg.preprocess]),
                           cfg.unfreeze, n_views, cfg.seed, cfg.image_size,
-                          hashlib.sha256(manifest.read_bytes()).hexdigest()])
+                          hashlib.sha256(manifest.read_bytes()).hexdigest(), "partial-labels"]
+                         + ([cfg.augment, framing] if cfg.detector != "none" or cfg.augment != "geometric" else []))
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def trunk_features(cfg, trunk, resolved, train_records, val_records, device, reporter, timing):
-    """(train features (views, N, ...) or None, val features, train images or None)."""
+def trunk_features(cfg, trunk, resolved, train_records, val_records, device, reporter, timing, frames=None):
+    """(train features (views, N, ...) or None, val features, train images or None); `frames`: the chip
+    matrices of the train and val records (data.chips), None for images taken as they are."""
+    from agegender_cli.data.chips import chips_digest
+
     # shared between runs: the same trunk, views and images give the same features
     n_views = cfg.views if cfg.feature_cache else 0
-    cache_file = cache_dir() / "features" / f"{_cache_key(cfg, resolved.sha256, cfg.manifest, n_views)}.pt"
+    train_frames, val_frames = frames or (None, None)
+    framing = chips_digest([*train_frames, *val_frames]) if frames else ""
+    cache_file = cache_dir() / "features" / f"{_cache_key(cfg, resolved.sha256, cfg.manifest, n_views, framing)}.pt"
     if cache_file.exists():
         reporter.message(f"features from the cache {cache_file}")
         cached = load_checked(cache_file, "feature cache file", MAX_FEATURE_CACHE_BYTES)
-        train_images = None if cfg.feature_cache else load_images(train_records, cfg.preprocess, reporter)
+        train_images = (None if cfg.feature_cache
+                        else load_images(train_records, cfg.preprocess, reporter, frames=train_frames))
         return cached.get("train"), cached["val"], train_images
     started = time.perf_counter()
-    train_images = load_images(train_records, cfg.preprocess, reporter)
-    val_images = load_images(val_records, cfg.preprocess, reporter)
+    train_images = load_images(train_records, cfg.preprocess, reporter, frames=train_frames)
+    val_images = load_images(val_records, cfg.preprocess, reporter, frames=val_frames)
     val_feats = extract_features(trunk, val_images, cfg.image_size, [None], device, cfg.precision,
                                  cfg.batch_size, reporter, "val")[0]
     train_feats = None
     if cfg.feature_cache:
         seeds = [cfg.seed * 1000 + v for v in range(n_views)]
         train_feats = extract_features(trunk, train_images, cfg.image_size, seeds, device, cfg.precision,
-                                       cfg.batch_size, reporter, "train")
+                                       cfg.batch_size, reporter, "train", cfg.augment)
         train_images = None
     timing["feature_seconds"] = time.perf_counter() - started
     atomic_torch_save({"val": val_feats} | ({"train": train_feats} if cfg.feature_cache else {}), cache_file)
@@ -132,7 +165,7 @@ def epoch_batches(cfg, epoch, generator, train_feats, train_images, trunk, devic
     rng = np.random.default_rng([cfg.seed, epoch])
     for start in range(0, n, cfg.batch_size):
         idx = order[start:start + cfg.batch_size]
-        batch = np.stack([make_view(train_images[i], cfg.image_size, rng) for i in idx.tolist()])
+        batch = np.stack([make_view(train_images[i], cfg.image_size, rng, cfg.augment) for i in idx.tolist()])
         x = standardize(torch.from_numpy(batch)).to(device).contiguous(memory_format=torch.channels_last)
         with torch.no_grad(), autocast(device, cfg.precision):
             features = trunk(x).float()
@@ -152,8 +185,11 @@ def train_facenet(cfg: FacenetTrainConfig, reporter: Reporter = SILENT) -> Train
     device = pick_device(cfg.device)
     reporter.message(f"facenet: {device.type}, precision {describe_precision(cfg.precision, device)}")
     cfg = replace(cfg, precision=resolve_precision(cfg.precision, device))
-    train_records = read_manifest(cfg.manifest, "train", both_labels=True)
-    val_records = read_manifest(cfg.manifest, "val", both_labels=True)
+    train_records = trainable_records(read_manifest(cfg.manifest, "train"))
+    val_records = trainable_records(read_manifest(cfg.manifest, "val"))
+    frames = None
+    if cfg.detector != "none":
+        train_records, val_records, frames = _framed(cfg, train_records, val_records, device, reporter)
     if not train_records or not val_records:
         raise AgeGenderError(f"{cfg.manifest}: the train and val splits must both hold images")
     resolved = resolve_backbone(cfg.backbone, cfg.backbone_weights, log=reporter.message)
@@ -164,11 +200,11 @@ def train_facenet(cfg: FacenetTrainConfig, reporter: Reporter = SILENT) -> Train
     cfg.out.mkdir(parents=True, exist_ok=True)
     timing: dict = {}
     train_feats, val_feats, train_images = trunk_features(cfg, trunk, resolved, train_records, val_records,
-                                                          device, reporter, timing)
+                                                          device, reporter, timing, frames)
 
     g_train, a_train = record_labels(train_records)
     g_val, a_val = record_labels(val_records)
-    age_weights = class_weights(a_train.numpy(), len(AGE_CLASSES))
+    age_weights = class_weights(a_train[a_train != MISSING].numpy(), len(AGE_CLASSES))
     loss_fns = (nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
                 nn.CrossEntropyLoss(weight=torch.from_numpy(age_weights).to(device),
                                     label_smoothing=cfg.label_smoothing))
@@ -198,14 +234,16 @@ def train_facenet(cfg: FacenetTrainConfig, reporter: Reporter = SILENT) -> Train
             with autocast(device, cfg.precision):
                 gl, al = tail(x)
             gl, al = gl.float(), al.float()
-            loss = loss_fns[0](gl, g) + loss_fns[1](al, a)
+            loss = task_losses(loss_fns, gl, al, g, a)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             sums["loss"] += loss.item() * len(idx)
             sums["gender_acc"] += (gl.argmax(1) == g).sum().item()
             sums["age_acc"] += (al.argmax(1) == a).sum().item()
-        train_m = {k: v / len(train_records) for k, v in sums.items()}
+        train_m = {"loss": sums["loss"] / len(train_records),
+                   "gender_acc": sums["gender_acc"] / max(int((g_train != MISSING).sum()), 1),
+                   "age_acc": sums["age_acc"] / max(int((a_train != MISSING).sum()), 1)}
         val_m = evaluate_tail(tail, val_feats, g_val, a_val, loss_fns, device, cfg.precision)
         scheduler.step(val_m["loss"])
         state["epoch"] += 1
@@ -241,6 +279,21 @@ def train_facenet(cfg: FacenetTrainConfig, reporter: Reporter = SILENT) -> Train
         details={"backbone": {"name": resolved.name, "sha256": resolved.sha256, "source": resolved.source},
                  "timing": timing, "stopped_early": state["bad_epochs"] >= cfg.patience},
     )
+
+
+def _framed(cfg: FacenetTrainConfig, train_records, val_records, device, reporter: Reporter):
+    """The records whose face the detector finds, with their chip matrices; the others are left out, counted."""
+    from agegender_cli.data.chips import locate_records
+
+    matrices = locate_records(train_records + val_records, cfg.detector, device=device.type, reporter=reporter)
+    kept = [(r, m) for r, m in zip(train_records + val_records, matrices, strict=True) if m is not None]
+    missed = len(matrices) - len(kept)
+    if missed:
+        reporter.message(f"{missed} of {len(matrices)} train and val images left out: --detector {cfg.detector} "
+                         "found no face in them")
+    train = [(r, m) for r, m in kept if r.split == "train"]
+    val = [(r, m) for r, m in kept if r.split == "val"]
+    return ([r for r, _ in train], [r for r, _ in val], ([m for _, m in train], [m for _, m in val]))
 
 
 def checkpoint(cfg: FacenetTrainConfig, tail, resolved, state: dict) -> dict:
