@@ -100,6 +100,66 @@ def gpu_training(training: dict) -> tuple[str, str, str]:
     return text, table, years
 
 
+def wild_retrain(folder: Path) -> str:
+    """caffenet's bullet on the CPU retraining of its fc layers for photos (scripts/caffenet_fc_retrain.py), from
+    the wild_TASK.json histories beside the nets."""
+    parts = []
+    for task in ("gender", "age"):
+        file = folder / f"wild_{task}.json"
+        if not file.is_file():
+            continue
+        h = json.loads(file.read_text())
+        best, start = h["history"][h["best_epoch"]], h["history"][0]
+
+        def said(entry: dict) -> str:
+            return f"accuracy {entry['val_acc']:.4f}" + (f", MAE {entry['val_mae']:.2f}" if "val_mae" in entry else "")
+
+        later = max(h["history"][1:], key=lambda e: e["val_acc"])
+        outcome = (f"epoch {h['best_epoch']} kept (val {said(start)} -> {said(best)})" if h["best_epoch"] else
+                   f"no epoch beat the starting net (val {said(start)}; the best later epoch, {later['epoch']}: "
+                   f"{said(later)}), so it stays as it was")
+        parts.append(f"`{task}_net` {h['layers']}-fc8{' and years layers' if task == 'age' else ''}: {outcome}")
+    if not parts:
+        return ""
+    return ("- Then retrained for photos on a CPU (`scripts/caffenet_fc_retrain.py --detector auto --augment wild`, "
+            f"lr {h['lr']:g}, {h['epochs']} epochs, {h['train_faces']:,} train / {h['val_faces']:,} val faces of "
+            f"`{h['manifest']}`: UTKFace with AAF and LFW's train splits, faces found and aligned as `predict` "
+            "does, 4 pool5 views of each: whole, mirrored and two with the detector's jitter, blur, low resolution, "
+            "JPEG, colour and grayscale): " + "; ".join(parts) + ".\n")
+
+
+def data_sources(manifest: Path | None) -> str:
+    """The train/val/test faces of each source of the training manifest, as a sentence."""
+    if manifest is None or not manifest.is_file():
+        return ""
+    counts = Counter((Path(r.source).name, r.split) for r in read_manifest(manifest))
+    names = sorted({source for source, _ in counts})
+    return "; ".join(f"`{n}` {counts[(n, 'train')]:,} / {counts[(n, 'val')]:,} / {counts[(n, 'test')]:,}"
+                     for n in names)
+
+
+def wild_rows(sets: list[tuple[str, Path]]) -> str:
+    """Both bundled models on each in-the-wild test split, whole photos through --detector auto."""
+    if not sets:
+        return ""
+    lines = ["| test photos | found | facenet gender (balanced) | caffenet gender (balanced) | facenet age / MAE | "
+             "caffenet age / MAE |", "|---|---|---|---|---|---|"]
+    for name, manifest in sets:
+        evaluation = evaluate_models(EvaluateConfig(archs=names(), manifest=manifest, split="test", detector="auto"))
+        found = evaluation["detection"]
+        cells = [f"{name} ({found['photos']:,})", f"{100 * found['recall']:.1f}%"]
+        for arch in ("facenet", "caffenet"):
+            g = evaluation["results"][arch]["gender"]
+            recalls = [c["recall"] for c in g["per_class"].values()]
+            cells.append(f"{100 * g['accuracy']:.2f}% ({100 * sum(recalls) / len(recalls):.2f}%)")
+        for arch in ("facenet", "caffenet"):
+            r, years = evaluation["results"][arch], (evaluation["results"][arch].get("years") or {})
+            age = "-" if r["age"]["accuracy"] is None else f"{100 * r['age']['accuracy']:.2f}%"
+            cells.append(f"{age} / {years['mae']:.2f} y" if years.get("mae") is not None and r["age"]["n"] else age)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def test_metrics(manifest: Path, marker: str) -> tuple[dict, dict]:
     """Per architecture: the test metrics of `agegender evaluate --split test`, and the same on the test
     faces whose path holds `marker` (one pass over the images)."""
@@ -158,11 +218,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--manifest", type=Path, default=Path("data/utkface/manifest.csv"))
     parser.add_argument("--subset", default="utkface_crop_part1", help="second line: test faces from this folder")
+    parser.add_argument("--trained-on", type=Path, default=Path("data/wild/manifest.csv"),
+                        help="the manifest the bundled models were last trained on (its sources are counted)")
+    parser.add_argument("--wild", nargs=2, action="append", default=[], metavar=("NAME", "MANIFEST"),
+                        help="an in-the-wild manifest whose test split is measured on whole photos (repeatable)")
     args = parser.parse_args()
     records = read_manifest(args.manifest)
     splits = Counter(r.split for r in records)
     groups = {r.group for r in records if r.group}
     results, part = test_metrics(args.manifest, f"/{args.subset}/")
+    wild = wild_rows([(name, Path(path)) for name, path in args.wild])
+    retrain = wild_retrain(BUNDLED_CAFFENET)
+    sources = data_sources(args.trained_on)
     ranges = {arch: ranges_doc(arch, path) for arch, path in (("facenet", BUNDLED_FACENET),
                                                                ("caffenet", BUNDLED_CAFFENET))}
     other = other_precision(args.manifest, ranges)
@@ -193,12 +260,24 @@ val split; the test split was used once, for the numbers below (`python scripts/
 runs `agegender evaluate --split test`); the second line of each table is the part of the test split
 that comes from `{args.subset}`, for comparison with the earlier models.
 
+Photos (issue 26): the models were then trained for faces found in photos on `{args.trained_on}`, which
+adds the train splits of two in-the-wild sets to UTKFace's (train / val / test by source: {sources}).
+AAF (All-Age-Faces, `../shared/data/aaf_train`) and LFW (`../shared/data/lfw_gender`, each person in one
+split: `dataset --labels` reads its `person` column) were split by `agegender dataset` (seed 0); their test
+parts were never trained on. Every face, UTKFace's chips included, went through `--detector auto`: found by
+MTCNN and aligned onto the chips' 5-point template, as `predict` sees faces. Both models on the in-the-wild
+test splits (whole photos, `agegender evaluate --detector auto`; balanced accuracy: the mean of the female and
+male recalls; MAE on the faces with an age class):
+
+{wild}
+
 ## facenet.pt (architecture A)
 
 - Backbone: InceptionResnetV1, `{ckpt['backbone']['name']}` weights (sha256 of the converted state dict
   `{ckpt['backbone']['sha256']}`), frozen up to `{c['unfreeze']}`; fetched by the weights resolver.
 - Trained: `{c['unfreeze']}` onwards + `{c['head']}` heads; preprocessing `{ckpt['preprocess']['name']}`;
-  {c['views']} cached augmented views per image; Adam lr {c['lr']}, weight decay {c['weight_decay']},
+  faces framed by `--detector {c.get('detector', 'none')}`, `--augment {c.get('augment', 'geometric')}` on
+  `{c['manifest']}`; {c['views']} cached augmented views per image; Adam lr {c['lr']}, weight decay {c['weight_decay']},
   label smoothing {c['label_smoothing']}, batch {c['batch_size']}, best epoch {ckpt['epoch']} chosen by
   val {c.get('select', 'loss')}.
 - Val: gender {val.get('gender_acc', float('nan')):.4f}, age {val.get('age_acc', float('nan')):.4f}.
@@ -210,7 +289,7 @@ that comes from `{args.subset}`, for comparison with the earlier models.
 ## caffenet/ (architecture B)
 
 {caffenet_text}
-- Exported to `.caffemodel` with fp16 blobs, run by ONNX Runtime (the default engine on a CPU), by `cv2.dnn`
+{retrain}- Exported to `.caffemodel` with fp16 blobs, run by ONNX Runtime (the default engine on a CPU), by `cv2.dnn`
   (`--engine opencv`, the reference) or by its PyTorch twin (within 2e-5 of `cv2.dnn` in fp32).
 {int8_text(ranges['caffenet'], other['caffenet'])}
 - Input: 227x227 BGR minus mean (78.4263377603, 87.7689143744, 114.895847746), swapRB=False.
