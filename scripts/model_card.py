@@ -118,12 +118,13 @@ def wild_retrain(folder: Path) -> str:
         outcome = (f"epoch {h['best_epoch']} kept (val {said(start)} -> {said(best)})" if h["best_epoch"] else
                    f"no epoch beat the starting net (val {said(start)}; the best later epoch, {later['epoch']}: "
                    f"{said(later)}), so it stays as it was")
-        parts.append(f"`{task}_net` {h['layers']}-fc8{' and years layers' if task == 'age' else ''}: {outcome}")
+        parts.append(f"`{task}_net` {h['layers']}-fc8{' and years layers' if task == 'age' else ''} "
+                     f"({h['train_faces']:,} train / {h['val_faces']:,} val faces with its label): {outcome}")
     if not parts:
         return ""
     return ("- Then retrained for photos on a CPU (`scripts/caffenet_fc_retrain.py --detector auto --augment wild`, "
-            f"lr {h['lr']:g}, {h['epochs']} epochs, {h['train_faces']:,} train / {h['val_faces']:,} val faces of "
-            f"`{h['manifest']}`: UTKFace with AAF and LFW's train splits, faces found and aligned as `predict` "
+            f"lr {h['lr']:g}, {h['epochs']} epochs, on `{h['manifest']}`: UTKFace with AAF and LFW's train "
+            "splits, faces found and aligned as `predict` "
             "does, 4 pool5 views of each: whole, mirrored and two with the detector's jitter, blur, low resolution, "
             "JPEG, colour and grayscale): " + "; ".join(parts) + ".\n")
 
