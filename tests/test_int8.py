@@ -246,8 +246,11 @@ def test_facenet_runs_in_int8_when_asked_and_auto_keeps_fp32(tmp_path: Path) -> 
     provenance = int8.provenance()
     assert provenance["precision"] == "int8" and len(provenance["onnx_files"]) == 2
     assert ranges_path(FACENET).name in {Path(f["path"]).name for f in provenance["files"]}
-    auto = FacenetOnnxPredictor(FACENET, precision="auto")  # its age class moved on 2% of the val faces
-    assert auto.precision == "fp32" and "fp32 (auto: int8 gave fp32's age class for 98." in auto.description
+    auto = FacenetOnnxPredictor(FACENET, precision="auto")  # its age class moved on 2-3% of the val faces
+    same_age = json.loads(ranges_path(FACENET).read_text())["val_check"]["same_class"]["age"]
+    assert same_age < 0.99
+    assert auto.precision == "fp32" and f"fp32 (auto: int8 gave fp32's age class for {100 * same_age:.2f}%" \
+        in auto.description
     forced = FacenetOnnxPredictor(FACENET, precision="fp32")
     assert forced.precision == "fp32" and forced.description.endswith("ONNX Runtime, fp32")
     quantised, exact = int8.predict(faces), forced.predict(faces)
