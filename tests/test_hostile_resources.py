@@ -124,3 +124,29 @@ def test_mtcnn_on_a_45_megapixel_photo_stays_under_2_gb(tmp_path):
                          timeout=600, check=True)
     peak_mb, seconds, _faces = map(float, out.stdout.split())
     assert peak_mb < 2048, f"peak {peak_mb:.0f} MB"
+
+
+def test_a_manifest_naming_a_device_or_a_pipe_is_refused_per_row(tiny_arch, tmp_path):
+    """Rows naming /dev/zero or a FIFO once read without end (23 GB) or blocked forever; now each is one failed
+    row and the rest is evaluated."""
+    import os
+
+    import cv2
+
+    for i in range(4):
+        cv2.imwrite(str(tmp_path / f"30_{i % 2}_0_2017.jpg"), np.full((48, 48, 3), 60 + 20 * i, np.uint8))
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    rows = ["path,age,gender,race,age_class,split"]
+    rows += [f"{tmp_path}/30_{i % 2}_0_2017.jpg,30,{i % 2},0,4,test" for i in range(4)]
+    rows += ["/dev/zero,30,0,0,4,test", f"{fifo},30,1,0,4,test"]
+    (tmp_path / "manifest.csv").write_text("\n".join(rows) + "\n")
+    result = runner.invoke(app, ["evaluate", "--arch", "tiny", "--manifest", str(tmp_path / "manifest.csv"),
+                                 "--json"])
+    assert result.exit_code == 1, result.output
+    data = json.loads(result.stdout)
+    assert data["n"] == 4
+    reasons = {Path(f["file"]).name: f["error"] for f in data["failed"]}
+    assert "not a regular file" in reasons["zero"] and "not a regular file" in reasons["pipe.jpg"]
+    image, error = read_image("/dev/zero")
+    assert image is None and "device, pipe or socket" in error

@@ -6,6 +6,7 @@ import glob
 import io
 import os
 import queue
+import stat
 import sys
 import threading
 from collections import deque
@@ -262,6 +263,9 @@ def read_image_frame(path: str) -> Frame:
     return Frame(path, None, image, error)
 
 
+NOT_A_FILE = "not a regular file (a device, pipe or socket); give an image file"
+
+
 def read_image(path: str, limits: Limits | None = None) -> tuple[np.ndarray | None, str | None]:
     """Decode an image file into BGR uint8, or say why not; works with non-ASCII paths. The file size and
     the pixel count in the header are checked against the limits before anything is decoded."""
@@ -269,14 +273,19 @@ def read_image(path: str, limits: Limits | None = None) -> tuple[np.ndarray | No
 
     limits = limits or current_limits()
     try:
+        # a device, pipe or socket (/dev/zero named by a manifest row) would be read without end or block open()
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None, NOT_A_FILE
         with open(path, "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
             if size > limits.max_image_bytes:
                 return None, (f"file is {size / 2**20:.0f} MB, above the {limits.max_image_bytes / 2**20:.0f} MB "
                               f"limit for an image; {raise_hint('max_image_bytes')}")
-            raw = handle.read()
+            raw = handle.read(limits.max_image_bytes + 1)  # a file that grows while read stays bounded
     except OSError as exc:
         return None, f"cannot read file: {exc.strerror or exc}"
+    if len(raw) > limits.max_image_bytes:
+        return None, f"file grew above the {limits.max_image_bytes / 2**20:.0f} MB limit for an image while read"
     if not raw:
         return None, DECODE_ERROR
     if (too_large := _too_many_pixels(raw, limits)) is not None:
