@@ -382,6 +382,9 @@ CHECKPOINT_EDITS: dict[str, Callable[[dict], object]] = {
     "an even blur kernel": _edit("preprocess", "blur_kernel", value=4),
     "an unknown preprocess setting": _edit("preprocess", "zzz", value=1),
     "a backbone without sha256": _edit("backbone", "sha256", drop=True),
+    "a NaN weight": _edit("state_dict", "age_head.weight", value=torch.full((8, 512), float("nan"))),
+    "an infinite weight": _edit("state_dict", "gender_head.bias", value=torch.tensor([float("inf"), 0.0])),
+    "classes in another order": _edit("classes", "gender", value=["female", "male"]),
 }
 
 
@@ -582,3 +585,19 @@ def test_cli_process_prints_one_error_line_and_no_native_noise(face: Path, tmp_p
     assert done.returncode == 1 and "Traceback" not in done.stderr + done.stdout, done.stderr
     assert [line for line in lines if line.startswith("error:")] == lines[-1:], done.stderr
     assert str(bad) in lines[-1] and "libprotobuf" not in done.stderr and "[ERROR" not in done.stderr
+
+
+@pytest.mark.parametrize("engine", ["opencv", "torch", "onnx"])
+def test_a_caffemodel_with_nan_weights_is_refused(tmp_path: Path, engine: str) -> None:
+    """A net whose weights hold NaN once answered `male nan%`; every engine now refuses it when loading."""
+    from agegender_cli.archs.caffenet.caffemodel import export_caffemodel, twin_from_caffemodel
+
+    bundled = ASSETS / "caffenet"
+    twin = twin_from_caffemodel(bundled / "gender_net.prototxt", bundled / "gender_net.caffemodel")
+    with torch.no_grad():
+        twin.fc7.weight[3, 5] = float("nan")
+    folder = tmp_path / "model"
+    bad = _caffe_folder(folder, "gender_net.caffemodel", b"")
+    export_caffemodel(twin, bad, fp16=True)
+    with pytest.raises(AgeGenderError, match="fc7 holds weights that are not finite"):
+        CaffenetPredictor(folder, engine=engine)

@@ -236,4 +236,10 @@ def read_cv2_net(prototxt: Path, caffemodel: Path) -> cv2.dnn.Net:
     if activations > MAX_ACTIVATION_BYTES:
         raise AgeGenderError(f"{prototxt}: the net needs {activations >> 20} MiB per face, above the cap of "
                              f"{MAX_ACTIVATION_BYTES >> 20} MiB (the Levi-Hassner nets need 6)")
+    with cv2_errors(prototxt, caffemodel):
+        broken = [name for name in net.getLayerNames()
+                  if any(not np.isfinite(blob).all() for blob in net.getLayer(net.getLayerId(name)).blobs)]
+    if broken:
+        raise AgeGenderError(f"{caffemodel}: layer {broken[0]} holds weights that are not finite numbers (NaN or "
+                             "infinite); retrain the model or restore the file")
     return net

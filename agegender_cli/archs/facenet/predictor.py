@@ -17,6 +17,7 @@ from agegender_cli.config import HEADS, PreprocessConfig
 from agegender_cli.data.augment import make_view
 from agegender_cli.data.preprocessing import preprocess
 from agegender_cli.errors import AgeGenderError
+from agegender_cli.labels import AGE_CLASSES, GENDERS
 from agegender_cli.runtime import autocast, describe_precision, pick_device, resolve_precision
 
 # The settings a checkpoint may carry, as `agegender train` and `agegender preprocess` accept them: a
@@ -69,6 +70,9 @@ def _checkpoint_problem(ckpt: dict) -> str | None:
         return f"config unfreeze must be one of {', '.join(UNFREEZE_CHOICES)} and head one of {', '.join(HEADS)}"
     if not (_int_in(cfg.get("hidden"), *_HIDDEN) and _real_in(cfg.get("dropout"), 0.0, 1.0)):
         return f"config hidden must be an integer in {_HIDDEN[0]}..{_HIDDEN[1]} and dropout a number in 0..1"
+    classes = ckpt.get("classes")
+    if classes is not None and classes != {"gender": list(GENDERS), "age": list(AGE_CLASSES)}:
+        return f"classes must be gender {list(GENDERS)} and age {list(AGE_CLASSES)}, in that order"
     if not _int_in(ckpt.get("image_size"), *_IMAGE_SIZE):
         return f"image_size must be an integer in {_IMAGE_SIZE[0]}..{_IMAGE_SIZE[1]}"
     return _preprocess_problem(preprocess) or _tail_problem(ckpt.get("state_dict"), cfg) or _years_problem(ckpt)
@@ -132,6 +136,11 @@ def _tail_problem(state: Any, cfg: dict) -> str | None:
         return (f"its weights do not fit a {cfg['head']} head unfrozen from {cfg['unfreeze']}: {len(missing)} missing,"
                 f" {len(unexpected)} unexpected, {len(wrong)} mis-shaped or non-tensor; first: "
                 f"{(missing + unexpected + wrong)[:3]}")
+    broken = sorted(key for key, value in state.items()
+                    if value.is_floating_point() and not bool(torch.isfinite(value).all()))
+    if broken:
+        return (f"{len(broken)} weight tensors hold values that are not finite numbers (NaN or infinite), first: "
+                f"{broken[0]}; retrain the model or restore it from its run folder")
     return None
 
 
