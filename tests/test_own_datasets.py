@@ -295,3 +295,14 @@ def test_a_labels_file_evaluates_in_one_command(tiny_arch, tmp_path, shared_utkf
     refused = runner.invoke(app, ["compare", "--arch", "tiny", "--labels", str(tmp_path / "labels.csv"),
                                   "--report", str(tmp_path / "labels.csv")])
     assert refused.exit_code != 0 and "labels.csv" in refused.output
+
+
+@pytest.mark.parametrize("where", ["/dev/zero", "folder", "missing.csv"])
+def test_a_labels_path_that_is_not_a_file_says_what_it_is(tmp_path, where):
+    (tmp_path / "folder").mkdir()
+    target = where if where.startswith("/") else str(tmp_path / where)
+    result = runner.invoke(app, ["dataset", str(tmp_path), "--labels", target, "--out", str(tmp_path / "ds")])
+    assert result.exit_code != 0
+    said = " ".join(result.output.split())
+    expected = "no such file" if where == "missing.csv" else "not a regular file"
+    assert expected in said and "give the labels CSV/TSV file" in said

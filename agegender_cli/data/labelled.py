@@ -130,7 +130,8 @@ def read_label_files(
     report = LabelReport()
     for file in files:
         if not file.is_file():
-            raise AgeGenderError(f"--labels {display(file)}: no such file")
+            why = "no such file" if not file.exists() else "not a regular file (a folder, device, pipe or socket)"
+            raise AgeGenderError(f"--labels {display(file)}: {why}; give the labels CSV/TSV file")
         readers: dict[str, Callable[[Path, dict[str, str]], Iterator[_Entry]]] = {
             "csv": _csv_rows, "fairface": _fairface_rows, "adience": _adience_rows}
         entries = readers[label_format(file, fmt)](file, dict(columns or {}))
