@@ -537,6 +537,7 @@ def train(arch: str, cfg, reporter: Reporter = SILENT, *, overwrite: bool = Fals
         raise AgeGenderError(f"training runs in {', '.join(TRAIN_PRECISIONS)}, not {cfg.precision} (int8 is for "
                              "running a trained model)")
     _refuse_used_folder(Path(cfg.out), cfg.resume or overwrite)
+    _mark_run(Path(cfg.out), arch, resume=bool(getattr(cfg, "resume", False)))
     if hasattr(cfg, "precision") and hasattr(cfg, "device"):  # PyTorch's --precision auto may consult it
         from agegender_cli.runtime import calibrate_first
 
@@ -550,6 +551,34 @@ def train(arch: str, cfg, reporter: Reporter = SILENT, *, overwrite: bool = Fals
     reporter.finish()
     result["train_fingerprints"] = str(write_fingerprints(hashes, Path(result["checkpoint"])))
     return result
+
+
+RUN_MARK = "run.json"  # which architecture a run folder trains: --resume continues only that one
+# the file each trainer leaves to resume from, for run folders older than RUN_MARK
+RESUME_FILES = {"facenet": "progress.pt", "caffenet": "checkpoint.pt"}
+
+
+def _mark_run(out: Path, arch: str, *, resume: bool) -> None:
+    """A fresh run writes RUN_MARK; --resume is refused on a folder with no run, or with another architecture's."""
+    import json
+
+    from agegender_cli.fileio import atomic_write_text
+
+    mark = out / RUN_MARK
+    if resume:
+        try:
+            found = json.loads(mark.read_text()).get("arch") if mark.is_file() else None
+        except (OSError, ValueError, AttributeError):
+            found = None
+        found = found or next((name for name, file in RESUME_FILES.items() if (out / file).is_file()), None)
+        if found is None:
+            raise AgeGenderError(f"--resume: {display(out)} holds no run to continue; train without --resume")
+        if found != arch:
+            raise AgeGenderError(f"--resume: {display(out)} holds a {found} run, not {arch}; continue it with "
+                                 f"--arch {found}, or choose another --out")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(mark, json.dumps({"arch": arch}) + "\n")
 
 
 def _refuse_used_folder(out: Path, allowed: bool) -> None:

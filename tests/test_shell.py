@@ -312,6 +312,22 @@ def test_train_refuses_a_folder_that_holds_a_run_unless_resume_or_overwrite(tiny
     assert runner.invoke(app, ["train", "--arch", "tiny", "--epochs", "1", "--out", str(empty)]).exit_code == 0
 
 
+def test_resume_continues_only_a_run_of_the_same_architecture(tiny_arch, tmp_path):
+    """--resume on another architecture's run, or on a folder with no run, once trained from scratch into it and
+    replaced its history and curves (exit 0)."""
+    out = tmp_path / "run"
+    assert runner.invoke(app, ["train", "--arch", "tiny", "--epochs", "1", "--out", str(out)]).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    result = runner.invoke(app, ["train", "--arch", "caffenet", "--resume", "--out", str(out)])
+    assert result.exit_code == 1 and "holds a tiny run, not caffenet" in " ".join(result.stderr.split())
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = runner.invoke(app, ["train", "--arch", "tiny", "--resume", "--out", str(empty)])
+    assert result.exit_code == 1 and "holds no run to continue" in " ".join(result.stderr.split())
+    assert not any(empty.iterdir())
+
+
 def test_preprocess_says_the_folder_it_really_wrote(tmp_path):
     image = write_jpeg(tmp_path / "a.jpg")
     (tmp_path / "real").mkdir()
