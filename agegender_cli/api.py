@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -13,6 +14,7 @@ from agegender_cli.config import (
     DEVICES,
     ENGINES,
     EVAL_DETECTORS,
+    MAX_SEED,
     PRECISIONS,
     EvaluateConfig,
     ModelOptions,
@@ -67,6 +69,16 @@ class AgeGender:
         for name, value, allowed in (("detector", detector, DETECTORS), ("device", device, DEVICES),
                                      ("precision", precision, PRECISIONS), ("engine", engine, ENGINES)):
             _check_choice(name, value, allowed)
+        # arguments are checked here, before any model loads, and always as AgeGenderError
+        _check_number("min_face", min_face, integer=True)
+        _check_number("min_score", min_score)
+        _check_number("batch_size", batch_size, integer=True)
+        if not (isinstance(arch, str) or (isinstance(arch, Sequence) and arch
+                                          and all(isinstance(a, str) for a in arch))):
+            raise AgeGenderError(f"arch {arch!r}: give \"both\", an architecture name, or a list of names")
+        for name, value in (("backbone_weights", backbone_weights), ("caffe_weights", caffe_weights)):
+            if value is not None and not isinstance(value, str | os.PathLike):
+                raise AgeGenderError(f"{name} {value!r}: give a file path or None")
         if min_face < 1 or not 0.0 <= min_score <= 1.0 or batch_size < 1:
             raise AgeGenderError(f"min_face {min_face}, min_score {min_score}, batch_size {batch_size}: "
                                  "min_face and batch_size are at least 1, min_score lies in 0..1")
@@ -178,6 +190,14 @@ class AgeGender:
 
         _check_choice("detector", detector, EVAL_DETECTORS)
         _check_choice("split", split, SPLITS)
+        for name, value, optional in (("manifest", manifest, False), ("images", images, True), ("plots", plots, True),
+                                      ("report", report, True)):
+            if not (isinstance(value, str | os.PathLike) or (optional and value is None)):
+                raise AgeGenderError(f"{name} {value!r}: give a path" + (" or None" if optional else ""))
+        _check_number("bootstrap", bootstrap, integer=True)
+        _check_number("seed", seed, integer=True)
+        if not 0 <= seed <= MAX_SEED:
+            raise AgeGenderError(f"seed {seed}: give 0 to {MAX_SEED}")
         if not 1 <= bootstrap <= 100_000:
             raise AgeGenderError(f"bootstrap {bootstrap}: give 1 to 100000 resamples")
         call = f"{self!r}.{method}(manifest={str(manifest)!r}, split={split!r}, images={images!r}, " \
@@ -188,8 +208,16 @@ class AgeGender:
                               plots=_path_or_none(plots), report=_path_or_none(report), command_line=call)
 
 
+def _check_number(name: str, value: object, *, integer: bool = False) -> None:
+    """An int (or, unless `integer`, a float) and finite: a string or None is a one-line AgeGenderError."""
+    kinds = (int,) if integer else (int, float)
+    finite = not isinstance(value, float) or math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not finite:
+        raise AgeGenderError(f"{name} {value!r}: give {'an integer' if integer else 'a number'}")
+
+
 def _check_choice(name: str, value: object, allowed: Sequence[str]) -> None:
-    if value not in allowed:
+    if not isinstance(value, str) or value not in allowed:
         raise AgeGenderError(f"unknown {name} {value!r}: choose one of {', '.join(allowed)}")
 
 
@@ -218,7 +246,10 @@ def _frame(item: object, channels: Channels) -> Frame:
             raise AgeGenderError(f"{display(path)}: no such file or folder")
         return Frame(display(str(item)), None, load_image(item))
     if isinstance(item, Image.Image):
-        rgb = np.asarray(ImageOps.exif_transpose(item).convert("RGB"))
+        try:
+            rgb = np.asarray(ImageOps.exif_transpose(item).convert("RGB"))
+        except (ValueError, OSError) as exc:  # a closed or truncated image
+            raise AgeGenderError(f"cannot read the PIL image ({exc}); give an open, readable image") from None
         return Frame(None, None, _bgr(rgb, "rgb"))  # type: ignore[arg-type]
     if isinstance(item, np.ndarray):
         return Frame(None, None, _bgr(item, channels))  # type: ignore[arg-type]

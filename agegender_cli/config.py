@@ -30,6 +30,7 @@ UNFREEZE_POINTS = ("last_linear", "block8", "repeat_3")  # the backbone trains f
 HEADS = ("linear", "mlp")
 SELECT_BY = ("loss", "accuracy")
 LABEL_FORMATS = ("auto", "csv", "fairface", "adience")
+MAX_SEED = 2**32 - 1  # numpy and torch both take it; larger seeds fail inside them
 AUGMENTATIONS = ("geometric", "wild")  # training views: data/augment.py
 EVAL_DETECTORS = ("none", "mtcnn", "haar", "auto")  # auto: the whole image when it already is a face crop
 PLOT_FORMATS = ("png", "svg", "pdf")  # figures of evaluate, compare, train and predict --summary-plot

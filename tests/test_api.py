@@ -131,6 +131,12 @@ def test_too_many_pixels_in_an_array_is_refused(tiny_arch, monkeypatch):
     ({"arch": "resnet"}, "unknown architecture resnet"),
     ({"models": {"caffenet": "x"}}, "'caffenet=x': caffenet is not among the architectures run (tiny)"),
     ({"min_score": 2.0}, "min_face 20, min_score 2.0, batch_size 64"),
+    ({"arch": None}, "arch None: give"),
+    ({"batch_size": "a"}, "batch_size 'a': give an integer"),
+    ({"min_face": "10"}, "min_face '10': give an integer"),
+    ({"min_score": float("nan")}, "min_score nan: give a number"),
+    ({"detector": None}, "unknown detector None"),
+    ({"backbone_weights": 5}, "backbone_weights 5: give a file path"),
 ])
 def test_bad_settings_raise_before_anything_loads(tiny_arch, kwargs, message):
     with pytest.raises(AgeGenderError, match=re.escape(message)):
@@ -144,7 +150,22 @@ def test_bad_call_options_raise(tiny_arch):
         model.predict(make_image(0, 32), channels="bgra")  # type: ignore[arg-type]
     with pytest.raises(AgeGenderError, match="unknown split 'dev'"):
         model.evaluate(split="dev")
+    with pytest.raises(AgeGenderError, match="manifest None: give a path"):
+        model.evaluate(manifest=None)  # type: ignore[arg-type]
+    with pytest.raises(AgeGenderError, match="seed -5: give 0 to"):
+        model.compare(seed=-5)
+    with pytest.raises(AgeGenderError, match="bootstrap '9': give an integer"):
+        model.evaluate(bootstrap="9")  # type: ignore[arg-type]
     assert tiny_arch.loaded == []
+
+
+def test_a_closed_pil_image_is_a_one_line_error(tiny_arch):
+    from PIL import Image
+
+    image = Image.fromarray(make_image(0, 32))
+    image.close()
+    with pytest.raises(AgeGenderError, match="cannot read the PIL image"):
+        AgeGender(arch="tiny", detector="none").predict(image)
 
 
 def test_the_package_exports_the_api_without_importing_numpy_torch_or_cv2():

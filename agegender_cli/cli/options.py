@@ -15,6 +15,7 @@ from agegender_cli.config import (
     DEVICES,
     ENGINES,
     EVAL_DETECTORS,
+    MAX_SEED,
     PLOT_DPI,
     PLOT_FORMATS,
     PRECISIONS,
@@ -62,7 +63,6 @@ def positive(value: float | None) -> float | None:
     return value
 
 
-MAX_SEED = 2**32 - 1  # numpy and torch both take it; larger seeds fail inside them
 
 
 Engine = Annotated[choice(ENGINES), typer.Option(help="auto (onnx on a CPU in fp32, else torch), onnx (ONNX "
