@@ -306,3 +306,15 @@ def test_a_labels_path_that_is_not_a_file_says_what_it_is(tmp_path, where):
     said = " ".join(result.output.split())
     expected = "no such file" if where == "missing.csv" else "not a regular file"
     assert expected in said and "give the labels CSV/TSV file" in said
+
+
+def test_a_quote_left_open_in_a_labels_file_is_named(tmp_path):
+    """An unterminated quote swallows the rest of the file into one path (once: "File name too long")."""
+    save(tmp_path / "imgs" / "a.png", faces(1)[0])
+    rows = "".join(f"imgs/x{i}.png,male\n" for i in range(400))
+    (tmp_path / "labels.csv").write_text('path,gender\n"imgs/a.png,male\n' + rows)
+    result = runner.invoke(app, ["dataset", str(tmp_path / "imgs"), "--labels", str(tmp_path / "labels.csv"),
+                                 "--out", str(tmp_path / "ds")])
+    assert result.exit_code == 1
+    said = " ".join(result.output.split())
+    assert "a quote left open in the label file?" in said and "too long" not in said

@@ -19,6 +19,7 @@ DEFAULT_COLUMNS = {"path": "path", "age": "age", "gender": "gender", "race": "ra
 # photos of one person (or one group the user names) stay in one split; the first of these headers present is used
 GROUP_HEADERS = ("group", "person", "identity", "subject")
 MAX_LABEL_AGE = 130
+MAX_PATH_FIELD = 1024  # longer than any real path: the sign of a label file whose quote was left open
 GENDER_WORDS = {"0": 0, "m": 0, "male": 0, "man": 0, "1": 1, "f": 1, "female": 1, "woman": 1}
 UNKNOWN_WORDS = {"", "u", "unknown", "none", "nan", "n/a", "na", "?", "-"}
 # Adience's five folds: the last is the test set, the one before it validation, as in cross-validation round 5.
@@ -223,6 +224,11 @@ def _resolve(entries: Iterator[_Entry], roots: Sequence[Path], gaps: str, report
              ) -> Iterator[LabelRow | tuple[str, str]]:
     """The label rows of any format: the image found under `roots`, the labels parsed; else why not."""
     for entry in entries:
+        odd = next((name for name, _ in entry.names if "\n" in name or len(name) > MAX_PATH_FIELD), None)
+        if odd is not None:  # a quote left open swallows the following lines into one field
+            yield entry.where, (f"a quote left open in the label file? (the path field {odd[:30]!r}... spans "
+                                f"lines or runs past {MAX_PATH_FIELD} characters; close the quote)")
+            continue
         found = next(((path, box) for name, box in entry.names if (path := _find(name, roots)) is not None), None)
         if found is None:
             yield entry.where, f"image {entry.names[0][0]!r} not found beside the label file or in the sources"
