@@ -133,10 +133,31 @@ def _evaluation_records(cfg: EvaluateConfig):
         records, skipped = records_from_folder(cfg.images)
     else:
         records = read_manifest(cfg.manifest, cfg.split)
+    records, twice = _once_each(records)
+    skipped += twice
     if not records:
         where = cfg.labels or cfg.images or f"{cfg.manifest} split '{cfg.split}'"
         raise AgeGenderError(f"{where}: no labelled images to evaluate on")
     return records, skipped
+
+
+def _once_each(records: list) -> tuple[list, list]:
+    """Each image once: a row naming an image listed before (the same file, through any path) is left out with
+    its reason, so that no face counts twice."""
+    import os
+
+    from agegender_cli.data.utkface import Skipped
+
+    seen: set[str] = set()
+    kept, twice = [], []
+    for record in records:
+        real = os.path.realpath(record.path)
+        if real in seen:
+            twice.append(Skipped(display(record.path), "listed again: the image is counted once", "listed_twice"))
+        else:
+            seen.add(real)
+            kept.append(record)
+    return kept, twice
 
 
 def _labelled_images(labels: Path, images: Path | None):

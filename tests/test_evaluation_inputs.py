@@ -27,7 +27,8 @@ runner = CliRunner()
 
 def test_evaluate_counts_skipped_images_by_reason(tiny_arch, tiny_utkface):
     """tiny_utkface: a gap age, a bad gender and a malformed name, a text file, a corrupt JPEG."""
-    expected = {"gap_age": 1, "bad_name": 2, "not_image": 1, "unreadable": 1, "no_face": 0, "other": 0}
+    expected = {"gap_age": 1, "bad_name": 2, "not_image": 1, "unreadable": 1, "no_face": 0, "listed_twice": 0,
+                "other": 0}
     result = runner.invoke(app, ["evaluate", "--arch", "tiny", "--images", str(tiny_utkface), "--json",
                                  "--bootstrap", "10"])
     assert result.exit_code == 1, result.output  # the corrupt JPEG could not be read
@@ -118,3 +119,21 @@ def test_images_from_the_training_split_are_flagged_and_test_images_are_not(tmp_
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["training_overlap"] == {"facenet": 0, "caffenet": 0}
     assert "training set" not in result.stderr
+
+
+def test_a_manifest_row_listed_twice_counts_once(tiny_arch, tmp_path):
+    """The same image on two rows (or through a link) was scored twice without a word."""
+    import cv2
+
+    for i in range(4):
+        cv2.imwrite(str(tmp_path / f"30_{i % 2}_0_2017{i}.jpg"), np.full((40, 40, 3), 50 + 30 * i, np.uint8))
+    (tmp_path / "link.jpg").symlink_to(tmp_path / "30_0_0_20170.jpg")
+    rows = ["path,age,gender,race,age_class,split"]
+    rows += [f"{tmp_path}/30_{i % 2}_0_2017{i}.jpg,30,{i % 2},0,4,test" for i in range(4)]
+    rows += [f"{tmp_path}/30_1_0_20171.jpg,30,1,0,4,test", f"{tmp_path}/link.jpg,30,0,0,4,test"]
+    (tmp_path / "manifest.csv").write_text("\n".join(rows) + "\n")
+    result = runner.invoke(app, ["evaluate", "--arch", "tiny", "--manifest", str(tmp_path / "manifest.csv"),
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["n"] == 4 and data["skipped"]["listed_twice"] == 2

@@ -163,7 +163,8 @@ def print_detection(detection: dict | None) -> None:
 
 
 SKIP_WORDS = {"gap_age": "age between the classes", "bad_name": "not a UTKFace name", "not_image": "not an image",
-              "unreadable": "unreadable", "no_face": "labelled face not found", "other": "other"}
+              "unreadable": "unreadable", "no_face": "labelled face not found", "listed_twice": "listed twice",
+              "other": "other"}
 
 
 def print_skipped(skipped: dict[str, int] | None) -> None:

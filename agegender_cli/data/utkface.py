@@ -57,7 +57,7 @@ class Skipped:
 
 
 # Why an image of a UTKFace folder is left out, as `evaluate --images` counts them.
-SKIP_KINDS = ("gap_age", "bad_name", "not_image", "unreadable", "no_face", "other")
+SKIP_KINDS = ("gap_age", "bad_name", "not_image", "unreadable", "no_face", "listed_twice", "other")
 
 
 @dataclass(frozen=True)
