@@ -257,6 +257,7 @@ class EvaluateConfig:
     min_score: float = 0.9
     plots: Path | None = None
     report: Path | None = None  # .html/.htm: one self-contained HTML file; otherwise Markdown
+    overwrite: bool = False  # --report may replace a file agegender did not write
     bootstrap: int = 1000
     seed: int = 0
     plot_format: str = "png"  # one of PLOT_FORMATS

@@ -160,6 +160,19 @@ def _once_each(records: list) -> tuple[list, list]:
     return kept, twice
 
 
+def _refuse_foreign_report(report: Path | None, overwrite: bool) -> None:
+    """--report may replace a report this tool wrote, and any other file only with --overwrite."""
+    import stat
+
+    if report is None or overwrite or not report.exists() or not stat.S_ISREG(report.stat().st_mode):
+        return
+    from agegender_cli.evaluation.report import written_by_us
+
+    if not written_by_us(report):
+        raise AgeGenderError(f"--report {display(report)}: the file exists and is not a report agegender wrote; "
+                             "choose another name, or pass --overwrite to replace it")
+
+
 def _labelled_images(labels: Path, images: Path | None):
     """Every image a labels file labels (found beside it or under `images`), and the rows left out, with reasons."""
     from agegender_cli.data.labelled import read_label_files
@@ -352,6 +365,7 @@ def evaluate_models(cfg: EvaluateConfig, reporter: Reporter = SILENT, predictors
     from agegender_cli.fileio import check_output_file
 
     check_output_file(cfg.report, "--report")
+    _refuse_foreign_report(cfg.report, cfg.overwrite)
     records, named = _evaluation_records(cfg)
     own_set = cfg.images or cfg.labels
     inputs = [r.path for r in records] + ([cfg.labels] if cfg.labels else [] if cfg.images else [cfg.manifest])

@@ -260,3 +260,26 @@ def test_normalize_prints_rows_that_sum_to_one(tiny_arch, faces):
     for line in rows:
         shares = [float(v) for v in re.findall(r"\b(\d+\.\d)%", line.split(")", 1)[1])]
         assert len(shares) == 8 and sum(shares) == pytest.approx(100.0, abs=0.5)
+
+
+def test_report_replaces_only_a_report_it_wrote_unless_overwrite(tiny_arch, tiny_utkface, tmp_path):
+    """--report once replaced any file that was not an input (a photo, a labels file) and made a figures folder
+    beside it."""
+    photo = tmp_path / "holiday.jpg"
+    photo.write_bytes(b"\xff\xd8 not really a jpeg, but the user's")
+    args = ["compare", "--arch", "tiny,tiny", "--images", str(tiny_utkface), "--bootstrap", "20"]
+    refused = runner.invoke(app, [*args, "--report", str(photo)])
+    assert refused.exit_code == 1 and "not a report agegender wrote" in " ".join(refused.stderr.split())
+    assert photo.read_bytes() == b"\xff\xd8 not really a jpeg, but the user's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["holiday.jpg", "utk"]
+    # (tiny_utkface holds a few unreadable files: the runs exit 1 with the report written)
+    report = tmp_path / "report.md"
+    for _ in range(2):  # its own report is replaced
+        assert "not a report agegender wrote" not in runner.invoke(app, [*args, "--report", str(report)]).stderr
+        assert report.read_text().startswith("# ")
+    html = tmp_path / "report.html"
+    for _ in range(2):
+        assert "not a report agegender wrote" not in runner.invoke(app, [*args, "--report", str(html)]).stderr
+        assert html.read_text().startswith("<!DOCTYPE html>")
+    runner.invoke(app, [*args, "--report", str(photo), "--overwrite"])
+    assert photo.read_text().startswith("# ")

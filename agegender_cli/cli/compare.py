@@ -27,6 +27,8 @@ def compare(
     report: Annotated[Path | None, typer.Option(
         help="Write a report with provenance, intervals and figures: Markdown (figures in NAME_figures/), or "
              "one self-contained HTML file for .html.")] = D.report,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Let --report replace a file that is not a report agegender wrote.")] = D.overwrite,
     plot_format: o.PlotFormat = D.plot_format,
     normalize: o.Normalize = D.normalize,
     bootstrap: o.Bootstrap = D.bootstrap,
@@ -44,7 +46,7 @@ def compare(
     cfg = EvaluateConfig(archs=archs, manifest=manifest, split=split, images=images, labels=labels, options=options,
                          plots=plots,
                          report=report, bootstrap=bootstrap, seed=seed, plot_format=plot_format, normalize=normalize,
-                         command_line=command_line(), detector=detector)
+                         command_line=command_line(), detector=detector, overwrite=overwrite)
     result = service.compare(cfg, RichReporter())
     if as_json:
         print_json(result)

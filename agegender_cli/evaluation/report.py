@@ -92,6 +92,18 @@ def markdown_report(blocks: list[Block], base: Path) -> str:
     return "\n".join(out)
 
 
+def written_by_us(path: Path) -> bool:
+    """Whether an existing file is a report this tool wrote (Markdown or HTML: its title in the first 4 kB)."""
+    import html
+
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4096).decode("utf-8", "replace")
+    except OSError:
+        return False
+    return head.startswith(f"# {TITLE}\n") or f"<title>{html.escape(TITLE)}</title>" in head
+
+
 def html_report(blocks: list[Block]) -> str:
     """One self-contained HTML page: figures inline as data: URIs, no external reference."""
     from agegender_cli.evaluation.report_html import html_page
