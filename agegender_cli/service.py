@@ -365,11 +365,11 @@ def evaluate_models(cfg: EvaluateConfig, reporter: Reporter = SILENT, predictors
     from agegender_cli.fileio import check_output_file
 
     check_output_file(cfg.report, "--report")
-    _refuse_foreign_report(cfg.report, cfg.overwrite)
     records, named = _evaluation_records(cfg)
     own_set = cfg.images or cfg.labels
     inputs = [r.path for r in records] + ([cfg.labels] if cfg.labels else [] if cfg.images else [cfg.manifest])
     refuse_overwriting_inputs({"--report": cfg.report}, inputs)
+    _refuse_foreign_report(cfg.report, cfg.overwrite)
     given = predictors or {}
     options = replace(cfg.options, workload=len(records))  # auto's engine is the fastest for this many faces
     loaded = _load_predictors(tuple(a for a in cfg.archs if a not in given), options, reporter)
