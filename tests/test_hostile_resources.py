@@ -134,11 +134,11 @@ def test_a_manifest_naming_a_device_or_a_pipe_is_refused_per_row(tiny_arch, tmp_
     import cv2
 
     for i in range(4):
-        cv2.imwrite(str(tmp_path / f"30_{i % 2}_0_2017.jpg"), np.full((48, 48, 3), 60 + 20 * i, np.uint8))
+        cv2.imwrite(str(tmp_path / f"30_{i % 2}_0_2017{i}.jpg"), np.full((48, 48, 3), 60 + 20 * i, np.uint8))
     fifo = tmp_path / "pipe.jpg"
     os.mkfifo(fifo)
     rows = ["path,age,gender,race,age_class,split"]
-    rows += [f"{tmp_path}/30_{i % 2}_0_2017.jpg,30,{i % 2},0,4,test" for i in range(4)]
+    rows += [f"{tmp_path}/30_{i % 2}_0_2017{i}.jpg,30,{i % 2},0,4,test" for i in range(4)]
     rows += ["/dev/zero,30,0,0,4,test", f"{fifo},30,1,0,4,test"]
     (tmp_path / "manifest.csv").write_text("\n".join(rows) + "\n")
     result = runner.invoke(app, ["evaluate", "--arch", "tiny", "--manifest", str(tmp_path / "manifest.csv"),
