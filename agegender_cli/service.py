@@ -644,14 +644,13 @@ def train_years(cfg: YearsTrainConfig, reporter: Reporter = SILENT, *, overwrite
         records = [r for r in read_manifest(cfg.manifest, split) if r.age is not None]
         frames = None
         if cfg.detector != "none" and records:
-            from agegender_cli.data.chips import locate_records
+            from agegender_cli.data.chips import framed_records
 
-            matrices = locate_records(records, cfg.detector, reporter=reporter)
-            records, frames = zip(*[(r, m) for r, m in zip(records, matrices, strict=True) if m is not None],
-                                  strict=True) if any(m is not None for m in matrices) else ((), ())
+            records, frames = framed_records(records, cfg.detector, what=f"{split} images with an age",
+                                             reporter=reporter)
         if not records:
             raise AgeGenderError(f"{cfg.manifest}: no {split} image with an age; years need ages in the manifest")
-        data[split] = _years_features(predictor, list(records), cfg, reporter, split,
+        data[split] = _years_features(predictor, records, cfg, reporter, split,
                                       train_hashes if split == "train" else None, frames)
     reporter.message(f"fitting years heads on {len(data['train'][1])} train faces, chosen on {len(data['val'][1])} "
                      "val faces")
@@ -683,8 +682,8 @@ def _years_features(predictor, records, cfg: YearsTrainConfig, reporter: Reporte
     matrices, data.chips), each face is cut out of its photo as `predict` frames it."""
     import numpy as np
 
-    from agegender_cli.data.chips import warp_chip
     from agegender_cli.data.fingerprints import image_hash
+    from agegender_cli.faces.align import warp_chip
     from agegender_cli.faces.batches import iter_image_batches
 
     features, ages = [], []

@@ -29,22 +29,24 @@ import numpy as np
 import torch
 from torch import nn
 
-from agegender_cli.archs.base import class_weights
+from agegender_cli.archs.base import MISSING_LABEL, class_weights, labelled_loss
 from agegender_cli.archs.caffenet.caffemodel import export_caffemodel, twin_from_caffemodel
 from agegender_cli.archs.caffenet.deploy import INPUT_SIZE, MEAN_BGR, net_files
 from agegender_cli.archs.registry import load_predictor
 from agegender_cli.archs.years_head import label_distributions
 from agegender_cli.config import ModelOptions
 from agegender_cli.data.augment import make_view
-from agegender_cli.data.chips import locate_records, warp_chip
+from agegender_cli.data.chips import framed_records
 from agegender_cli.data.utkface import read_manifest
+from agegender_cli.faces.align import warp_chip
 from agegender_cli.faces.inputs import load_image
 from agegender_cli.labels import MAX_YEARS, N_BINS
 from agegender_cli.onnx_models import export_module, session
+from agegender_cli.progress import Reporter
 
 VIEWS = {"geometric": ("whole", "mirrored", "crop"), "wild": ("whole", "mirrored", "wild", "wild")}
 YEARS_SIGMA, YEARS_WEIGHT = 2.0, 1.0  # as the GPU training (scripts/caffenet_gpu_train.py)
-MISSING = -1
+MISSING = MISSING_LABEL
 
 
 class Pool5(nn.Module):
@@ -99,10 +101,15 @@ def faces_of(records, detector: str) -> tuple[list, list[np.ndarray]]:
     """The records whose face is found, and their 200x200 chips (or the images as they are: detector none)."""
     if detector == "none":
         return records, [load_image(r.path) for r in records]
-    matrices = locate_records(records, detector)
-    kept = [(r, m) for r, m in zip(records, matrices, strict=True) if m is not None]
-    print(f"{len(records) - len(kept)} of {len(records)} images without a face found: left out", flush=True)
-    return [r for r, _ in kept], [warp_chip(load_image(r.path), m) for r, m in kept]
+    kept, matrices = framed_records(records, detector, reporter=Printed())
+    return kept, [warp_chip(load_image(r.path), m) for r, m in zip(kept, matrices, strict=True)]
+
+
+class Printed(Reporter):
+    """Messages printed as they come (this script has no progress bars)."""
+
+    def message(self, text: str) -> None:
+        print(text, flush=True)
 
 
 def scores(part: FcPart, x: np.ndarray, y: np.ndarray, ages: np.ndarray) -> dict[str, float]:
@@ -194,7 +201,7 @@ def main() -> None:
             x = torch.from_numpy(train_x[int(torch.randint(0, len(views), (1,), generator=generator))][index.numpy()])
             logits, years_logits = part(x.float())
             y = ty[index]
-            loss = loss_fn(logits, y) if bool((y != MISSING).any()) else logits.sum() * 0
+            loss = labelled_loss(loss_fn, logits, y)
             if soft is not None:
                 kd = nn.functional.kl_div(torch.log_softmax(logits / 2.0, 1), soft[index], reduction="batchmean")
                 loss = (1 - args.distill) * loss + args.distill * 4.0 * kd

@@ -80,6 +80,23 @@ def save(path: Path, image: np.ndarray) -> Path:
     return path
 
 
+def chips_in_photos(folder: Path, chips: list[Path], height: int, width: int, shade: tuple[int, int]
+                    ) -> list[tuple[str, str, str]]:
+    """Each UTKFace chip pasted in the middle of a plain photo (grey shade[0] + shade[1] * i), saved as
+    folder/i.jpg; (path from folder's parent, age, gender) of each, read from the chip's name."""
+    import cv2
+
+    rows = []
+    for i, chip in enumerate(chips):
+        photo = np.full((height, width, 3), shade[0] + shade[1] * i, np.uint8)
+        top, left = (height - 200) // 2, (width - 200) // 2
+        photo[top:top + 200, left:left + 200] = cv2.imread(str(chip))
+        save(folder / f"{i}.jpg", photo)
+        age, gender = chip.name.split("_")[:2]
+        rows.append((f"{folder.name}/{i}.jpg", age, gender))
+    return rows
+
+
 def run_dataset(*args: str) -> dict:
     result = runner.invoke(app, ["dataset", *args, "--json"])
     assert result.exit_code == 0, result.output
@@ -272,16 +289,10 @@ def test_evaluate_runs_several_architectures(tiny_arch, tmp_path):
 def test_a_labels_file_evaluates_in_one_command(tiny_arch, tmp_path, shared_utkface):
     """`compare --labels FILE --detector auto`: every labelled photo, found-rate, gender per age class; the labels
     file is an input the report may not replace."""
-    import cv2
-
     crops = sorted(shared_utkface.glob("*.jpg"))[:8]
     rows = ["path,age,gender"]
-    for i, crop in enumerate(crops):
-        scene = np.full((400, 500, 3), 60 + 10 * i, np.uint8)
-        scene[100:300, 150:350] = cv2.imread(str(crop))
-        save(tmp_path / "photos" / f"{i}.jpg", scene)
-        age, gender = crop.name.split("_")[:2]
-        rows.append(f"photos/{i}.jpg,{age},{('male', 'female')[int(gender)]}")
+    for name, age, gender in chips_in_photos(tmp_path / "photos", crops, 400, 500, (60, 10)):
+        rows.append(f"{name},{age},{('male', 'female')[int(gender)]}")
     save(tmp_path / "photos" / "empty.jpg", np.full((400, 500, 3), 128, np.uint8))
     rows += ["photos/empty.jpg,30,female", "photos/missing.jpg,30,male"]
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")

@@ -11,13 +11,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from test_own_datasets import faces, run_dataset, save
+from test_own_datasets import chips_in_photos, faces, run_dataset, save
 
 from agegender_cli.config import FacenetTrainConfig
 from agegender_cli.data.augment import make_view, photo_like
-from agegender_cli.data.chips import chip_matrix, locate_records, warp_chip
+from agegender_cli.data.chips import chip_matrix, locate_records
 from agegender_cli.data.utkface import read_manifest
-from agegender_cli.faces.align import TEMPLATE, align_face
+from agegender_cli.faces.align import TEMPLATE, align_face, warp_chip
 from agegender_cli.faces.detection import Detection, crop_face
 
 
@@ -105,12 +105,8 @@ def test_facenet_trains_on_photos_with_one_label_missing(tmp_path, shared_utkfac
 
     rows = ["path,age,gender"]
     chips = sorted(shared_utkface.glob("*.jpg"))[:40]
-    for i, chip in enumerate(chips):
-        photo = np.full((320, 360, 3), 40 + 4 * i, np.uint8)
-        photo[60:260, 80:280] = cv2.imread(str(chip))
-        save(tmp_path / "photos" / f"{i}.jpg", photo)
-        age, gender = chip.name.split("_")[:2]
-        rows.append(f"photos/{i}.jpg,{age if i % 3 else ''},{gender}")
+    for i, (name, age, gender) in enumerate(chips_in_photos(tmp_path / "photos", chips, 320, 360, (40, 4))):
+        rows.append(f"{name},{age if i % 3 else ''},{gender}")
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
     run_dataset(str(tmp_path / "photos"), "--labels", str(tmp_path / "labels.csv"), "--out", str(tmp_path / "ds"),
                 "--duplicates", "ignore")
@@ -136,12 +132,9 @@ def test_caffenet_trains_on_photos_with_one_label_missing(tmp_path, shared_utkfa
     from agegender_cli.cli.app import app
 
     rows = ["path,age,gender"]
-    for i, chip in enumerate(sorted(shared_utkface.glob("*.jpg"))[100:130]):
-        photo = np.full((300, 340, 3), 30 + 5 * i, np.uint8)
-        photo[50:250, 70:270] = cv2.imread(str(chip))
-        save(tmp_path / "photos" / f"{i}.jpg", photo)
-        age, gender = chip.name.split("_")[:2]
-        rows.append(f"photos/{i}.jpg,{age if i % 3 else ''},{gender}")
+    chips = sorted(shared_utkface.glob("*.jpg"))[100:130]
+    for i, (name, age, gender) in enumerate(chips_in_photos(tmp_path / "photos", chips, 300, 340, (30, 5))):
+        rows.append(f"{name},{age if i % 3 else ''},{gender}")
     save(tmp_path / "photos" / "blank.jpg", np.full((300, 340, 3), 128, np.uint8))
     rows.append("photos/blank.jpg,30,female")
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")

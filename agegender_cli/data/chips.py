@@ -13,7 +13,7 @@ import numpy as np
 from agegender_cli.cache import cache_dir
 from agegender_cli.data.utkface import Record
 from agegender_cli.errors import AgeGenderError
-from agegender_cli.faces.align import CHIP_SIDE, TEMPLATE, similarity
+from agegender_cli.faces.align import CHIP_SIDE, alignment_matrix
 from agegender_cli.faces.detection import Detection, face_region
 from agegender_cli.fileio import atomic_write_text
 from agegender_cli.progress import SILENT, Reporter
@@ -27,17 +27,10 @@ def chip_matrix(face: Detection, shape: tuple[int, ...], side: int = CHIP_SIDE) 
     """2x3 matrix taking photo pixels to chip pixels, as face_crop frames the face: landmarks onto the template,
     a face crop taken whole resized, a face without landmarks by the measured UTKFace framing of its box."""
     if face.landmarks is not None and not face.whole:
-        return similarity(np.asarray(face.landmarks, np.float64), TEMPLATE * (side / CHIP_SIDE)).astype(np.float32)
+        return alignment_matrix(face.landmarks, side).astype(np.float32)
     x1, y1, x2, y2 = face.box if face.whole else face_region(face.box, framing="utkface", shape=shape)
     sx, sy = side / max(1, x2 - x1), side / max(1, y2 - y1)
     return np.array([[sx, 0, -x1 * sx], [0, sy, -y1 * sy]], np.float32)
-
-
-def warp_chip(image: np.ndarray, matrix: np.ndarray, side: int = CHIP_SIDE) -> np.ndarray:
-    """The chip a matrix frames, warped as align_face warps (bilinear, edges replicated outside the photo)."""
-    import cv2
-
-    return cv2.warpAffine(image, matrix, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def _key(record: Record) -> str:
@@ -80,6 +73,17 @@ def locate_records(records: Sequence[Record], detector: str, *, device: str = "c
                 fresh = {}
         reporter.finish()
     return [None if known[k] is None else np.asarray(known[k], np.float32).reshape(2, 3) for k in keys]
+
+
+def framed_records(records: Sequence[Record], detector: str, *, device: str = "cpu", what: str = "images",
+                   reporter: Reporter = SILENT) -> tuple[list[Record], list[np.ndarray]]:
+    """The records whose face `detector` finds, with their chip matrices (locate_records); the others are left
+    out, and how many is said (`what`: how the message names the records)."""
+    matrices = locate_records(records, detector, device=device, reporter=reporter)
+    kept = [(record, matrix) for record, matrix in zip(records, matrices, strict=True) if matrix is not None]
+    if missed := len(records) - len(kept):
+        reporter.message(f"{missed} of {len(records)} {what} left out: --detector {detector} found no face in them")
+    return [record for record, _ in kept], [matrix for _, matrix in kept]
 
 
 def _read_cache(cache: Path, reporter: Reporter) -> dict[str, list[float] | None]:

@@ -31,10 +31,19 @@ def similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     return np.hstack([scale * rotation, shift[:, None]])
 
 
-def align_face(image: np.ndarray, landmarks: Sequence[Sequence[float]], side: int = CHIP_SIDE) -> np.ndarray:
-    """The face as a `side` x `side` chip, its landmarks on the template; outside the image, edges are
-    replicated (as crop_face does)."""
+def alignment_matrix(landmarks: Sequence[Sequence[float]], side: int = CHIP_SIDE) -> np.ndarray:
+    """The 2x3 matrix taking image pixels to a `side` x `side` chip with the landmarks on the template."""
+    return similarity(np.asarray(landmarks, np.float64), TEMPLATE * (side / CHIP_SIDE))
+
+
+def warp_chip(image: np.ndarray, matrix: np.ndarray, side: int = CHIP_SIDE) -> np.ndarray:
+    """The `side` x `side` chip a 2x3 matrix (image pixels to chip pixels) frames: bilinear; outside the image,
+    edges are replicated (as crop_face does)."""
     import cv2
 
-    matrix = similarity(np.asarray(landmarks, np.float64), TEMPLATE * (side / CHIP_SIDE))
     return cv2.warpAffine(image, matrix, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def align_face(image: np.ndarray, landmarks: Sequence[Sequence[float]], side: int = CHIP_SIDE) -> np.ndarray:
+    """The face as a `side` x `side` chip, its landmarks on the template."""
+    return warp_chip(image, alignment_matrix(landmarks, side), side)

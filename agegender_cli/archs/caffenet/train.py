@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from agegender_cli.archs.base import TrainResult, class_weights
+from agegender_cli.archs.base import MISSING_LABEL, TrainResult, class_weights, labelled_loss
 from agegender_cli.archs.caffenet.caffemodel import export_caffemodel, twin_from_caffemodel
 from agegender_cli.archs.caffenet.deploy import NET_NAMES, NUM_CLASSES, check_model_folder, net_files, resize_face
 from agegender_cli.archs.caffenet.net import INPUT_SIZE, LeviHassnerNet, deploy_prototxt, mean_subtract
@@ -65,14 +65,10 @@ def fit(cfg: CaffenetTrainConfig, reporter: Reporter = SILENT) -> TrainResult:
               and any((r.gender if task == "gender" else r.age_class) is not None for task in cfg.tasks)]
     frames = None
     if cfg.detector != "none":
-        from agegender_cli.data.chips import locate_records
+        from agegender_cli.data.chips import framed_records
 
-        matrices = locate_records(usable, cfg.detector, reporter=reporter)
-        if missed := sum(m is None for m in matrices):
-            reporter.message(f"{missed} of {len(usable)} train and val images left out: --detector {cfg.detector} "
-                             "found no face in them")
-        frames = {r.path: m for r, m in zip(usable, matrices, strict=True) if m is not None}
-        usable = [r for r in usable if r.path in frames]
+        usable, matrices = framed_records(usable, cfg.detector, what="train and val images", reporter=reporter)
+        frames = {r.path: m for r, m in zip(usable, matrices, strict=True)}
     train_records = [r for r in usable if r.split == "train"]
     val_records = [r for r in usable if r.split == "val"]
     if not train_records or not val_records:
@@ -186,7 +182,7 @@ def _load_images(records: Sequence[FaceRecord], size: int, frames: dict[Path, np
                  ) -> torch.Tensor:
     """(N, size, size, 3) uint8 BGR: every image decoded (its face cut out by its chip matrix, with `frames`) and
     resized once, kept in memory."""
-    from agegender_cli.data.chips import warp_chip
+    from agegender_cli.faces.align import warp_chip
 
     out = np.empty((len(records), size, size, 3), np.uint8)
 
@@ -201,7 +197,7 @@ def _load_images(records: Sequence[FaceRecord], size: int, frames: dict[Path, np
     return torch.from_numpy(out)
 
 
-MISSING = -1  # a label the image lacks: the loss ignores it, the accuracy leaves it out
+MISSING = MISSING_LABEL
 
 
 def _labels(records: Sequence[FaceRecord], tasks: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -346,9 +342,7 @@ class _MaskedLoss(nn.Module):
         self.loss = loss
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        if bool((labels != MISSING).any()):
-            return self.loss(logits, labels)
-        return logits.sum() * 0.0
+        return labelled_loss(self.loss, logits, labels)
 
 
 class _Totals:

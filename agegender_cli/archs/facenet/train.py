@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from agegender_cli.archs.base import TrainResult, class_weights
+from agegender_cli.archs.base import MISSING_LABEL, TrainResult, class_weights, labelled_loss
 from agegender_cli.archs.facenet.model import FORMAT, build, standardize
 from agegender_cli.cache import cache_dir
 from agegender_cli.config import PREPROCESS_PRESETS, FacenetTrainConfig
@@ -34,7 +34,7 @@ def load_images(records: list[Record], preprocess_name: str, reporter: Reporter,
     matrices of data.chips), each face is cut out of its photo as `predict` frames it."""
     import cv2
 
-    from agegender_cli.data.chips import warp_chip
+    from agegender_cli.faces.align import warp_chip
 
     cfg = PREPROCESS_PRESETS[preprocess_name]
     out = np.empty((len(records), side, side, 3), np.uint8)
@@ -70,7 +70,7 @@ def extract_features(trunk, images: np.ndarray, size: int, seeds: list[int | Non
     return torch.stack(views)
 
 
-MISSING = -100  # a label the image does not have: cross-entropy's ignore_index, left out of the accuracies
+MISSING = MISSING_LABEL
 
 
 def record_labels(records: list[Record]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,11 +81,7 @@ def record_labels(records: list[Record]) -> tuple[torch.Tensor, torch.Tensor]:
 
 def task_losses(loss_fns, gender_logits, age_logits, genders, ages) -> torch.Tensor:
     """The two tasks' losses over the images that have each label (a batch without one adds nothing)."""
-    total = gender_logits.sum() * 0.0
-    for fn, logits, labels in ((loss_fns[0], gender_logits, genders), (loss_fns[1], age_logits, ages)):
-        if bool((labels != MISSING).any()):
-            total = total + fn(logits, labels)
-    return total
+    return labelled_loss(loss_fns[0], gender_logits, genders) + labelled_loss(loss_fns[1], age_logits, ages)
 
 
 def trainable_records(records: list[Record]) -> list[Record]:
@@ -283,14 +279,11 @@ def train_facenet(cfg: FacenetTrainConfig, reporter: Reporter = SILENT) -> Train
 
 def _framed(cfg: FacenetTrainConfig, train_records, val_records, device, reporter: Reporter):
     """The records whose face the detector finds, with their chip matrices; the others are left out, counted."""
-    from agegender_cli.data.chips import locate_records
+    from agegender_cli.data.chips import framed_records
 
-    matrices = locate_records(train_records + val_records, cfg.detector, device=device.type, reporter=reporter)
-    kept = [(r, m) for r, m in zip(train_records + val_records, matrices, strict=True) if m is not None]
-    missed = len(matrices) - len(kept)
-    if missed:
-        reporter.message(f"{missed} of {len(matrices)} train and val images left out: --detector {cfg.detector} "
-                         "found no face in them")
+    records, matrices = framed_records(train_records + val_records, cfg.detector, device=device.type,
+                                       what="train and val images", reporter=reporter)
+    kept = list(zip(records, matrices, strict=True))
     train = [(r, m) for r, m in kept if r.split == "train"]
     val = [(r, m) for r, m in kept if r.split == "val"]
     return ([r for r, _ in train], [r for r, _ in val], ([m for _, m in train], [m for _, m in val]))
