@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from agegender_cli import stopping
 from agegender_cli.limits import current_limits, raise_hint
 
 HOME_ENV = "AGEGENDER_HOME"
@@ -84,6 +85,7 @@ def _stream(url: str, out: BinaryIO, timeout: float, start: float, limit: float,
         read = getattr(response, "read1", response.read)  # read1: what has arrived, not a full chunk's wait
         received = 0
         while True:
+            stopping.check()
             if time.monotonic() - start >= limit:
                 raise RouteFailed(_too_slow(limit))
             block = read(CHUNK)

@@ -33,6 +33,7 @@ LABEL_FORMATS = ("auto", "csv", "fairface", "adience")
 MAX_SEED = 2**32 - 1  # numpy and torch both take it; larger seeds fail inside them
 AUGMENTATIONS = ("geometric", "wild")  # training views: data/augment.py
 EVAL_DETECTORS = ("none", "mtcnn", "haar", "auto")  # auto: the whole image when it already is a face crop
+PICK_RULES = ("largest", "centre")  # which found face of a labelled photo without a box is the labelled one
 PLOT_FORMATS = ("png", "svg", "pdf")  # figures of evaluate, compare, train and predict --summary-plot
 PLOT_DPI = 200  # raster resolution of PNG figures
 HTML_SUFFIXES = (".html", ".htm")  # --report with one of these writes HTML, anything else Markdown
@@ -146,6 +147,7 @@ class FacenetTrainConfig:
     image_size: int = 160
     plot_format: str = "png"  # the training curves' format, one of PLOT_FORMATS
     detector: str = "none"  # how faces are framed: none (the images are face crops), auto, mtcnn or haar
+    pick: str = "largest"  # which found face of a photo is its labelled one (PICK_RULES; LFW: centre)
     augment: str = "geometric"  # or "wild": the detector's jitter, blur, low resolution, JPEG, colour
 
 
@@ -164,6 +166,7 @@ class CaffenetTrainConfig:
     resize: int = 256
     crop: int = 227
     detector: str = "none"  # how faces are framed: none (the images are face crops), auto, mtcnn or haar
+    pick: str = "largest"  # which found face of a photo is its labelled one (PICK_RULES; LFW: centre)
     augment: str = "geometric"  # or "wild": the detector's jitter, blur, low resolution, JPEG, colour
     device: str = "auto"
     precision: str = "auto"
@@ -184,6 +187,7 @@ class YearsTrainConfig:
     workers: int = 2
     seed: int = 0
     detector: str = "none"  # how faces are framed, as the class heads were trained (FacenetTrainConfig.detector)
+    pick: str = "largest"  # which found face of a photo is its labelled one (PICK_RULES; LFW: centre)
 
 
 @dataclass(frozen=True)
@@ -253,6 +257,7 @@ class EvaluateConfig:
     labels: Path | None = None  # a labels file: every image it labels (instead of a split)
     options: ModelOptions = ModelOptions()
     detector: str = "none"  # one of EVAL_DETECTORS: none for face crops; mtcnn/haar/auto find the face in photos
+    pick: str = "largest"  # one of PICK_RULES: LFW's labelled person is the centre face, not always the largest
     min_face: int = 20
     min_score: float = 0.9
     plots: Path | None = None

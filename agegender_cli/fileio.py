@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import stat
@@ -52,7 +53,7 @@ class OutputFile:
                 raise AgeGenderError(f"cannot write {display(self.path)}: {exc.strerror or exc}") from None
             return
         self.final = target
-        make_folder(target.parent, str(target.parent))
+        make_folder(target.parent)
         try:
             fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         except OSError as exc:
@@ -62,22 +63,28 @@ class OutputFile:
         self.handle = os.fdopen(fd, "wb")
 
     def commit(self) -> Path:
-        """Finish: flush, and put the temp file in place of the target."""
-        self.handle.flush()
-        if self._tmp is not None:
-            os.fsync(self.handle.fileno())
-        if self._owned:
-            self.handle.close()
-        if self._tmp is not None:
-            os.replace(self._tmp, self.final)
-            self._tmp = None
+        """Finish: flush, and put the temp file in place of the target; on failure (a full disk) the temp file
+        is removed and the target left as it was."""
+        try:
+            self.handle.flush()
+            if self._tmp is not None:
+                os.fsync(self.handle.fileno())
+            if self._owned:
+                self.handle.close()
+            if self._tmp is not None:
+                os.replace(self._tmp, self.final)
+                self._tmp = None
+        except BaseException:
+            self.discard()
+            raise
         return self.path
 
     def discard(self) -> None:
         """Give up: close, and remove the temp file (the target is left as it was)."""
         try:
             if self._owned:
-                self.handle.close()
+                with contextlib.suppress(OSError):  # its last buffered bytes may not fit either: they are not wanted
+                    self.handle.close()
         finally:
             if self._tmp is not None:
                 self._tmp.unlink(missing_ok=True)
@@ -134,12 +141,28 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], Any])
     try:
         write(output.handle)
         return output.commit()
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:  # torch.save says a full disk with a RuntimeError
         output.discard()
-        raise AgeGenderError(f"cannot write {display(path)}: {exc.strerror or exc}") from None
+        if isinstance(exc, OSError) or _disk_full(exc):
+            raise write_failed(path, exc) from None
+        raise
     except BaseException:
         output.discard()
         raise
+
+
+def write_failed(path: str | os.PathLike[str], exc: BaseException) -> AgeGenderError:
+    """The one-line error for an output that could not be written: a full disk says so and what to do."""
+    from agegender_cli.system_errors import explain
+
+    cause = explain(exc, path) or (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc))
+    return AgeGenderError(f"cannot write {display(path)}: {cause}")
+
+
+def _disk_full(exc: BaseException) -> bool:
+    from agegender_cli.system_errors import explain
+
+    return (explain(exc) or "").startswith("the disk is full")
 
 
 def _umask() -> int:
@@ -162,19 +185,21 @@ def atomic_torch_save(obj: Any, path: Path) -> Path:
     return atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
-def make_folder(path: str | os.PathLike[str], option: str) -> Path:
-    """Create an output folder (and its parents) or say in one line why it cannot be one."""
+def make_folder(path: str | os.PathLike[str], option: str = "") -> Path:
+    """Create an output folder (and its parents) or say in one line why it cannot be one (`option`: the option
+    that named it, said before its path)."""
     folder = Path(path)
+    named = f"{option} {display(folder)}" if option else display(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise AgeGenderError(f"{option} {display(folder)}: a file is in the way; give a folder") from None
+        raise AgeGenderError(f"{named}: a file is in the way; give a folder") from None
     except NotADirectoryError:
-        raise AgeGenderError(f"{option} {display(folder)}: a file is in the way of this folder's path") from None
+        raise AgeGenderError(f"{named}: a file is in the way of this folder's path") from None
     except OSError as exc:
-        raise AgeGenderError(f"cannot create {option} {display(folder)}: {exc.strerror or exc}") from None
+        raise AgeGenderError(f"cannot create {named}: {exc.strerror or exc}") from None
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise AgeGenderError(f"{option} {display(folder)}: not writable; give a folder you can write to")
+        raise AgeGenderError(f"{named}: not writable; give a folder you can write to")
     return folder
 
 

@@ -131,7 +131,7 @@ def file_digest(path: Path) -> str:
     try:
         index_path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(index_path, json.dumps(index, indent=1) + "\n")
-    except OSError:  # a read-only cache still works, hashing each time
+    except (OSError, AgeGenderError):  # a read-only cache still works, hashing each time
         pass
     return digest
 

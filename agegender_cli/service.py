@@ -19,8 +19,9 @@ from agegender_cli.config import (
     RayConfig,
     YearsTrainConfig,
 )
+from agegender_cli.csvcells import safe_cell
 from agegender_cli.errors import AgeGenderError
-from agegender_cli.fileio import display
+from agegender_cli.fileio import display, write_failed
 from agegender_cli.progress import SILENT, Reporter
 
 
@@ -219,20 +220,21 @@ def _training_overlap(predictors: dict, hashes: list[int], reporter: Reporter) -
 def _start_loading(archs: tuple[str, ...], options: ModelOptions, reporter: Reporter) -> dict[str, Future]:
     """Every architecture asked for (bundled models unless files are given), loading side by side in threads: the
     engines parse and optimise their graphs outside the GIL, while the caller goes on (decoding, finding faces)."""
-    from concurrent.futures import ThreadPoolExecutor
-
+    from agegender_cli import stopping
     from agegender_cli.archs.registry import load_predictor
 
     if archs:
         from agegender_cli.runtime import calibrate_first
+        from agegender_cli.system_errors import address_space_warning
+
+        if warning := address_space_warning():
+            reporter.message(warning)
 
         calibrate_first(options.engine, options.device, options.precision, reporter.message)
-    pool = ThreadPoolExecutor(max_workers=max(1, len(archs)), thread_name_prefix="load")
     futures = {}
     for arch in archs:
         reporter.message(f"loading {arch}")
-        futures[arch] = pool.submit(load_predictor, arch, options, log=reporter.message)
-    pool.shutdown(wait=False)
+        futures[arch] = stopping.background(load_predictor, arch, options, log=reporter.message, name=f"load-{arch}")
     return futures
 
 
@@ -250,7 +252,9 @@ class _Loaded(Mapping):
 
     def _resolved(self) -> dict:
         if self._done is None:
-            self._done = {arch: future.result() for arch, future in self._futures.items()}
+            from agegender_cli import stopping
+
+            self._done = {arch: stopping.result(future) for arch, future in self._futures.items()}
         return self._done
 
     def __getitem__(self, arch: str) -> Any:
@@ -323,6 +327,7 @@ class _FaceFinder:
         from agegender_cli.faces.detection import make_detector
 
         self.auto = cfg.detector == "auto"
+        self.pick = cfg.pick
         name = "mtcnn" if self.auto else cfg.detector
         self.detector = make_detector(name, min_face=cfg.min_face, min_score=cfg.min_score, device=cfg.options.device,
                                       engine=cfg.options.engine)
@@ -336,7 +341,8 @@ class _FaceFinder:
         from agegender_cli.faces.locate import locate_faces
 
         kept, crops = [], {arch: [] for arch in self.framing}
-        located = locate_faces(self.detector, images, [r.box for r in records], auto=self.auto)
+        located = locate_faces(self.detector, images, [r.box for r in records], auto=self.auto,
+                               pick=self.pick)
         for index, image, record, face in zip(indices, images, records, located, strict=True):
             self.photos += 1
             if face is None:
@@ -351,7 +357,8 @@ class _FaceFinder:
         return kept, crops
 
     def summary(self) -> dict:
-        return {"detector": "auto" if self.auto else self.detector.name, "photos": self.photos, "found": self.found,
+        return {"detector": "auto" if self.auto else self.detector.name, "pick": self.pick, "photos": self.photos,
+                "found": self.found,
                 "recall": self.found / self.photos if self.photos else None, "taken_whole": self.taken_whole,
                 "missed": self.missed}
 
@@ -647,7 +654,7 @@ def train_years(cfg: YearsTrainConfig, reporter: Reporter = SILENT, *, overwrite
             from agegender_cli.data.chips import framed_records
 
             records, frames = framed_records(records, cfg.detector, what=f"{split} images with an age",
-                                             reporter=reporter)
+                                             pick=cfg.pick, reporter=reporter)
         if not records:
             raise AgeGenderError(f"{cfg.manifest}: no {split} image with an age; years need ages in the manifest")
         data[split] = _years_features(predictor, records, cfg, reporter, split,
@@ -761,8 +768,17 @@ class _CsvSink:
         self.text = io.TextIOWrapper(self.output.handle, encoding="utf-8", newline="", write_through=True)
         self.archs = archs
         self.writer = csv.writer(self.text)
-        self.writer.writerow(self.COLUMNS + tuple(f"{a}_{k}" for a in archs
-                                                  for k in self.ARCH_COLUMNS))
+        try:
+            self._row(self.COLUMNS + tuple(f"{a}_{k}" for a in archs for k in self.ARCH_COLUMNS))
+        except AgeGenderError:
+            self.output.discard()
+            raise
+
+    def _row(self, values) -> None:
+        try:
+            self.writer.writerow([safe_cell(value) for value in values])
+        except OSError as exc:
+            raise write_failed(self.output.path, exc) from None
 
     def write(self, row: dict) -> None:
         box = row.get("box") or ["", "", "", ""]
@@ -773,15 +789,20 @@ class _CsvSink:
         for arch in self.archs:
             out = row.get(arch) or {}
             values += [out.get(k, "") for k in self.ARCH_COLUMNS]
-        self.writer.writerow(values)
+        self._row(values)
 
     def close(self, ok: bool = True) -> None:
-        self.text.flush()
-        self.text.detach()  # the OutputFile owns the binary handle
-        if ok:
-            self.output.commit()
-        else:
+        """Put the CSV in place (ok) or remove what was written; a full disk leaves no temp file behind."""
+        try:
+            self.text.flush()
+            self.text.detach()  # the OutputFile owns the binary handle
+            if ok:
+                self.output.commit()
+                return
+        except OSError as exc:
             self.output.discard()
+            raise write_failed(self.output.path, exc) from None
+        self.output.discard()
 
 
 def _annotate(frame, relative: str, faces: list[dict], archs: tuple[str, ...], names, videos) -> None:

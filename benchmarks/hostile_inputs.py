@@ -39,6 +39,8 @@ class Case:
     allowed: list[str] = field(default_factory=list)  # paths (relative to the work folder) the case may write
     stdin: bytes | None = None
     expect: tuple[int, ...] = (1, 2)  # a hostile input must fail cleanly; some are fine and give 0
+    term_after: str | None = None  # SIGTERM once this text shows on stderr; the seconds to exit are reported
+    env: dict[str, str] = field(default_factory=dict)  # "{work}" and "{trickle}" are filled in
 
 
 def jpeg(path: Path, height: int, width: int, quality: int = 50) -> Path:
@@ -124,6 +126,11 @@ def make_files(work: Path) -> None:
         (work / "caffe" / f"{name}.caffemodel").write_bytes(np.random.default_rng(4).bytes(500))
     (work / "a_file").write_text("mine")
     (work / "outdir").mkdir()
+    (work / "manifest_devzero.csv").write_text(header + "/dev/zero,30,0,1,4,test\n" * 3)
+    shutil.copy(FACE, work / "in" / "=cmd|' calc'!A0.jpg")
+    (work / "runs" / "caffe").mkdir(parents=True)
+    (work / "runs" / "caffe" / "run.json").write_text('{"arch": "caffenet", "format": "agegender-run/1"}\n')
+    (work / "runs" / "caffe" / "history.json").write_text("[]\n")
 
 
 def varint(value: int) -> bytes:
@@ -208,6 +215,25 @@ def cases() -> list[Case]:
         Case("train --lr nan", ["train", "--arch", "caffenet", "--lr", "nan"]),
         Case("--threads 0", ["--threads", "0", "predict", "in/face.jpg"]),
         Case("bad AGEGENDER_MAX_IMAGE_PIXELS", ["predict", "in/face.jpg", *fast]),
+        # round 3 (issue 31)
+        Case("evaluate: manifest rows naming /dev/zero", ["evaluate", "--arch", "caffenet", "--manifest",
+                                                          "manifest_devzero.csv"]),
+        Case("evaluate --labels /dev/zero", ["evaluate", "--arch", "caffenet", "--labels", "/dev/zero"]),
+        Case("compare --report naming a JPEG", ["compare", "--manifest", "manifest_ok.csv", "--report",
+                                                "in/face.jpg"]),
+        Case("train --resume a caffenet run as facenet", ["train", "--arch", "facenet", "--resume", "--out",
+                                                          "runs/caffe"]),
+        Case("formula file name into --csv", ["predict", "in/=cmd|' calc'!A0.jpg", *fast, "--csv", "formula.csv"],
+             ["formula.csv"], expect=(0,)),
+        Case("--ray-address 127.0.0.1:1 (nothing there)", ["predict", "in/face.jpg", *fast, "--ray",
+                                                           "--ray-address", "127.0.0.1:1", "--out", "rayout"]),
+        Case("--ray-actors 10000 on this machine", ["predict", "in/face.jpg", *fast, "--ray", "--ray-actors",
+                                                    "10000", "--out", "rayout"], ["rayout"], expect=(0,)),
+        Case("SIGTERM during a trickling backbone download", ["predict", "in/face.jpg", "--arch", "facenet",
+                                                              "--detector", "none", "--engine", "torch",
+                                                              "--precision", "fp32"],
+             ["home"], expect=(143,), term_after="downloading",
+             env={"AGEGENDER_HOME": "{work}/home", "AGEGENDER_BACKBONE_URL_BASE": "{trickle}"}),
     ]
 
 
@@ -224,22 +250,59 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
     return out
 
 
+def trickle_server() -> str:
+    """A local server that promises 100 MB and sends a byte every 0.1 s (a download that would take days)."""
+    import http.server
+    import threading
+
+    class Trickle(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            self.send_response(200)
+            self.send_header("Content-Length", str(100_000_000))
+            self.end_headers()
+            try:
+                for _ in range(100_000):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            except OSError:
+                pass
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
 def run(case: Case, work: Path, timeout: float, env: dict[str, str]) -> dict:
     before = snapshot(work)
     escaped_before = Path("/tmp/escaped.jpg").exists() or (work.parent / "escaped").exists()
     if "AGEGENDER_MAX_IMAGE_PIXELS" in case.name:
         env = {**env, "AGEGENDER_MAX_IMAGE_PIXELS": "lots"}
+    if case.env:
+        trickle = trickle_server() if any("{trickle}" in v for v in case.env.values()) else ""
+        env = {**env, **{k: v.format(work=work, trickle=trickle) for k, v in case.env.items()}}
+    stderr_file = tempfile.TemporaryFile()  # noqa: SIM115 - read while the case runs, closed below
     start = time.perf_counter()
     process = subprocess.Popen([AGEGENDER, *case.args], cwd=work, env=env, stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                               stdout=subprocess.PIPE, stderr=stderr_file)
     if case.stdin is not None:
         process.stdin.write(case.stdin)
     process.stdin.close()
-    hang = False
+    hang, termed = False, None
     while True:
         pid, status, usage = os.wait4(process.pid, os.WNOHANG)
         if pid:
             break
+        if case.term_after and termed is None:
+            stderr_file.seek(0)
+            if case.term_after.encode() in stderr_file.read():
+                time.sleep(0.5)
+                process.send_signal(signal.SIGTERM)
+                termed = time.perf_counter()
         if time.perf_counter() - start > timeout:
             hang = True
             process.send_signal(signal.SIGKILL)
@@ -247,7 +310,10 @@ def run(case: Case, work: Path, timeout: float, env: dict[str, str]) -> dict:
             break
         time.sleep(0.05)
     seconds = time.perf_counter() - start
-    stdout, stderr = process.stdout.read().decode(errors="replace"), process.stderr.read().decode(errors="replace")
+    stdout = process.stdout.read().decode(errors="replace")
+    stderr_file.seek(0)
+    stderr = stderr_file.read().decode(errors="replace")
+    stderr_file.close()
     after = snapshot(work)
     changed = {p for p in after if before.get(p) != after[p]} | (set(before) - set(after))
     outside = sorted(p for p in changed if not any(p == a or p.startswith(a + "/") for a in case.allowed))
@@ -256,6 +322,8 @@ def run(case: Case, work: Path, timeout: float, env: dict[str, str]) -> dict:
     lines = [line.strip("│╭╮╰╯─ ") for line in stderr.splitlines() if "━" not in line]
     lines = [line for line in lines if line and line != "Error"]
     error_lines = [line for line in lines if "error" in line.lower() or "Invalid" in line] or lines[-1:] or [""]
+    if termed is not None:
+        error_lines.append(f"exited {time.perf_counter() - termed:.1f} s after SIGTERM: {error_lines[-1]}")
     return {"case": case.name, "code": code, "seconds": seconds, "peak_mb": usage.ru_maxrss / 1024,
             "traceback": "Traceback" in stderr + stdout, "hang": hang, "outside": outside + (["ESCAPED"] if escaped
                                                                                               else []),

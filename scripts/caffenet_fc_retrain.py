@@ -1,7 +1,8 @@
 """Retrain the fully connected layers of a caffenet model on cached conv features (a CPU-sized fine-tune).
 
 The conv layers stay; each train face's pool5 activations (ONNX Runtime) are computed once for a few views, and
-fc6-fc8 (and age_net's years layers, which read fc7) or fc8 alone are trained on them from the model's own
+fc6-fc8 (and age_net's years layers, which read fc7), fc8 alone, or age_net's years layers alone (`--layers years`:
+the class outputs stay exactly as they were) are trained on them from the model's own
 weights: AdamW, weight decay 5e-4, dropout 0.5, class weights for age, optionally distilled from facenet.
 
 Views: `geometric` (whole, mirrored, a random 227 crop of the 256-resized face) or `wild` (whole, mirrored and
@@ -10,7 +11,8 @@ two views with the detector's jitter, blur, low resolution, JPEG, colour and gra
 in-the-wild sets (AAF, LFW) train through the same path; a face with one label only trains that task.
 
 The epoch with the best val score is kept (gender: accuracy; age: class accuracy minus MAE / 100 where the net has
-years layers), the starting net counting as epoch 0, so a net no epoch beats stays as it was.
+years layers; `--layers years`: MAE alone), the starting net counting as epoch 0, so a net no epoch beats stays
+as it was.
 
 Usage: python scripts/caffenet_fc_retrain.py --manifest data/wild/manifest.csv --task gender \
          --init agegender_cli/assets/caffenet --out runs/caffenet-wild --detector auto --augment wild
@@ -127,7 +129,9 @@ def scores(part: FcPart, x: np.ndarray, y: np.ndarray, ages: np.ndarray) -> dict
     return out
 
 
-def score_of(metrics: dict[str, float]) -> float:
+def score_of(metrics: dict[str, float], layers: str) -> float:
+    if layers == "years":
+        return -metrics["val_mae"]
     return metrics["val_acc"] - metrics.get("val_mae", 0.0) / 100
 
 
@@ -137,7 +141,8 @@ def main() -> None:
     parser.add_argument("--task", choices=("gender", "age"), required=True)
     parser.add_argument("--init", type=Path, default=Path("agegender_cli/assets/caffenet"))
     parser.add_argument("--out", type=Path, default=Path("runs/caffenet-fc"))
-    parser.add_argument("--layers", choices=("fc6", "fc8"), default="fc6", help="train from this layer on")
+    parser.add_argument("--layers", choices=("fc6", "fc8", "years"), default="fc6",
+                        help="train from this layer on (years: age_net's years layers only)")
     parser.add_argument("--detector", choices=("none", "auto", "mtcnn", "haar"), default="none")
     parser.add_argument("--augment", choices=tuple(VIEWS), default="geometric")
     parser.add_argument("--epochs", type=int, default=12)
@@ -149,11 +154,15 @@ def main() -> None:
     started = time.monotonic()
     twin = twin_from_caffemodel(*net_files(args.init, args.task)).eval()
     label = (lambda r: r.gender) if args.task == "gender" else (lambda r: r.age_class)
-    years = twin.has_years and args.layers == "fc6"
+    if args.layers == "years" and not (args.task == "age" and twin.has_years):
+        parser.error("--layers years: only an age_net with years layers (--task age) has them")
+    years = twin.has_years and args.layers in ("fc6", "years")
     records, images = {}, {}
     for split in ("train", "val"):
         usable = [r for r in read_manifest(args.manifest, split)
                   if label(r) is not None or (years and r.age is not None)]
+        if args.layers == "years":
+            usable = [r for r in usable if r.age is not None]
         records[split], images[split] = faces_of(usable, args.detector)
     args.out.mkdir(parents=True, exist_ok=True)
     onnx_path = args.out / f"{args.task}_pool5.onnx"
@@ -181,6 +190,8 @@ def main() -> None:
     part = FcPart(twin)
     if args.layers == "fc6":
         trainable = [p for name, p in twin.named_parameters() if not name.startswith("conv")]
+    elif args.layers == "years":
+        trainable = [p for name, p in twin.named_parameters() if name.startswith("fc_years")]
     else:
         trainable = list(twin.fc8.parameters())
     known = train_y != MISSING
@@ -189,7 +200,7 @@ def main() -> None:
     loss_fn = nn.CrossEntropyLoss(weight=weight, ignore_index=MISSING)
     optimizer = torch.optim.AdamW(trainable, lr=args.lr, weight_decay=5e-4)
     history = [{"epoch": 0, **scores(part, val_x, val_y, val_age)}]
-    best = (score_of(history[0]), 0, {k: v.clone() for k, v in twin.state_dict().items()})
+    best = (score_of(history[0], args.layers), 0, {k: v.clone() for k, v in twin.state_dict().items()})
     generator = torch.Generator().manual_seed(args.seed)
     ty, tage = torch.from_numpy(train_y), torch.from_numpy(train_age)
     bins = torch.arange(N_BINS, dtype=torch.float32)
@@ -201,7 +212,7 @@ def main() -> None:
             x = torch.from_numpy(train_x[int(torch.randint(0, len(views), (1,), generator=generator))][index.numpy()])
             logits, years_logits = part(x.float())
             y = ty[index]
-            loss = labelled_loss(loss_fn, logits, y)
+            loss = labelled_loss(loss_fn, logits, y) if args.layers != "years" else logits.new_zeros(())
             if soft is not None:
                 kd = nn.functional.kl_div(torch.log_softmax(logits / 2.0, 1), soft[index], reduction="batchmean")
                 loss = (1 - args.distill) * loss + args.distill * 4.0 * kd
@@ -218,8 +229,8 @@ def main() -> None:
         history.append({"epoch": epoch, **scores(part, val_x, val_y, val_age)})
         print(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in history[-1].items() if k != "epoch"),
               flush=True)
-        if score_of(history[-1]) > best[0]:
-            best = (score_of(history[-1]), epoch, {k: v.clone() for k, v in twin.state_dict().items()})
+        if score_of(history[-1], args.layers) > best[0]:
+            best = (score_of(history[-1], args.layers), epoch, {k: v.clone() for k, v in twin.state_dict().items()})
     twin.load_state_dict(best[2])
     for source in args.init.iterdir():
         if source.is_file() and not (args.out / source.name).exists():

@@ -103,13 +103,21 @@ def gpu_training(training: dict) -> tuple[str, str, str]:
 def wild_retrain(folder: Path) -> str:
     """caffenet's bullet on the CPU retraining of its fc layers for photos (scripts/caffenet_fc_retrain.py), from
     the wild_TASK.json histories beside the nets."""
-    parts = []
-    for task in ("gender", "age"):
-        file = folder / f"wild_{task}.json"
+    parts, first = [], None
+    for name in ("gender", "age", "age_years"):
+        file = folder / f"wild_{name}.json"
         if not file.is_file():
             continue
         h = json.loads(file.read_text())
+        first = first or h
+        task = h["task"]
         best, start = h["history"][h["best_epoch"]], h["history"][0]
+        if h["layers"] == "years":
+            kept = (f"epoch {h['best_epoch']} kept (val MAE {start['val_mae']:.2f} -> {best['val_mae']:.2f}, lr "
+                    f"{h['lr']:g}, {h['epochs']} epochs)" if h["best_epoch"] else "no epoch beat the starting net")
+            parts.append(f"then `age_net`'s years layers alone, on the same faces with an age ({h['train_faces']:,} "
+                         f"train / {h['val_faces']:,} val), its class outputs unchanged: {kept}")
+            continue
 
         def said(entry: dict) -> str:
             return f"accuracy {entry['val_acc']:.4f}" + (f", MAE {entry['val_mae']:.2f}" if "val_mae" in entry else "")
@@ -123,7 +131,7 @@ def wild_retrain(folder: Path) -> str:
     if not parts:
         return ""
     return ("- Then retrained for photos on a CPU (`scripts/caffenet_fc_retrain.py --detector auto --augment wild`, "
-            f"lr {h['lr']:g}, {h['epochs']} epochs, on `{h['manifest']}`: UTKFace with AAF and LFW's train "
+            f"lr {first['lr']:g}, {first['epochs']} epochs, on `{first['manifest']}`: UTKFace with AAF and LFW's train "
             "splits, faces found and aligned as `predict` "
             "does, 4 pool5 views of each: whole, mirrored and two with the detector's jitter, blur, low resolution, "
             "JPEG, colour and grayscale): " + "; ".join(parts) + ".\n")
@@ -139,16 +147,20 @@ def data_sources(manifest: Path | None) -> str:
                      for n in names)
 
 
-def wild_rows(sets: list[tuple[str, Path]]) -> str:
-    """Both bundled models on each in-the-wild test split, whole photos through --detector auto."""
+def wild_rows(sets: list[tuple[str, Path]], centred: set[str]) -> str:
+    """Both bundled models on each in-the-wild test split, whole photos through --detector auto (`centred`: the
+    sets whose labelled face is the one nearest the centre, --pick centre)."""
     if not sets:
         return ""
     lines = ["| test photos | found | facenet gender (balanced) | caffenet gender (balanced) | facenet age / MAE | "
              "caffenet age / MAE |", "|---|---|---|---|---|---|"]
     for name, manifest in sets:
-        evaluation = evaluate_models(EvaluateConfig(archs=names(), manifest=manifest, split="test", detector="auto"))
+        pick = "centre" if name in centred else "largest"
+        evaluation = evaluate_models(EvaluateConfig(archs=names(), manifest=manifest, split="test", detector="auto",
+                                                    pick=pick))
         found = evaluation["detection"]
-        cells = [f"{name} ({found['photos']:,})", f"{100 * found['recall']:.1f}%"]
+        cells = [f"{name} ({found['photos']:,}{', centre face' if pick == 'centre' else ''})",
+                 f"{100 * found['recall']:.1f}%"]
         for arch in ("facenet", "caffenet"):
             g = evaluation["results"][arch]["gender"]
             recalls = [c["recall"] for c in g["per_class"].values()]
@@ -223,12 +235,14 @@ def main() -> None:
                         help="the manifest the bundled models were last trained on (its sources are counted)")
     parser.add_argument("--wild", nargs=2, action="append", default=[], metavar=("NAME", "MANIFEST"),
                         help="an in-the-wild manifest whose test split is measured on whole photos (repeatable)")
+    parser.add_argument("--centre", action="append", default=[], metavar="NAME",
+                        help="a --wild set whose labelled face is the one nearest the centre (LFW; --pick centre)")
     args = parser.parse_args()
     records = read_manifest(args.manifest)
     splits = Counter(r.split for r in records)
     groups = {r.group for r in records if r.group}
     results, part = test_metrics(args.manifest, f"/{args.subset}/")
-    wild = wild_rows([(name, Path(path)) for name, path in args.wild])
+    wild = wild_rows([(name, Path(path)) for name, path in args.wild], set(args.centre))
     retrain = wild_retrain(BUNDLED_CAFFENET)
     sources = data_sources(args.trained_on)
     ranges = {arch: ranges_doc(arch, path) for arch, path in (("facenet", BUNDLED_FACENET),

@@ -40,6 +40,15 @@ def test_auto_rule_takes_a_face_crop_whole_and_a_photo_face_as_found():
     assert pick_face(CROP, [_face(13, -18, 187, 202)]) == ((13, -18, 187, 202), False)  # auto off
 
 
+def test_pick_takes_the_largest_face_or_the_one_nearest_the_centre():
+    big_aside, small_centred = _face(10, 10, 200, 220), _face(280, 200, 360, 290)
+    assert pick_face(PHOTO, [small_centred, big_aside]) == (big_aside.box, False)
+    assert pick_face(PHOTO, [big_aside, small_centred], pick="centre") == (small_centred.box, False)
+    assert pick_face(PHOTO, [], pick="centre") is None
+    # a labelled box still wins over either rule
+    assert pick_face(PHOTO, [big_aside, small_centred], (15, 15, 195, 210), pick="centre") == (big_aside.box, False)
+
+
 def test_auto_detector_reports_a_whole_image_face_and_keeps_photo_faces():
     found = [_face(13, -18, 187, 202, 0.97), _face(150, 150, 170, 170, 0.92)]
     (whole,) = AutoCropDetector._pick(CROP, found)

@@ -209,3 +209,27 @@ def test_output_names_never_land_on_inputs_or_each_other(tmp_path):
     assert names.path_for(Path("x.jpg")) == tmp_path / "x-4.jpg"
     assert names.path_for(Path("y.jpg")) == tmp_path / "y.jpg"
     assert len(names.renamed) == 2
+
+
+def test_formula_names_are_quoted_in_csv_outputs_and_read_back_as_they_were(tiny_arch, tmp_path, monkeypatch):
+    """OWASP's CSV injection: a file named like a formula is text in manifest.csv and in predict's CSV."""
+    from agegender_cli.data.utkface import Record, read_manifest
+    from agegender_cli.data.utkface import write_manifest as write_records
+
+    names = ["=cmd|' calc'!A0.jpg", "+1.jpg", "-2.jpg", "@sum.jpg", "'quoted.jpg", "plain.jpg"]
+    for name in names:
+        write_jpeg(tmp_path / name)
+    records = [Record(tmp_path / name, 30, 1, "=HYPERLINK(x)", 4, "train", "", "@group") for name in names]
+    write_records(records, tmp_path / "manifest.csv")
+    rows = list(csv.DictReader((tmp_path / "manifest.csv").read_text().splitlines()))
+    assert [row["path"] for row in rows] == ["'" + n for n in names[:5]] + ["plain.jpg"]
+    assert all(row["race"] == "'=HYPERLINK(x)" and row["group"] == "'@group" for row in rows)
+    back = read_manifest(tmp_path / "manifest.csv")
+    assert [r.path for r in back] == [tmp_path / n for n in names]
+    assert {r.race for r in back} == {"=HYPERLINK(x)"} and {r.group for r in back} == {"@group"}
+
+    monkeypatch.chdir(tmp_path)  # the file column names the input as given: here a formula
+    result = runner.invoke(app, ["predict", names[0], "--arch", "tiny", "--detector", "none", "--csv", "-"])
+    assert result.exit_code == 0, result.output
+    (row,) = csv.DictReader(result.stdout.splitlines())
+    assert row["file"] == "'" + names[0] and row["status"] == "face"

@@ -297,10 +297,11 @@ def test_a_labels_file_evaluates_in_one_command(tiny_arch, tmp_path, shared_utkf
     rows += ["photos/empty.jpg,30,female", "photos/missing.jpg,30,male"]
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
     result = runner.invoke(app, ["compare", "--arch", "tiny,tiny", "--labels", str(tmp_path / "labels.csv"),
-                                 "--detector", "auto", "--bootstrap", "50", "--json"])
+                                 "--detector", "auto", "--pick", "centre", "--bootstrap", "50", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["detection"]["photos"] == 9 and data["detection"]["found"] == 8
+    assert data["detection"]["pick"] == "centre"
     assert data["provenance"]["data"]["labels"]["path"].endswith("labels.csv")
     assert "age class" in data["tiny"]["groups"] or "age class" in next(iter(data["results"].values()))["groups"]
     refused = runner.invoke(app, ["compare", "--arch", "tiny", "--labels", str(tmp_path / "labels.csv"),

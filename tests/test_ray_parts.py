@@ -87,6 +87,46 @@ def test_actor_shape_leaves_a_cpu_to_the_tasks_and_takes_one_gpu_each():
     assert actor_shape({"CPU": 1.0}, 1).cpus > 0
 
 
+def test_actor_shape_never_asks_for_more_actors_than_the_cluster_holds():
+    """--ray-actors 10000 on 2 CPUs waited forever for actors that could never start."""
+    heard: list[str] = []
+    from agegender_cli.progress import Reporter
+
+    class Heard(Reporter):
+        def message(self, text: str) -> None:
+            heard.append(text)
+
+    assert actor_shape({"CPU": 2.0}, 10_000, Heard()) == ActorShape(2, 0, 0.5)
+    assert heard == ["the cluster has 2 CPUs: 2 model actors instead of 10000"]
+    assert actor_shape({"CPU": 64.0, "memory": 3 * 2**30}, 40).count == 3  # memory for three
+    assert actor_shape({"CPU": 1.0}, 8).count == 1  # always one
+
+
+def test_an_address_where_nothing_listens_is_refused_at_once():
+    """ray.init retried 127.0.0.1:1 without end (and through another address)."""
+    import socket
+    import time
+
+    from agegender_cli.distributed.ray_predict import reachable
+    from agegender_cli.errors import AgeGenderError
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(AgeGenderError, match="no Ray cluster answers there"):
+        reachable(f"127.0.0.1:{port}")
+    with pytest.raises(AgeGenderError, match="no Ray cluster answers there"):
+        reachable(f"ray://127.0.0.1:{port}")
+    with pytest.raises(AgeGenderError, match="not HOST:PORT"):
+        reachable("127.0.0.1")
+    assert time.monotonic() - started < 2
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(1)
+        reachable(f"127.0.0.1:{listening.getsockname()[1]}")  # something answers: Ray takes it from there
+
+
 def test_without_ray_the_run_stops_with_the_install_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
     with pytest.raises(AgeGenderError, match=r"pip install 'agegender\[ray\]'"):

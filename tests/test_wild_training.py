@@ -90,6 +90,39 @@ def test_located_faces_are_cached_and_a_blank_image_has_none(tmp_path, monkeypat
     assert all((a is None) == (b is None) for a, b in zip(matrices, again, strict=True))
 
 
+def test_pick_centre_trains_on_the_middle_face_and_is_cached_apart(tmp_path, monkeypatch, shared_utkface):
+    """LFW's labelled person sits in the middle: `--pick centre` frames that face, not a larger one beside it."""
+    monkeypatch.setenv("AGEGENDER_HOME", str(tmp_path / "home"))
+    first, second = sorted(shared_utkface.glob("*.jpg"))[:2]
+    photo = np.full((600, 800, 3), 90, np.uint8)
+    photo[20:280, 20:280] = cv2.resize(cv2.imread(str(first)), (260, 260))
+    photo[210:390, 310:490] = cv2.resize(cv2.imread(str(second)), (180, 180))
+    save(tmp_path / "two.jpg", photo)
+    from agegender_cli.data.utkface import Record
+
+    records = [Record(tmp_path / "two.jpg", 30, 0, None, 4)]
+
+    def chip_centre(matrix: np.ndarray) -> np.ndarray:
+        inverse = cv2.invertAffineTransform(matrix)
+        return inverse @ np.array([100.0, 100.0, 1.0])
+
+    (largest,) = locate_records(records, "auto")
+    (centre,) = locate_records(records, "auto", pick="centre")
+    assert np.linalg.norm(chip_centre(largest) - (150, 150)) < 40
+    assert np.linalg.norm(chip_centre(centre) - (400, 300)) < 40
+    (cache,) = (tmp_path / "home" / "chips").glob("auto-*.json")
+    assert len(json.loads(cache.read_text())) == 2
+
+
+def test_train_refuses_pick_without_a_detector():
+    from typer.testing import CliRunner
+
+    from agegender_cli.cli.app import app
+
+    result = CliRunner().invoke(app, ["train", "--arch", "facenet", "--pick", "centre"])
+    assert result.exit_code == 2 and "--detector" in result.output
+
+
 @pytest.mark.integration
 def test_facenet_trains_on_photos_with_one_label_missing(tmp_path, shared_utkface):
     """Gender-only photos (as LFW) and class faces together, framed by the detector, with wild views."""

@@ -13,6 +13,7 @@ from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 from typer.exceptions import TyperException
 
+from agegender_cli import stopping
 from agegender_cli.errors import AgeGenderError
 from agegender_cli.progress import Reporter
 
@@ -21,7 +22,6 @@ if TYPE_CHECKING:  # rich.progress, fileio and json are imported where they are 
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEBUG_ENV = "AGEGENDER_DEBUG"
-MEMORY_HINT = "try a smaller --batch-size or fewer --workers"
 
 UNWRAPPED = 10_000  # the width of results written to a file or a pipe: no line is folded for a terminal
 
@@ -95,33 +95,45 @@ def fail_cleanly(fn: F) -> F:
             errors.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except Terminated:
+            stopping.request_stop()
             errors.print("[yellow]terminated[/]")
             raise typer.Exit(143) from None
         except KeyboardInterrupt:
+            stopping.request_stop()
             errors.print("[yellow]interrupted[/]")
             raise typer.Exit(130) from None
         except BrokenPipeError:
             # the reader (head, less) has gone: stop quietly, and keep Python from complaining at exit
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise typer.Exit(0) from None
-        except OSError as exc:  # the system refused (disk full, permissions): its words, one line
-            from agegender_cli.fileio import display
-
-            where = f"{display(exc.filename)}: " if exc.filename else ""
-            errors.print(f"[bold red]error:[/] {escape(where + str(exc.strerror or exc))}", highlight=False,
-                         soft_wrap=True)
-            raise typer.Exit(1) from None
-        except MemoryError:
-            errors.print(f"[bold red]error:[/] out of memory; {MEMORY_HINT}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
-        except Exception as exc:
-            if os.environ.get(DEBUG_ENV):
-                raise
-            errors.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}; please report it "
-                         f"with the command line ({DEBUG_ENV}=1 shows the traceback)", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
+        except Exception as exc:  # the system refused (disk, memory, permissions), or an error not foreseen
+            _explained(exc)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _explained(exc: Exception) -> None:
+    """What the system refused (a full disk, memory, a permission), its cause and what to do in one line; any
+    other error is internal (_internal)."""
+    from agegender_cli.fileio import display
+    from agegender_cli.system_errors import explain
+
+    said = explain(exc)
+    if said is None and isinstance(exc, OSError):
+        said = (f"{display(exc.filename)}: " if exc.filename else "") + str(exc.strerror or exc)
+    if said is None or os.environ.get(DEBUG_ENV):
+        _internal(exc)
+    errors.print(f"[bold red]error:[/] {escape(said)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1) from None
+
+
+def _internal(exc: Exception) -> None:
+    """An error agegender did not foresee: one line asking for a report (AGEGENDER_DEBUG=1: the traceback)."""
+    if os.environ.get(DEBUG_ENV):
+        raise exc
+    errors.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}; please report it "
+                 f"with the command line ({DEBUG_ENV}=1 shows the traceback)", highlight=False, soft_wrap=True)
+    raise typer.Exit(1) from None
 
 
 def print_json(data: Any) -> None:

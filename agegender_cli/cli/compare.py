@@ -23,6 +23,7 @@ def compare(
     images: o.Images = D.images,
     labels: o.EvalLabels = D.labels,
     detector: o.EvalDetector = D.detector,
+    pick: o.Pick = D.pick,
     plots: o.Plots = D.plots,
     report: Annotated[Path | None, typer.Option(
         help="Write a report with provenance, intervals and figures: Markdown (figures in NAME_figures/), or "
@@ -46,7 +47,7 @@ def compare(
     cfg = EvaluateConfig(archs=archs, manifest=manifest, split=split, images=images, labels=labels, options=options,
                          plots=plots,
                          report=report, bootstrap=bootstrap, seed=seed, plot_format=plot_format, normalize=normalize,
-                         command_line=command_line(), detector=detector, overwrite=overwrite)
+                         command_line=command_line(), detector=detector, pick=pick, overwrite=overwrite)
     result = service.compare(cfg, RichReporter())
     if as_json:
         print_json(result)

@@ -18,6 +18,7 @@ def evaluate(
     images: o.Images = D.images,
     labels: o.EvalLabels = D.labels,
     detector: o.EvalDetector = D.detector,
+    pick: o.Pick = D.pick,
     plots: o.Plots = D.plots,
     plot_format: o.PlotFormat = D.plot_format,
     normalize: o.Normalize = D.normalize,
@@ -35,7 +36,7 @@ def evaluate(
     cfg = EvaluateConfig(archs=archs, manifest=manifest, split=split, images=images, labels=labels, options=options,
                          plots=plots,
                          plot_format=plot_format, normalize=normalize, bootstrap=bootstrap, seed=seed,
-                         command_line=command_line(), detector=detector)
+                         command_line=command_line(), detector=detector, pick=pick)
     result = service.evaluate(cfg, RichReporter())
     if as_json:
         print_json(result)

@@ -16,6 +16,7 @@ from agegender_cli.config import (
     ENGINES,
     EVAL_DETECTORS,
     MAX_SEED,
+    PICK_RULES,
     PLOT_DPI,
     PLOT_FORMATS,
     PRECISIONS,
@@ -92,6 +93,10 @@ Detector = Annotated[choice(DETECTORS), typer.Option(
 EvalDetector = Annotated[choice(EVAL_DETECTORS), typer.Option(
     "--detector", help="none (the images are face crops), mtcnn or haar (find the labelled face in photos: the "
                        "one nearest the label's box, else the largest), or auto (mtcnn; crops taken whole).")]
+PickName = choice(PICK_RULES)
+Pick = Annotated[PickName, typer.Option(
+    help="Which found face of a photo is the labelled one when its label gives no box: the largest, or the one "
+         "nearest the image's centre (LFW).")]
 Seed = Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Random seed.")]
 Json = Annotated[bool, typer.Option("--json", help="Print only JSON.")]
 Threads = Annotated[int | None, typer.Option(min=1, max=1024, metavar="N",
@@ -157,7 +162,8 @@ def print_detection(detection: dict | None) -> None:
     whole = f", {plural(detection['taken_whole'], 'photo')} taken whole as a face crop" if detection["taken_whole"] \
         else ""
     missed = len(detection["missed"])
-    stdout.print(f"detection ({detection['detector']}): the labelled face was found in {detection['found']:,} of "
+    pick = " nearest the centre" if detection.get("pick") == "centre" else ""
+    stdout.print(f"detection ({detection['detector']}): the labelled face{pick} was found in {detection['found']:,} of "
                  f"{plural(detection['photos'], 'photo')}, recall {recall}{whole}; "
                  f"{plural(missed, 'other photo')} left out of the metrics (--json: detection.missed)")
 

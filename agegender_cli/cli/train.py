@@ -76,6 +76,9 @@ def train(
     detector: Annotated[TrainDetector | None, _option(
         "How faces are framed: none (the images are face crops), or auto, mtcnn, haar: found in photos and "
         "aligned as predict does (cached; images without a face are left out).", "detector")] = None,
+    pick: Annotated[o.PickName | None, _option(
+        "With --detector: which found face of a photo is the labelled one, the largest or the one nearest the "
+        "centre (LFW).", "pick")] = None,
     augment: Annotated[Augment | None, _option(
         "geometric (flip, turn, crop) or wild (also the detector's jitter, blur, low resolution, JPEG, colour, "
         "grayscale).", "augment")] = None,
@@ -92,14 +95,17 @@ def train(
     if resume and overwrite:
         raise typer.BadParameter("--resume continues the run in --out, --overwrite replaces it: choose one",
                                  param_hint="--overwrite")
+    if pick is not None and detector in (None, "none"):
+        raise typer.BadParameter("--pick chooses among the faces a detector finds: give --detector auto, mtcnn or "
+                                 "haar too", param_hint="--pick")
     if years:
-        return _train_years(name, manifest, init, out, batch_size, seed, overwrite, as_json, detector)
+        return _train_years(name, manifest, init, out, batch_size, seed, overwrite, as_json, detector, pick)
     given = dict(manifest=manifest, out=out, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                  device=device, precision=precision, seed=seed, resume=resume or None, init=init, backbone=backbone,
                  backbone_weights=backbone_weights, preprocess=preprocess, unfreeze=unfreeze, head=head,
                  hidden=hidden, dropout=dropout, patience=patience, views=views, feature_cache=feature_cache,
                  label_smoothing=label_smoothing, select=select, plot_format=plot_format, detector=detector,
-                 augment=augment)
+                 pick=pick, augment=augment)
     try:
         cfg = registry.train_config(name, given)
     except AgeGenderError as exc:
@@ -118,13 +124,14 @@ def train(
 
 
 def _train_years(name: str, manifest: Path, init: Path | None, out: Path | None, batch_size: int | None,
-                 seed: int | None, overwrite: bool, as_json: bool, detector: str | None = None) -> None:
+                 seed: int | None, overwrite: bool, as_json: bool, detector: str | None = None,
+                 pick: str | None = None) -> None:
     from agegender_cli import service
 
     defaults = YearsTrainConfig()
     cfg = YearsTrainConfig(arch=name, manifest=manifest, init=init, out=out,
                            batch_size=batch_size or defaults.batch_size, seed=defaults.seed if seed is None else seed,
-                           detector=detector or defaults.detector)
+                           detector=detector or defaults.detector, pick=pick or defaults.pick)
     result = service.train_years(cfg, RichReporter(), overwrite=overwrite)
     if as_json:
         print_json(result)

@@ -33,9 +33,10 @@ def chip_matrix(face: Detection, shape: tuple[int, ...], side: int = CHIP_SIDE) 
     return np.array([[sx, 0, -x1 * sx], [0, sy, -y1 * sy]], np.float32)
 
 
-def _key(record: Record) -> str:
+def _key(record: Record, pick: str) -> str:
     stat = os.stat(record.path)
-    return f"{os.path.realpath(record.path)}|{stat.st_size}|{stat.st_mtime_ns}|{record.box}"
+    key = f"{os.path.realpath(record.path)}|{stat.st_size}|{stat.st_mtime_ns}|{record.box}"
+    return key if pick == "largest" else f"{key}|{pick}"
 
 
 def _cache_file(detector: str) -> Path:
@@ -43,9 +44,9 @@ def _cache_file(detector: str) -> Path:
 
 
 def locate_records(records: Sequence[Record], detector: str, *, device: str = "cpu", engine: str = "auto",
-                   reporter: Reporter = SILENT) -> list[np.ndarray | None]:
+                   pick: str = "largest", reporter: Reporter = SILENT) -> list[np.ndarray | None]:
     """Each record's chip matrix (None: no face found), through `detector` (auto, mtcnn or haar) as `evaluate
-    --detector` finds faces; cached per file (path, size, time, labelled box) in the tool's cache."""
+    --detector --pick` finds faces; cached per file (path, size, time, labelled box, pick) in the tool's cache."""
     from agegender_cli.faces.detection import make_detector
     from agegender_cli.faces.inputs import load_image
     from agegender_cli.faces.locate import locate_faces
@@ -55,7 +56,7 @@ def locate_records(records: Sequence[Record], detector: str, *, device: str = "c
                              "the images are)")
     cache = _cache_file(detector)
     known = _read_cache(cache, reporter)
-    keys = [_key(r) for r in records]
+    keys = [_key(r, pick) for r in records]
     todo = [i for i, key in enumerate(keys) if key not in known]
     if todo:
         finder = make_detector("mtcnn" if detector == "auto" else detector, device=device, engine=engine)
@@ -64,7 +65,8 @@ def locate_records(records: Sequence[Record], detector: str, *, device: str = "c
         for start in range(0, len(todo), DETECT_BATCH):
             batch = todo[start:start + DETECT_BATCH]
             images = [load_image(records[i].path) for i in batch]
-            found = locate_faces(finder, images, [records[i].box for i in batch], auto=detector == "auto")
+            found = locate_faces(finder, images, [records[i].box for i in batch], auto=detector == "auto",
+                                 pick=pick)
             for i, image, face in zip(batch, images, found, strict=True):
                 fresh[keys[i]] = None if face is None else chip_matrix(face, image.shape).ravel().tolist()
             reporter.advance(len(batch))
@@ -76,10 +78,10 @@ def locate_records(records: Sequence[Record], detector: str, *, device: str = "c
 
 
 def framed_records(records: Sequence[Record], detector: str, *, device: str = "cpu", what: str = "images",
-                   reporter: Reporter = SILENT) -> tuple[list[Record], list[np.ndarray]]:
+                   pick: str = "largest", reporter: Reporter = SILENT) -> tuple[list[Record], list[np.ndarray]]:
     """The records whose face `detector` finds, with their chip matrices (locate_records); the others are left
     out, and how many is said (`what`: how the message names the records)."""
-    matrices = locate_records(records, detector, device=device, reporter=reporter)
+    matrices = locate_records(records, detector, device=device, pick=pick, reporter=reporter)
     kept = [(record, matrix) for record, matrix in zip(records, matrices, strict=True) if matrix is not None]
     if missed := len(records) - len(kept):
         reporter.message(f"{missed} of {len(records)} {what} left out: --detector {detector} found no face in them")

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from agegender_cli.config import SPLITS, DatasetConfig
+from agegender_cli.csvcells import plain_cell, safe_cell
 from agegender_cli.data.archives import extract_archive, prune_extractions
 from agegender_cli.errors import AgeGenderError
 from agegender_cli.faces.inputs import IMAGE_EXTENSIONS
@@ -171,8 +172,8 @@ def manifest_bytes(records: Iterable[Record], base: Path) -> bytes:
         race = "" if r.race is None else r.race
         source = stored_path(Path(r.source), base) if r.source else ""
         box = "" if r.box is None else " ".join(map(str, r.box))
-        writer.writerow([stored_path(r.path, base), _blank(r.age), _blank(r.gender), race, _blank(r.age_class),
-                         r.split, source, r.group, box])
+        writer.writerow([safe_cell(stored_path(r.path, base)), _blank(r.age), _blank(r.gender), safe_cell(race),
+                         _blank(r.age_class), r.split, safe_cell(source), safe_cell(r.group), box])
     return buffer.getvalue().encode()
 
 
@@ -219,7 +220,8 @@ def _manifest_record(row: dict, base: Path) -> Record:
     if None in row or any(row.get(field) is None for field in MANIFEST_FIELDS):
         given = sum(value is not None for key, value in row.items() if key is not None) + len(row.get(None) or [])
         raise ValueError(f"{given} fields where the header names {len(row) - (None in row)}")
-    if not row["path"] or "\0" in row["path"]:
+    path = plain_cell(row["path"])
+    if not path or "\0" in path:
         raise ValueError("empty or invalid path")
     age = _whole_number(row, "age", 0, MAX_AGE) if row["age"] else None
     gender = _whole_number(row, "gender", 0, len(GENDERS) - 1) if row["gender"] else None
@@ -228,8 +230,8 @@ def _manifest_record(row: dict, base: Path) -> Record:
         raise ValueError("neither gender nor age_class is given")
     if row["split"] not in SPLITS:
         raise ValueError(f"split {_shown(row['split'])} is not one of {', '.join(SPLITS)}")
-    return Record(base / row["path"], age, gender, _race(row["race"]), age_class, row["split"],
-                  row.get("source") or "", row.get("group") or "", _box(row.get("box") or ""))
+    return Record(base / path, age, gender, _race(plain_cell(row["race"])), age_class, row["split"],
+                  plain_cell(row.get("source") or ""), plain_cell(row.get("group") or ""), _box(row.get("box") or ""))
 
 
 def _race(text: str) -> int | str | None:

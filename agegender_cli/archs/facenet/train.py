@@ -282,7 +282,7 @@ def _framed(cfg: FacenetTrainConfig, train_records, val_records, device, reporte
     from agegender_cli.data.chips import framed_records
 
     records, matrices = framed_records(train_records + val_records, cfg.detector, device=device.type,
-                                       what="train and val images", reporter=reporter)
+                                       what="train and val images", pick=cfg.pick, reporter=reporter)
     kept = list(zip(records, matrices, strict=True))
     train = [(r, m) for r, m in kept if r.split == "train"]
     val = [(r, m) for r, m in kept if r.split == "val"]
