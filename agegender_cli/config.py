@@ -53,6 +53,7 @@ class Limits:
     archive_max_members: int = 1_000_000
     archive_max_ratio: float = 100.0  # uncompressed / compressed size, whole archive and each large member
     download_deadline_s: float = 900.0  # a whole download, however slowly the server trickles
+    ray_join_s: float = 60.0  # joining a Ray cluster (ray.init retries an address that is not Ray's without end)
 
 
 LIMIT_ENV = {
@@ -63,6 +64,7 @@ LIMIT_ENV = {
     "archive_max_members": "AGEGENDER_ARCHIVE_MAX_MEMBERS",
     "archive_max_ratio": "AGEGENDER_ARCHIVE_MAX_RATIO",
     "download_deadline_s": "AGEGENDER_DOWNLOAD_DEADLINE_S",
+    "ray_join_s": "AGEGENDER_RAY_JOIN_S",
 }
 
 
@@ -230,6 +232,7 @@ class PredictConfig:
     csv: Path | None = None
     summary: bool = False
     summary_plot: Path | None = None
+    overwrite: bool = False  # --csv / --summary-plot may replace a file agegender did not write
     plot_format: str | None = None  # None: the --summary-plot name's suffix, else png
 
 

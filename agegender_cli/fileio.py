@@ -209,11 +209,14 @@ def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
 
 
 class OutputNames:
-    """File names inside an output folder that never land on an input or on an earlier output of the run:
-    a clash gets a numbered suffix (x.jpg -> x-2.jpg), recorded in `renamed`."""
+    """File names inside an output folder that never land on an input, on an earlier output of the run, or on a
+    file to `keep` (ownership.foreign: one agegender did not write): a clash gets a numbered suffix (x.jpg ->
+    x-2.jpg), recorded in `renamed`."""
 
-    def __init__(self, folder: Path, inputs: Iterable[str | os.PathLike[str]] = ()) -> None:
+    def __init__(self, folder: Path, inputs: Iterable[str | os.PathLike[str]] = (),
+                 keep: Callable[[Path], bool] | None = None) -> None:
         self.folder = folder
+        self._keep = keep
         self._protected = {os.path.realpath(p) for p in inputs}
         self._used: set[str] = set()
         self.renamed: list[tuple[str, str]] = []
@@ -226,7 +229,8 @@ class OutputNames:
         """The output path for `relative` (mirrored under the folder), renamed if it would clash."""
         wanted = self.folder / relative
         candidate, number = wanted, 1
-        while os.path.realpath(candidate) in self._protected | self._used:
+        while os.path.realpath(candidate) in self._protected | self._used or (
+                self._keep is not None and self._keep(candidate)):
             number += 1
             candidate = wanted.with_name(f"{wanted.stem}-{number}{wanted.suffix}")
         self._used.add(os.path.realpath(candidate))

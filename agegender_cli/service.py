@@ -22,6 +22,7 @@ from agegender_cli.config import (
 from agegender_cli.csvcells import safe_cell
 from agegender_cli.errors import AgeGenderError
 from agegender_cli.fileio import display, write_failed
+from agegender_cli.ownership import foreign, marked, predictions_csv, refuse_foreign, with_mark
 from agegender_cli.progress import SILENT, Reporter
 
 
@@ -83,6 +84,7 @@ def run_preprocess(
     sources = [src for src, _ in pairs] + ([manifest] if manifest else [])
     refuse_overwriting_inputs({"--preview": preview}, sources)
     check_output_file(preview, "--preview")
+    refuse_foreign(preview, "--preview", marked, overwrite=False)
     result: dict = {"settings": config_key(cfg), "n_images": len(pairs), "written": 0, "failed": [], "renamed": []}
     if preview is not None:
         from agegender_cli.data.preview import save_stage_figure
@@ -92,7 +94,7 @@ def run_preprocess(
     if out is None:
         return result
     result["out"] = str(make_folder(out, "--out").resolve())  # the folder really written, links followed
-    names = OutputNames(out, sources)
+    names = OutputNames(out, sources, keep=foreign)
     for source, relative in reporter.track(pairs, "preprocessing", len(pairs)):
         try:
             image = preprocess(load_image(source), cfg)
@@ -100,11 +102,12 @@ def run_preprocess(
             result["failed"].append({"file": display(source), "error": str(exc)})
             continue
         ok, encoded = cv2.imencode(".png", image)
-        atomic_write_bytes(names.path_for(relative.with_suffix(".png")), encoded.tobytes())
+        atomic_write_bytes(names.path_for(relative.with_suffix(".png")), with_mark(encoded.tobytes(), ".png"))
         result["written"] += 1
     result["renamed"] = [{"from": wanted, "to": given} for wanted, given in names.renamed]
     for wanted, given in names.renamed:
-        reporter.message(f"{given}: renamed, {wanted} would have replaced an input or an earlier output")
+        reporter.message(f"{given}: renamed, {wanted} would have replaced an input, an earlier output or a file "
+                         "agegender did not write")
     return result
 
 
@@ -561,7 +564,10 @@ def evaluate(cfg: EvaluateConfig, reporter: Reporter = SILENT, predictors: dict 
     if "detection" in evaluation:
         result["detection"] = evaluation["detection"]
     if cfg.plots is not None:
-        figures = save_evaluation_plots(evaluation, cfg.plots, cfg.plot_format, cfg.normalize, provenance)
+        from agegender_cli.ownership import replacing
+
+        with replacing(cfg.overwrite):
+            figures = save_evaluation_plots(evaluation, cfg.plots, cfg.plot_format, cfg.normalize, provenance)
         result["plots"] = [f["path"] for f in figures]
         result["figures"] = figures
     return result
@@ -734,8 +740,11 @@ def compare(cfg: EvaluateConfig, reporter: Reporter = SILENT, predictors: dict |
             plots_dir = Path(scratch) if html else cfg.report.parent / f"{cfg.report.stem}_figures"
         figures: list[dict] = []
         if plots_dir is not None:
-            figures = save_evaluation_plots(evaluation, plots_dir, cfg.plot_format, cfg.normalize,
-                                            result["provenance"])
+            from agegender_cli.ownership import replacing
+
+            with replacing(cfg.overwrite):
+                figures = save_evaluation_plots(evaluation, plots_dir, cfg.plot_format, cfg.normalize,
+                                                result["provenance"])
             if not (html and cfg.plots is None):
                 result["plots"] = [f["path"] for f in figures]
                 result["figures"] = figures
@@ -847,9 +856,11 @@ def predict(cfg: PredictConfig, emit, reporter: Reporter = SILENT) -> dict:
     usable = [item.path for item in known if item.kind != "error"]
     _say_missing(known, reporter)
     refuse_overwriting_inputs(outputs, usable)
+    refuse_foreign(cfg.csv, "--csv", predictions_csv, overwrite=cfg.overwrite)
+    refuse_foreign(cfg.summary_plot, "--summary-plot", marked, overwrite=cfg.overwrite)
     names = videos = None
     if cfg.annotate is not None:
-        names = OutputNames(make_folder(cfg.annotate, "--annotate"), usable)
+        names = OutputNames(make_folder(cfg.annotate, "--annotate"), usable, keep=foreign)
         videos = AnnotatedVideos(cfg.every)
     frames_expected = None if stream.streamed else expected_frames(known, cfg.every)
     # nothing to read (every input missing): no model is loaded, the run ends with the inputs' errors; auto's engine
@@ -925,7 +936,8 @@ def predict(cfg: PredictConfig, emit, reporter: Reporter = SILENT) -> dict:
     if names is not None:
         summary["renamed"] = [{"from": wanted, "to": given} for wanted, given in names.renamed]
         for wanted, given in names.renamed:
-            reporter.message(f"{given}: renamed, {wanted} would have replaced an input or an earlier output")
+            reporter.message(f"{given}: renamed, {wanted} would have replaced an input, an earlier output or a file "
+                             "agegender did not write")
     if cfg.summary_plot is not None:
         summary["summary_plot"] = _summary_plot(cfg, tally.counts)
     if cfg.csv:
@@ -947,6 +959,7 @@ def predict_on_ray(cfg: PredictConfig, ray_cfg: RayConfig, reporter: Reporter = 
         raise AgeGenderError("no input: give image files, folders, globs, videos or - for paths on stdin")
     _say_missing(items, reporter)
     refuse_overwriting_inputs({"--summary-plot": cfg.summary_plot}, [i.path for i in items if i.kind != "error"])
+    refuse_foreign(cfg.summary_plot, "--summary-plot", marked, overwrite=cfg.overwrite)
     summary = predict_on_ray(cfg, ray_cfg, items, reporter)
     if cfg.summary_plot is not None:
         from agegender_cli.faces.records import Tally
@@ -965,7 +978,10 @@ def _summary_plot(cfg: PredictConfig, counts: dict) -> str:
     suffix = cfg.summary_plot.suffix.lstrip(".").lower()
     fmt = suffix if suffix in PLOT_FORMATS else cfg.plot_format or PLOT_FORMATS[0]
     panels = {model_title(arch, cfg.options.model_for(arch)): counts[arch] for arch in cfg.archs}
-    return str(plot_summary_panels(panels, cfg.summary_plot, fmt=fmt))
+    from agegender_cli.ownership import replacing
+
+    with replacing(cfg.overwrite):
+        return str(plot_summary_panels(panels, cfg.summary_plot, fmt=fmt))
 
 
 def model_title(arch: str, model: Path | None) -> str:

@@ -233,3 +233,73 @@ def test_formula_names_are_quoted_in_csv_outputs_and_read_back_as_they_were(tiny
     assert result.exit_code == 0, result.output
     (row,) = csv.DictReader(result.stdout.splitlines())
     assert row["file"] == "'" + names[0] and row["status"] == "face"
+
+
+def test_outputs_replace_only_files_agegender_wrote(tiny_arch, tmp_path):
+    """--csv, --summary-plot and --annotate replaced a user's own files of the same name (issue 31)."""
+    image = write_jpeg(tmp_path / "in" / "a.jpg")
+    mine_csv, mine_plot = tmp_path / "mine.csv", tmp_path / "mine.png"
+    mine_csv.write_text("my,data\n")
+    mine_plot.write_bytes(b"my figure")
+    base = ["predict", str(image), "--arch", "tiny", "--detector", "none"]
+    for option, target in (("--csv", mine_csv), ("--summary-plot", mine_plot)):
+        refused = runner.invoke(app, [*base, option, str(target)])
+        assert refused.exit_code == 1 and "agegender did not write it" in refused.output
+    assert mine_csv.read_text() == "my,data\n" and mine_plot.read_bytes() == b"my figure"
+    ours_csv, ours_plot = tmp_path / "ours.csv", tmp_path / "ours.svg"
+    for _ in range(2):  # a rerun replaces what the first run wrote
+        again = runner.invoke(app, [*base, "--csv", str(ours_csv), "--summary-plot", str(ours_plot)])
+        assert again.exit_code == 0, again.output
+    forced = runner.invoke(app, [*base, "--csv", str(mine_csv), "--overwrite"])
+    assert forced.exit_code == 0 and mine_csv.read_text().startswith("file,frame,time,face,")
+
+    annotated = tmp_path / "annotated"
+    annotated.mkdir()
+    (annotated / "a.jpg").write_bytes(b"my own a.jpg")
+    for _ in range(2):
+        result = runner.invoke(app, [*base, "--annotate", str(annotated)])
+        assert result.exit_code == 0, result.output
+    assert (annotated / "a.jpg").read_bytes() == b"my own a.jpg"
+    assert sorted(p.name for p in annotated.iterdir()) == ["a-2.jpg", "a.jpg"]  # the rerun replaced its own a-2
+
+
+def test_preprocess_keeps_a_png_it_did_not_write(tmp_path):
+    image = write_jpeg(tmp_path / "in" / "face.jpg")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "face.png").write_bytes(b"my own png")
+    for _ in range(2):
+        result = runner.invoke(app, ["preprocess", str(image), "--out", str(out)])
+        assert result.exit_code == 0, result.output
+    assert (out / "face.png").read_bytes() == b"my own png"
+    assert sorted(p.name for p in out.iterdir()) == ["face-2.png", "face.png"]
+    preview = tmp_path / "preview.png"
+    preview.write_bytes(b"my own preview")
+    refused = runner.invoke(app, ["preprocess", str(image), "--preview", str(preview)])
+    assert refused.exit_code == 1 and preview.read_bytes() == b"my own preview"
+
+
+def test_marks_make_encoded_images_recognisable_and_still_decodable(tmp_path):
+    import cv2
+
+    from agegender_cli.ownership import marked, with_mark
+
+    picture = np.random.default_rng(0).integers(0, 255, (20, 30, 3), dtype=np.uint8)
+    for suffix in (".jpg", ".png"):
+        data = with_mark(cv2.imencode(suffix, picture)[1].tobytes(), suffix)
+        (tmp_path / f"x{suffix}").write_bytes(data)
+        assert marked(tmp_path / f"x{suffix}")
+        decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        assert decoded.shape == picture.shape
+    assert (cv2.imread(str(tmp_path / "x.png")) == picture).all()  # lossless stays lossless
+    (tmp_path / "plain.png").write_bytes(cv2.imencode(".png", picture)[1].tobytes())
+    assert not marked(tmp_path / "plain.png")
+
+
+def test_dataset_keeps_a_manifest_csv_it_did_not_write(tmp_path, shared_utkface):
+    out = tmp_path / "ds"
+    out.mkdir()
+    (out / "manifest.csv").write_text("name,score\nalice,3\n")
+    refused = runner.invoke(app, ["dataset", str(shared_utkface), "--out", str(out)])
+    assert refused.exit_code == 1 and "not one agegender wrote" in refused.output
+    assert (out / "manifest.csv").read_text() == "name,score\nalice,3\n"

@@ -77,11 +77,20 @@ def test_plot_summary_bars_rejects_bad_counts(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_creates_folder_and_replaces_existing_file(tmp_path):
+def test_creates_folder_and_replaces_only_a_figure_it_wrote(tmp_path):
+    from agegender_cli.errors import AgeGenderError
+    from agegender_cli.ownership import replacing
+
     path = tmp_path / "nested" / "roc.png"
     path.parent.mkdir()
     path.write_bytes(b"old")
-    plots.plot_roc({"a": ([0, 1], [0, 1], 0.5)}, path)
+    with pytest.raises(AgeGenderError, match="agegender did not write it"):
+        plots.plot_roc({"a": ([0, 1], [0, 1], 0.5)}, path)
+    assert path.read_bytes() == b"old"
+    with replacing(True):  # --overwrite
+        plots.plot_roc({"a": ([0, 1], [0, 1], 0.5)}, path)
+    assert_png_alone(path, path.parent)
+    plots.plot_roc({"a": ([0, 1], [0.2, 1], 0.6)}, path)  # its own figure: replaced without --overwrite
     assert_png_alone(path, path.parent)
     plots.plot_roc({"a": ([0, 1], [0, 1], 0.5)}, tmp_path / "made" / "roc.png")
     assert (tmp_path / "made" / "roc.png").read_bytes()[:8] == PNG_MAGIC

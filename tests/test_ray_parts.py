@@ -131,3 +131,22 @@ def test_without_ray_the_run_stops_with_the_install_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
     with pytest.raises(AgeGenderError, match=r"pip install 'agegender\[ray\]'"):
         import_ray()
+
+
+def test_joining_a_cluster_that_never_answers_ends_at_its_limit(monkeypatch):
+    """ray.init retries an address where something other than Ray listens for ever."""
+    import threading
+    import time
+
+    from agegender_cli.distributed.ray_predict import _bounded
+    from agegender_cli.errors import AgeGenderError
+
+    monkeypatch.setenv("AGEGENDER_RAY_JOIN_S", "0.5")
+    never = threading.Event()
+    started = time.monotonic()
+    with pytest.raises(AgeGenderError, match="no Ray cluster joined within 0.5 s"):
+        _bounded(lambda: never.wait(60), "127.0.0.1:6379")
+    assert time.monotonic() - started < 2
+    never.set()
+    with pytest.raises(ConnectionError):  # what ray.init raises reaches connect(), which words it
+        _bounded(lambda: (_ for _ in ()).throw(ConnectionError("refused")), "127.0.0.1:6379")

@@ -29,7 +29,7 @@ def compare(
         help="Write a report with provenance, intervals and figures: Markdown (figures in NAME_figures/), or "
              "one self-contained HTML file for .html.")] = D.report,
     overwrite: Annotated[bool, typer.Option(
-        "--overwrite", help="Let --report replace a file that is not a report agegender wrote.")] = D.overwrite,
+        "--overwrite", help="Let --report and --plots replace files agegender did not write.")] = D.overwrite,
     plot_format: o.PlotFormat = D.plot_format,
     normalize: o.Normalize = D.normalize,
     bootstrap: o.Bootstrap = D.bootstrap,

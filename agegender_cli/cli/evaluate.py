@@ -1,5 +1,9 @@
 """`agegender evaluate`: the metrics of one or more architectures on a manifest split or a UTKFace folder."""
 
+from typing import Annotated
+
+import typer
+
 from agegender_cli.cli import options as o
 from agegender_cli.cli.common import RichReporter, command_line, errors, fail_cleanly, print_json, show_table, stdout
 from agegender_cli.cli.tables import rich_table
@@ -24,6 +28,8 @@ def evaluate(
     normalize: o.Normalize = D.normalize,
     bootstrap: o.Bootstrap = D.bootstrap,
     seed: o.Seed = D.seed,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Let --plots replace files agegender did not write.")] = D.overwrite,
     as_json: o.Json = False,
     options: ModelOptions = M,
 ) -> None:
@@ -36,7 +42,7 @@ def evaluate(
     cfg = EvaluateConfig(archs=archs, manifest=manifest, split=split, images=images, labels=labels, options=options,
                          plots=plots,
                          plot_format=plot_format, normalize=normalize, bootstrap=bootstrap, seed=seed,
-                         command_line=command_line(), detector=detector, pick=pick)
+                         command_line=command_line(), detector=detector, pick=pick, overwrite=overwrite)
     result = service.evaluate(cfg, RichReporter())
     if as_json:
         print_json(result)

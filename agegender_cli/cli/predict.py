@@ -38,6 +38,8 @@ def predict(
     summary: Annotated[bool, typer.Option(help="Counts of gender x age class over all faces.")] = D.summary,
     summary_plot: Annotated[Path | None, typer.Option(
         help="Bar chart of the summary, in the format its suffix names (.png, .svg, .pdf).")] = D.summary_plot,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Let --csv and --summary-plot replace a file agegender did not write.")] = D.overwrite,
     plot_format: Annotated[o.PlotFormatName | None, typer.Option(
         help="Format of --summary-plot when its name has no figure suffix (default png).")] = D.plot_format,
     as_json: Annotated[bool, typer.Option("--json", help="JSON Lines: one object per face (with --ray: the "
@@ -65,7 +67,7 @@ def predict(
         ray_cfg = _ray_config(ray, out, annotate, csv, ray_address, ray_actors, shard_format)
         cfg = PredictConfig(inputs=tuple(inputs), archs=archs, detector=detector, min_face=min_face,
                             min_score=min_score, every=every, options=options, summary=summary,
-                            summary_plot=summary_plot)
+                            summary_plot=summary_plot, overwrite=overwrite)
         return _predict_on_ray(cfg, ray_cfg, as_json)
     csv_to_stdout = csv is not None and str(csv) == "-"
     if csv_to_stdout and as_json:
@@ -73,7 +75,7 @@ def predict(
     cfg = PredictConfig(inputs=tuple(inputs), archs=archs, detector=detector, min_face=min_face,
                         min_score=min_score, every=every, workers=workers, options=options, annotate=annotate,
                         csv=csv, summary=summary, summary_plot=_checked_figure(summary_plot, plot_format),
-                        plot_format=plot_format)
+                        plot_format=plot_format, overwrite=overwrite)
     rows: list[dict] = []
     table = show_table(as_json or csv_to_stdout)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from agegender_cli.fileio import atomic_write_bytes
+from agegender_cli.ownership import MARK
 
 
 def save_stage_figure(rows: Sequence[tuple[str, list[tuple[str, np.ndarray]]]], path: Path) -> Path:
@@ -36,6 +37,6 @@ def save_stage_figure(rows: Sequence[tuple[str, list[tuple[str, np.ndarray]]]], 
                         ha="right", va="center", fontsize=7)
     fig.tight_layout()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
+    fig.savefig(buffer, format="png", dpi=110, metadata={"Software": MARK.decode()})
     plt.close(fig)
     return atomic_write_bytes(path, buffer.getvalue())

@@ -185,6 +185,16 @@ def write_manifest(records: Sequence[Record], path: Path) -> None:
     atomic_write_bytes(path, manifest_bytes(records, path.parent))
 
 
+def _refuse_foreign_manifest(path: Path) -> None:
+    """--out may hold a manifest this tool wrote (it is rebuilt), never another file named manifest.csv."""
+    from agegender_cli.ownership import foreign
+
+    header = ",".join(MANIFEST_FIELDS).encode()
+    if foreign(path, lambda p: p.read_bytes()[:len(header)] == header):
+        raise AgeGenderError(f"--out {display(path.parent)}: its manifest.csv is not one agegender wrote; choose "
+                             "another --out (the file stays as it is)")
+
+
 def read_manifest(path: Path, split: str | None = None, *, both_labels: bool = False) -> list[Record]:
     """Records of a manifest written by `agegender dataset`, optionally one split (and, with `both_labels`,
     only images that have a gender and an age class); every field is checked (the file may come from anyone),
@@ -378,6 +388,7 @@ def build_dataset(cfg: DatasetConfig, progress: Callable[[str], None] | None = N
 
     say = progress or (lambda _message: None)
     make_folder(cfg.out, "--out")
+    _refuse_foreign_manifest(cfg.out / "manifest.csv")
     preset: dict[str, str] = {}
     label_info = None
     if cfg.labels:

@@ -114,11 +114,41 @@ def connect(ray, ray_cfg: RayConfig, reporter: Reporter) -> bool:
     reachable(ray_cfg.address)
     reporter.message(f"joining the Ray cluster at {ray_cfg.address}")
     try:
-        ray.init(address=ray_cfg.address, logging_level="WARNING")
+        _bounded(lambda: ray.init(address=ray_cfg.address, logging_level="WARNING"), ray_cfg.address)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise AgeGenderError(f"--ray-address {ray_cfg.address}: cannot join a Ray cluster there ({reason})") from None
     return True
+
+
+def _bounded(join, address: str) -> None:
+    """ray.init within the ray_join_s limit, answering Ctrl-C and SIGTERM: it runs in a daemon thread that an
+    address where something other than Ray listens keeps retrying for ever."""
+    import threading
+
+    from agegender_cli import stopping
+    from agegender_cli.limits import current_limits, raise_hint
+
+    limit = current_limits().ray_join_s
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            outcome.append(join())
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, name="ray-join", daemon=True)
+    thread.start()
+    ends = time.monotonic() + limit
+    while thread.is_alive() and time.monotonic() < ends:
+        thread.join(stopping.POLL_S)
+    if thread.is_alive():
+        raise AgeGenderError(f"--ray-address {address}: something answers there, but no Ray cluster joined within "
+                             f"{limit:g} s (ray_join_s; {raise_hint('ray_join_s')}); give the address `ray start "
+                             "--head` printed")
+    if outcome and isinstance(outcome[0], BaseException):
+        raise outcome[0]
 
 
 CONNECT_TIMEOUT_S = 3.0  # a head that does not accept a connection in this long is not there

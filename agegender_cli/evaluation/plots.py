@@ -292,7 +292,12 @@ def _save(fig: Figure, path: str | os.PathLike, fmt: str | None = None) -> Path:
     carries a creation date, so the same data give the same file."""
     path = Path(path)
     fmt = fmt or figure_format(path)
-    metadata = {"png": {"Software": None}, "svg": {"Date": None}, "pdf": {"CreationDate": None}}[fmt]
+    from agegender_cli.ownership import MARK, refuse_foreign_figure
+
+    refuse_foreign_figure(path)
+    mark = MARK.decode()  # ownership.marked() knows the figures agegender wrote by it
+    metadata = {"png": {"Software": mark}, "svg": {"Date": None, "Creator": mark},
+                "pdf": {"CreationDate": None, "Creator": mark}}[fmt]
 
     def write(handle) -> None:
         from matplotlib import rc_context

@@ -10,6 +10,7 @@ import numpy as np
 
 from agegender_cli.errors import AgeGenderError
 from agegender_cli.fileio import atomic_write_bytes
+from agegender_cli.ownership import with_mark
 
 Box = tuple[int, int, int, int]
 BOX_COLOR = (0, 200, 0)  # BGR
@@ -83,7 +84,7 @@ def write_image_atomic(path: str | os.PathLike[str], image: np.ndarray, *, jpeg_
     if not ok:
         raise AgeGenderError(f"cannot write {target}: use an image extension such as .jpg or .png")
     try:
-        atomic_write_bytes(target, data.tobytes())
+        atomic_write_bytes(target, with_mark(data.tobytes(), target.suffix))
     except OSError as exc:
         raise AgeGenderError(f"cannot write {target}: {exc.strerror or exc}") from exc
 
