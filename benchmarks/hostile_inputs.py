@@ -126,6 +126,11 @@ def make_files(work: Path) -> None:
         (work / "caffe" / f"{name}.caffemodel").write_bytes(np.random.default_rng(4).bytes(500))
     (work / "a_file").write_text("mine")
     (work / "outdir").mkdir()
+    (work / "mine.png").write_bytes(b"my figure")
+    (work / "mine").mkdir()
+    (work / "mine" / "face.jpg").write_bytes(b"my own face.jpg")
+    (work / "theirs").mkdir()
+    (work / "theirs" / "manifest.csv").write_text("name,score\nalice,3\n")
     (work / "manifest_devzero.csv").write_text(header + "/dev/zero,30,0,1,4,test\n" * 3)
     shutil.copy(FACE, work / "in" / "=cmd|' calc'!A0.jpg")
     (work / "runs" / "caffe").mkdir(parents=True)
@@ -227,6 +232,15 @@ def cases() -> list[Case]:
              ["formula.csv"], expect=(0,)),
         Case("--ray-address 127.0.0.1:1 (nothing there)", ["predict", "in/face.jpg", *fast, "--ray",
                                                            "--ray-address", "127.0.0.1:1", "--out", "rayout"]),
+        Case("--ray-address where something other than Ray listens", ["predict", "in/face.jpg", *fast, "--ray",
+             "--ray-address", "{listener}", "--out", "rayout"], env={"AGEGENDER_RAY_JOIN_S": "10"}),
+        Case("--csv over a file agegender did not write", ["predict", "in/face.jpg", *fast, "--csv", "a_file"]),
+        Case("--summary-plot over a file agegender did not write", ["predict", "in/face.jpg", *fast,
+                                                                    "--summary-plot", "mine.png"]),
+        Case("--annotate into a folder holding a file of the output's name", ["predict", "in/face.jpg", *fast,
+                                                                              "--annotate", "mine"],
+             ["mine/face-2.jpg"], expect=(0,)),
+        Case("dataset --out holding another manifest.csv", ["dataset", "utk", "--out", "theirs"]),
         Case("--ray-actors 10000 on this machine", ["predict", "in/face.jpg", *fast, "--ray", "--ray-actors",
                                                     "10000", "--out", "rayout"], ["rayout"], expect=(0,)),
         Case("SIGTERM during a trickling backbone download", ["predict", "in/face.jpg", "--arch", "facenet",
@@ -282,12 +296,20 @@ def run(case: Case, work: Path, timeout: float, env: dict[str, str]) -> dict:
     escaped_before = Path("/tmp/escaped.jpg").exists() or (work.parent / "escaped").exists()
     if "AGEGENDER_MAX_IMAGE_PIXELS" in case.name:
         env = {**env, "AGEGENDER_MAX_IMAGE_PIXELS": "lots"}
+    args, silent = case.args, None
     if case.env:
         trickle = trickle_server() if any("{trickle}" in v for v in case.env.values()) else ""
         env = {**env, **{k: v.format(work=work, trickle=trickle) for k, v in case.env.items()}}
+    if "{listener}" in args:  # a port that accepts connections and never says a word
+        import socket
+
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        args = [f"127.0.0.1:{silent.getsockname()[1]}" if a == "{listener}" else a for a in args]
     stderr_file = tempfile.TemporaryFile()  # noqa: SIM115 - read while the case runs, closed below
     start = time.perf_counter()
-    process = subprocess.Popen([AGEGENDER, *case.args], cwd=work, env=env, stdin=subprocess.PIPE,
+    process = subprocess.Popen([AGEGENDER, *args], cwd=work, env=env, stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, stderr=stderr_file)
     if case.stdin is not None:
         process.stdin.write(case.stdin)
@@ -310,6 +332,8 @@ def run(case: Case, work: Path, timeout: float, env: dict[str, str]) -> dict:
             break
         time.sleep(0.05)
     seconds = time.perf_counter() - start
+    if silent is not None:
+        silent.close()
     stdout = process.stdout.read().decode(errors="replace")
     stderr_file.seek(0)
     stderr = stderr_file.read().decode(errors="replace")
