@@ -1,6 +1,6 @@
 """Train the Levi-Hassner nets from scratch on a lent GPU: pack the faces for the trip, train variants side by side.
 
-Maintainer script, in four steps (README, Results, says how the bundled nets came out of it):
+Maintainer script, in four steps (docs/results.md says how the bundled nets came out of it):
   python scripts/caffenet_gpu_train.py teacher --manifest data/utkface/manifest.csv --out T.npz
   python scripts/caffenet_gpu_train.py pack --manifest data/utkface/manifest.csv --teacher T.npz --out PACK
   (on the GPU machine, PACK's files gathered in one folder) python scripts/caffenet_gpu_train.py train --data PACK

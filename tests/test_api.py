@@ -1,5 +1,5 @@
-"""The Python API (`from agegender_cli import AgeGender`): inputs, loading once, errors, the README's example and
-record schema against the command line's `--json`."""
+"""The Python API (`from agegender_cli import AgeGender`): inputs, loading once, errors, the documented example
+(docs/api.md) and record schema against the command line's `--json`."""
 
 from __future__ import annotations
 
@@ -178,9 +178,9 @@ def test_the_package_exports_the_api_without_importing_numpy_torch_or_cv2():
 
 
 def _schema_fields() -> set[str]:
-    """The JSON field names of the README's record table (first column), ARCH standing for each architecture."""
-    text = (REPO / "README.md").read_text()
-    table = text.split("### The face records", 1)[1].split("\n\n| field |", 1)[1].split("\n\n", 1)[0]
+    """The JSON field names of docs/outputs.md's record table (first column), ARCH standing for each architecture."""
+    text = (REPO / "docs" / "outputs.md").read_text()
+    table = text.split("# The face records", 1)[1].split("\n\n| field |", 1)[1].split("\n\n", 1)[0]
     return {re.match(r"\| `([^`]+)`", line).group(1) for line in table.splitlines()[2:]}  # type: ignore[union-attr]
 
 
@@ -194,7 +194,7 @@ def _keys(record: dict, archs: tuple[str, ...]) -> set[str]:
     return keys
 
 
-def test_the_readme_documents_every_field_and_csv_column(tiny_arch, tmp_path):
+def test_the_docs_document_every_field_and_csv_column(tiny_arch, tmp_path):
     face = str(write_jpeg(tmp_path / "face.jpg", seed=1, size=96))
     grey = tmp_path / "grey.png"
     cv2.imwrite(str(grey), np.full((64, 64, 3), 128, np.uint8))
@@ -211,7 +211,7 @@ def test_the_readme_documents_every_field_and_csv_column(tiny_arch, tmp_path):
     out = tmp_path / "faces.csv"
     runner.invoke(app, ["predict", face, "--arch", "tiny", "--detector", "none", "--csv", str(out)])
     header = out.read_text().splitlines()[0].split(",")
-    readme = (REPO / "README.md").read_text().split("### The face records", 1)[1]
+    readme = (REPO / "docs" / "outputs.md").read_text().split("# The face records", 1)[1]
     for column in header:
         assert f"`{column.replace('tiny_', 'ARCH_')}`" in readme, column
 
@@ -247,12 +247,12 @@ def test_real_models_give_the_command_lines_records_for_every_kind_of_input(mode
 
 
 @pytest.mark.integration
-def test_the_readmes_python_example_runs(monkeypatch, capsys):
-    text = (REPO / "README.md").read_text()
-    code = text.split("## Use from Python", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+def test_the_documented_python_example_runs(monkeypatch, capsys):
+    text = (REPO / "docs" / "api.md").read_text()
+    code = text.split("# Use from Python", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     monkeypatch.chdir(REPO)
     scope: dict = {}
-    exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 - the README's own example
+    exec(compile(code, "docs/api.md", "exec"), scope)  # noqa: S102 - the documentation's own example
     assert len(scope["faces"]) == 1 and scope["bgr"] == _in_memory(scope["faces"])
     assert [len(faces) for faces in scope["both"]] == [1, 1]
     assert "no/such.jpg: no such file or folder" in capsys.readouterr().out
