@@ -178,6 +178,17 @@ class CaffenetTrainConfig:
 
 
 @dataclass(frozen=True)
+class FusedTrainConfig:
+    """`agegender train --arch fused`: the weights that combine facenet's and caffenet's answers, fitted on val."""
+
+    manifest: Path = DEFAULT_MANIFEST
+    out: Path = DEFAULT_RUNS_DIR / "fused"
+    detector: str = "none"  # how the val faces are framed (none: crops; auto, mtcnn, haar: found in photos)
+    pick: str = "largest"  # which found face of a photo is its labelled one (PICK_RULES)
+    resume: bool = False  # nothing to resume: the fit takes seconds once the parts have answered
+
+
+@dataclass(frozen=True)
 class YearsTrainConfig:
     """`agegender train --years`: a years head added to a trained model, its class heads untouched."""
 

@@ -88,8 +88,8 @@ def weights() -> list[dict]:
     from agegender_cli.provenance import file_record
 
     root = cache_dir()
-    found = [{"where": "bundled", "name": str(p.relative_to(ASSETS_DIR)), **file_record(p)}
-             for p in _weight_files(ASSETS_DIR)]
+    bundled = _weight_files(ASSETS_DIR) + [p for p in (ASSETS_DIR / "fused.json",) if p.is_file()]
+    found = [{"where": "bundled", "name": str(p.relative_to(ASSETS_DIR)), **file_record(p)} for p in bundled]
     found += [{"where": "cache", "name": str(p.relative_to(root)), **file_record(p)} for p in _weight_files(root)
               if p.relative_to(root).parts[0] not in NOT_WEIGHTS]
     return found
@@ -105,4 +105,18 @@ def describe() -> dict:
     root = cache_dir()
     cache = {"path": str(root), "from": HOME_ENV if os.environ.get(HOME_ENV) else "the platform's user cache folder",
              "exists": root.is_dir()}
-    return {"versions": versions(), **runtime(), "cache": cache, "weights": weights()}
+    return {"versions": versions(), **runtime(), "cache": cache, "weights": weights(), "fusion": fusion()}
+
+
+def fusion() -> dict | None:
+    """The bundled fused answer's weights (facenet's share per task) and what they were fitted on."""
+    from agegender_cli.archs.fused import ARCH
+    from agegender_cli.archs.fused.predictor import read_weights
+    from agegender_cli.errors import AgeGenderError
+
+    try:
+        fitted = read_weights(ARCH.bundled)
+    except AgeGenderError as exc:
+        return {"error": str(exc)}
+    return {"file": str(fitted.path), "parts": list(fitted.parts), "weights": dict(fitted.weights),
+            "fitted_on": fitted.record.get("fitted_on"), "val": fitted.record.get("val")}

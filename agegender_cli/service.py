@@ -224,7 +224,7 @@ def _start_loading(archs: tuple[str, ...], options: ModelOptions, reporter: Repo
     """Every architecture asked for (bundled models unless files are given), loading side by side in threads: the
     engines parse and optimise their graphs outside the GIL, while the caller goes on (decoding, finding faces)."""
     from agegender_cli import stopping
-    from agegender_cli.archs.registry import load_predictor
+    from agegender_cli.archs.registry import composite_parts, load_predictor
 
     if archs:
         from agegender_cli.runtime import calibrate_first
@@ -234,11 +234,23 @@ def _start_loading(archs: tuple[str, ...], options: ModelOptions, reporter: Repo
             reporter.message(warning)
 
         calibrate_first(options.engine, options.device, options.precision, reporter.message)
-    futures = {}
-    for arch in archs:
+    futures: dict[str, Future] = {}
+    for arch in sorted(archs, key=lambda name: bool(composite_parts(name, archs))):  # parts first
         reporter.message(f"loading {arch}")
-        futures[arch] = stopping.background(load_predictor, arch, options, log=reporter.message, name=f"load-{arch}")
-    return futures
+        if parts := composite_parts(arch, archs):  # built on its parts' predictors: each model loads once
+            futures[arch] = stopping.background(_compose, arch, {p: futures[p] for p in parts}, options,
+                                                reporter.message, name=f"load-{arch}")
+        else:
+            futures[arch] = stopping.background(load_predictor, arch, options, log=reporter.message,
+                                                name=f"load-{arch}")
+    return {arch: futures[arch] for arch in archs}
+
+
+def _compose(arch: str, parts: dict[str, Future], options: ModelOptions, log) -> Any:
+    from agegender_cli.archs.registry import get
+
+    loaded = {name: future.result() for name, future in parts.items()}
+    return get(arch).compose(loaded, options.model_for(arch), options, log)
 
 
 def _load_predictors(archs: tuple[str, ...], options: ModelOptions, reporter: Reporter) -> dict:
@@ -297,7 +309,7 @@ def run_on_records(predictors: dict, records, batch_size: int, reporter: Reporte
     """Every predictor on every record's image (decoded once); returns predictions, kept indices, failures.
     With `faces` (a _FaceFinder), the labelled face is found in each photo first; photos where it is not are
     left out and listed by the finder. With a list `hashes`, each decoded image's pixel hash is appended to it."""
-    from agegender_cli.archs.base import Prediction
+    from agegender_cli.archs.base import Prediction, predict_all
     from agegender_cli.faces.batches import iter_image_batches
 
     parts: dict[str, list] = {arch: [] for arch in predictors}
@@ -312,9 +324,9 @@ def run_on_records(predictors: dict, records, batch_size: int, reporter: Reporte
             hashes += [image_hash(image) for image in batch.images]
         if faces is not None and batch.images:
             indices, inputs = faces.crops(batch.indices, batch.images, [records[i] for i in batch.indices])
-        for arch, predictor in predictors.items():
-            if indices:
-                parts[arch].append(predictor.predict(inputs[arch]))
+        if indices:
+            for arch, answer in predict_all(predictors, inputs).items():
+                parts[arch].append(answer)
         kept += indices
         failed += [{"file": display(records[i].path), "error": error} for i, error in batch.failed]
         reporter.advance(len(batch.indices) + len(batch.failed))

@@ -117,7 +117,7 @@ def test_images_from_the_training_split_are_flagged_and_test_images_are_not(tmp_
     assert "4 of 4 images were in the training set of the facenet model" in " ".join(result.stderr.split())
     result = runner.invoke(app, ["compare", "--images", str(unseen), "--json", "--bootstrap", "10"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["training_overlap"] == {"facenet": 0, "caffenet": 0}
+    assert json.loads(result.stdout)["training_overlap"] == {"facenet": 0, "caffenet": 0, "fused": 0}
     assert "training set" not in result.stderr
 
 

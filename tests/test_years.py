@@ -240,9 +240,10 @@ def test_bundled_models_tell_years_for_each_face_of_a_photo() -> None:
     result = runner.invoke(app, ["predict", photo, "--arch", "both", "--json"])
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines()]
-    assert rows and all(0 < row[arch]["age_years"] < 100 for row in rows for arch in ("facenet", "caffenet"))
+    archs = ("facenet", "caffenet", "fused")  # both: the two models and their fused answer
+    assert rows and all(0 < row[arch]["age_years"] < 100 for row in rows for arch in archs)
     table = runner.invoke(app, ["predict", photo, "--arch", "both"])
-    assert table.stdout.count(" y)") == 2 * len(rows)
+    assert table.stdout.count(" y)") == len(archs) * len(rows)
 
 
 def test_train_years_refuses_a_folder_that_holds_a_run(tmp_path: Path) -> None:

@@ -37,6 +37,18 @@ class Prediction:
         )
 
 
+def predict_all(predictors: Mapping[str, Any], crops: Mapping[str, Sequence[np.ndarray]]) -> dict[str, Prediction]:
+    """Every predictor's answer for its crops, in the predictors' order; a composite (one with `parts` and
+    `combine`, the fused architecture) whose parts answer too combines their answers instead of running them
+    again."""
+    composite = {arch for arch, p in predictors.items()
+                 if getattr(p, "combine", None) is not None and set(getattr(p, "parts", ())) <= set(predictors)}
+    answers = {arch: p.predict(crops[arch]) for arch, p in predictors.items() if arch not in composite}
+    for arch in composite:
+        answers[arch] = predictors[arch].combine({part: answers[part] for part in predictors[arch].parts})
+    return {arch: answers[arch] for arch in predictors}
+
+
 class Predictor(Protocol):
     """Takes face crops (BGR uint8, any size, framed like a UTKFace crop) and returns probabilities.
 
@@ -52,6 +64,8 @@ class Predictor(Protocol):
 
     def predict(self, faces: Sequence[np.ndarray]) -> Prediction: ...
 
+    # Optional, for a composite of other architectures (fused): `parts`, their names, and combine(answers) -> its
+    # Prediction from theirs (predict_all uses it where the parts run too).
     # Optional, for age in years (`agegender train --years`): years_features(faces) -> (N, D) float32, the
     # features a years head reads, and with_years(head, info, out) -> Path, the model saved with that head.
 

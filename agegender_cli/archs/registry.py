@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agegender_cli.archs import caffenet, facenet
+from agegender_cli.archs import caffenet, facenet, fused
 from agegender_cli.config import ModelOptions
 from agegender_cli.errors import AgeGenderError
 
@@ -113,5 +113,26 @@ def train_config(name: str, given: Mapping[str, Any]) -> Any:
     return dataclasses.replace(base, **values)
 
 
+def load_predictors(wanted: Sequence[str], options: ModelOptions | None = None, log: Log | None = None
+                    ) -> dict[str, Predictor]:
+    """The predictors of `wanted`, each model loaded once: a composite architecture (one with `parts`, the fused
+    one) whose parts are wanted too is built on them (compose) instead of loading them again."""
+    options = options or ModelOptions()
+    say = log or (lambda _message: None)
+    loaded: dict[str, Predictor] = {}
+    for name in sorted(wanted, key=lambda n: bool(composite_parts(n, wanted))):
+        parts = composite_parts(name, wanted)
+        loaded[name] = (get(name).compose({p: loaded[p] for p in parts}, options.model_for(name), options, say)
+                        if parts else load_predictor(name, options, say))
+    return {name: loaded[name] for name in wanted}
+
+
+def composite_parts(name: str, wanted: Sequence[str]) -> tuple[str, ...]:
+    """The parts of a composite architecture when every one of them is among `wanted` (else ())."""
+    parts = tuple(getattr(get(name), "parts", ()))
+    return parts if parts and set(parts) <= set(wanted) else ()
+
+
 register(facenet.ARCH)
 register(caffenet.ARCH)
+register(fused.ARCH)

@@ -35,6 +35,14 @@ def info_tables(result: dict) -> list[Table]:
     threads = result["threads"]
     setup.add_row("threads", f"torch {threads['torch']}, opencv {threads['opencv']}, "
                              f"OMP_NUM_THREADS {threads['OMP_NUM_THREADS'] or 'unset'}")
+    fused = result.get("fusion") or {}
+    if "weights" in fused:
+        where = fused.get("fitted_on") or {}
+        shares = ", ".join(f"{task} {w:.2f}" for task, w in fused["weights"].items())
+        setup.add_row("fused", f"facenet's share: {shares} (fitted on the {where.get('split', '?')} split of "
+                               f"{where.get('manifest', '?')}, {where.get('faces', 0):,} faces)")
+    elif fused:
+        setup.add_row("fused", fused["error"])
     cache = result["cache"]
     setup.add_row("cache", f"{cache['path']} ({cache['from']}{'' if cache['exists'] else '; not created yet'})")
     files = Table(title="Weights (bundled: in the package; cache: under the cache folder)")

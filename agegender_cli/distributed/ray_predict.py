@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from agegender_cli.archs.base import predict_all
 from agegender_cli.config import Limits, ModelOptions, PredictConfig, RayConfig
 from agegender_cli.distributed import shards, weights
 from agegender_cli.errors import AgeGenderError
@@ -348,13 +349,13 @@ class ModelActor:
             if arch.name not in registry.names():
                 registry.register(arch)
         local = weights.unpack(layout, lambda: ray.get(packed[0]), options)
-        self.predictors = {arch.name: registry.load_predictor(arch.name, local) for arch in archs}
+        self.predictors = registry.load_predictors([arch.name for arch in archs], local)
 
     def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         first = next(iter(self.predictors))
         with_face = [i for i, crop in enumerate(batch[f"crop_{first}"]) if len(crop)]
-        predictions = {arch: predictor.predict([_from_bytes(batch[f"crop_{arch}"][i]) for i in with_face])
-                       for arch, predictor in self.predictors.items()} if with_face else {}
+        predictions = predict_all(self.predictors, {arch: [_from_bytes(batch[f"crop_{arch}"][i]) for i in with_face]
+                                                    for arch in self.predictors}) if with_face else {}
         completed = list(batch["record"])
         for n, i in enumerate(with_face):
             record = json.loads(completed[i])

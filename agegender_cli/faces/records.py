@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from agegender_cli.archs.base import predict_all
 from agegender_cli.faces.detection import Detection, FaceDetector, face_crop
 from agegender_cli.faces.inputs import Frame
 from agegender_cli.labels import AGE_CLASSES, GENDERS
@@ -36,7 +37,7 @@ def frame_records(frames: Sequence[Frame], detector: FaceDetector, framings: Map
     """The records of decoded frames, one list per frame in order: a record per face found (left to right), or
     one "no face found" record; every architecture of `predictors` answers for every face in one batch."""
     detections, owners, crops = detect_and_crop(frames, detector, framings)
-    outputs = {arch: p.predict(crops[arch]) for arch, p in predictors.items()} if owners else {}  # type: ignore[attr-defined]
+    outputs = predict_all(predictors, crops) if owners else {}
     position = {id(frame): i for i, frame in enumerate(frames)}
     per_frame: list[list[dict]] = [[] for _ in frames]
     paths = run_paths(predictors) if owners else {}
