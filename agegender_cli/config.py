@@ -177,6 +177,9 @@ class CaffenetTrainConfig:
     plot_format: str = "png"  # the training curves' format, one of PLOT_FORMATS
 
 
+FUSED_PARTS = ("facenet", "caffenet")  # the architectures whose answers `fused` combines, in the weights' order
+
+
 @dataclass(frozen=True)
 class FusedTrainConfig:
     """`agegender train --arch fused`: the weights that combine facenet's and caffenet's answers, fitted on val."""

@@ -138,7 +138,7 @@ def torch_precision(calibration: Calibration | None, native_bf16: bool, cpu_why:
 def _versions() -> dict[str, str | None]:
     """The versions the calibration is kept under; looked up once a process (each lookup reads package metadata)."""
     from agegender_cli import __version__
-    from agegender_cli.environment import package_version
+    from agegender_cli.versions import package_version
 
     return {"agegender": __version__, "python": sys.version.split()[0],
             **{name: package_version(name) for name in VERSIONED}}

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import platform
 import sys
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from agegender_cli.cache import HOME_ENV, cache_dir
 from agegender_cli.config import ASSETS_DIR
+from agegender_cli.versions import package_version
 
 PACKAGES = {  # the name shown: the distributions that provide it, first found wins
     "torch": ("torch",),
@@ -31,14 +31,6 @@ def versions() -> dict[str, str | None]:
         found[shown] = next((v for d in distributions if (v := package_version(d))), None)
     found["platform"] = platform.platform()
     return found
-
-
-def package_version(distribution: str) -> str | None:
-    """An installed distribution's version, or None."""
-    try:
-        return version(distribution)
-    except PackageNotFoundError:
-        return None
 
 
 INFO_WORKLOADS = (1, 300, 4000)  # a first answer, a folder of crops, compare on the test split

@@ -761,7 +761,8 @@ def compare(cfg: EvaluateConfig, reporter: Reporter = SILENT, predictors: dict |
                 result["plots"] = [f["path"] for f in figures]
                 result["figures"] = figures
         if cfg.report is not None:
-            from agegender_cli.evaluation.report import html_report, markdown_report, report_blocks
+            from agegender_cli.evaluation.report import markdown_report, report_blocks
+            from agegender_cli.evaluation.report_html import html_report
             from agegender_cli.fileio import atomic_write_text
 
             blocks = report_blocks({a: result[a] for a in evaluation["results"]}, result["mcnemar"],

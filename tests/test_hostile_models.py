@@ -491,7 +491,7 @@ def test_giant_caffemodel_blobs_never_reach_cv2(tmp_path: Path, monkeypatch) -> 
 def test_giant_caffemodel_stays_within_a_capped_address_space(tmp_path: Path) -> None:
     giant = CAFFEMODELS["a 4 GiB blob in num/channels/height/width"]
     bad = _caffe_folder(tmp_path / "model", "age_net.caffemodel", giant)
-    done = _run_capped("from pathlib import Path; from agegender_cli.archs.caffenet.net import read_cv2_net",
+    done = _run_capped("from pathlib import Path; from agegender_cli.archs.caffenet.caffemodel import read_cv2_net",
                        f"read_cv2_net(Path({str(bad.with_suffix('.prototxt'))!r}), Path({str(bad)!r}))")
     assert done.stdout.startswith("refused: AgeGenderError") and "above the cap" in done.stdout, done
 

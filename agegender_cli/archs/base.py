@@ -105,7 +105,9 @@ class Architecture(Protocol):
     train_config: type  # the frozen dataclass of its training defaults (in config.py)
 
     def load_predictor(self, model: Path | None, options: ModelOptions, log: Log) -> Predictor:
-        """The trained model at `model` (None: the bundled one) as a Predictor."""
+        """The trained model at `model` (None: the bundled one) as a Predictor. A composite of other
+        architectures (fused) has instead `parts` (their names) and compose(parts' predictors, model, options,
+        log) -> Predictor; the registry loads the parts."""
         ...
 
     # Optional: resolve_weights(model, options, log) -> ModelOptions, the options with every weight file this

@@ -78,7 +78,12 @@ def parse_models(values: Iterable[str], archs: Sequence[str]) -> tuple[tuple[str
 def load_predictor(name: str, options: ModelOptions | None = None, log: Log | None = None) -> Predictor:
     """The predictor of architecture `name`: the model given in `options`, else the bundled one."""
     options = options or ModelOptions()
-    return get(name).load_predictor(options.model_for(name), options, log or (lambda _message: None))
+    say = log or (lambda _message: None)
+    arch = get(name)
+    if parts := tuple(getattr(arch, "parts", ())):  # a composite: its parts first, then it on them
+        return arch.compose({part: load_predictor(part, options, say) for part in parts}, options.model_for(name),
+                            options, say)
+    return arch.load_predictor(options.model_for(name), options, say)
 
 
 def resolve_weights(name: str, options: ModelOptions, log: Log | None = None) -> ModelOptions:

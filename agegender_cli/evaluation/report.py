@@ -102,10 +102,3 @@ def written_by_us(path: Path) -> bool:
     except OSError:
         return False
     return head.startswith(f"# {TITLE}\n") or f"<title>{html.escape(TITLE)}</title>" in head
-
-
-def html_report(blocks: list[Block]) -> str:
-    """One self-contained HTML page: figures inline as data: URIs, no external reference."""
-    from agegender_cli.evaluation.report_html import html_page
-
-    return html_page(TITLE, blocks)

@@ -7,6 +7,7 @@ import html
 import re
 from pathlib import Path
 
+from agegender_cli.evaluation.report import TITLE, Block, FigureRef, Text
 from agegender_cli.evaluation.tables import TableModel
 
 STYLE = """
@@ -58,7 +59,6 @@ def html_figure(number: int, path: str, caption: str) -> str:
 
 
 def html_page(title: str, blocks: list) -> str:
-    from agegender_cli.evaluation.report import FigureRef, Text
 
     body = [f"<h1>{inline(title)}</h1>"]
     figures_started = False
@@ -74,3 +74,8 @@ def html_page(title: str, blocks: list) -> str:
             body.append(html_figure(block.number, block.path, block.caption))
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{inline(title)}</title>\n'
             f"<style>{STYLE}</style>\n</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n")
+
+
+def html_report(blocks: list[Block]) -> str:
+    """One self-contained HTML page: figures inline as data: URIs, no external reference."""
+    return html_page(TITLE, blocks)

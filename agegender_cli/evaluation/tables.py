@@ -2,22 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from agegender_cli.evaluation.table_model import TableModel
 from agegender_cli.formatting import METRIC_ROWS, num, pct, with_interval
 from agegender_cli.labels import AGE_CLASSES, GENDERS
-
-
-@dataclass(frozen=True)
-class TableModel:
-    """One table: cells are plain text; `emphasis` marks (row, column) cells to stress (a diagonal)."""
-
-    title: str
-    header: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
-    emphasis: frozenset[tuple[int, int]] = frozenset()
-    note: str = ""
-
 
 # The headline rows: (label, task, metric, shown as a share)
 HEADLINE = (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agegender_cli.evaluation.tables import TableModel
+from agegender_cli.evaluation.table_model import TableModel
 from agegender_cli.formatting import pct, with_interval, years
 
 

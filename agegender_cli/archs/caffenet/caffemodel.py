@@ -1,4 +1,4 @@
-"""Caffe .caffemodel files written by hand in the protobuf wire format, and read back through cv2.dnn."""
+"""Caffe .caffemodel files written by hand in the protobuf wire format, checked, and read back through cv2.dnn."""
 
 from __future__ import annotations
 
@@ -9,17 +9,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
 
-from agegender_cli.archs.caffenet.deploy import MAX_CAFFEMODEL_BYTES, check_file_size
+from agegender_cli.archs.caffenet.deploy import INPUT_SIZE, MAX_CAFFEMODEL_BYTES, MAX_PROTOTXT_BYTES, check_file_size
 from agegender_cli.archs.caffenet.net import (
+    MAX_ACTIVATION_BYTES,
     PARAM_LAYERS,
     YEARS_LAYERS,
     LeviHassnerNet,
     cv2_errors,
-    read_cv2_net,
 )
 from agegender_cli.errors import AgeGenderError
 from agegender_cli.fileio import atomic_write
@@ -210,6 +211,25 @@ def _check_blob(blob: memoryview) -> None:
         raise WireFormatError("a blob holds neither float data nor fp16/fp32 raw data")
     if found != count:
         raise WireFormatError(f"a blob of shape {dims} holds {found:,} values, not {count:,}")
+
+
+def read_cv2_net(prototxt: Path, caffemodel: Path) -> cv2.dnn.Net:
+    """cv2.dnn's net, its files checked first: cv2.dnn allocates what they declare before it checks anything."""
+    check_file_size(prototxt, MAX_PROTOTXT_BYTES)
+    check_caffemodel(caffemodel)
+    with cv2_errors(prototxt, caffemodel):
+        net = cv2.dnn.readNetFromCaffe(str(prototxt), str(caffemodel))
+        _, activations = net.getMemoryConsumption((1, 3, INPUT_SIZE, INPUT_SIZE))
+    if activations > MAX_ACTIVATION_BYTES:
+        raise AgeGenderError(f"{prototxt}: the net needs {activations >> 20} MiB per face, above the cap of "
+                             f"{MAX_ACTIVATION_BYTES >> 20} MiB (the Levi-Hassner nets need 6)")
+    with cv2_errors(prototxt, caffemodel):
+        broken = [name for name in net.getLayerNames()
+                  if any(not np.isfinite(blob).all() for blob in net.getLayer(net.getLayerId(name)).blobs)]
+    if broken:
+        raise AgeGenderError(f"{caffemodel}: layer {broken[0]} holds weights that are not finite numbers (NaN or "
+                             "infinite); retrain the model or restore the file")
+    return net
 
 
 def read_params(prototxt: Path, caffemodel: Path) -> dict[str, list[np.ndarray]]:

@@ -16,10 +16,8 @@ from torch import nn
 
 from agegender_cli.archs.caffenet.deploy import (
     INPUT_SIZE,
-    MAX_PROTOTXT_BYTES,
     MEAN_BGR,
     YEARS_OUTPUT,
-    check_file_size,
     resize_faces,
 )
 from agegender_cli.errors import AgeGenderError
@@ -222,24 +220,3 @@ def _native_stderr(lines: list[str]) -> Iterator[None]:
             os.close(saved)
             sink.seek(0)
             lines += sink.read(1 << 16).decode("utf-8", "replace").splitlines()
-
-
-def read_cv2_net(prototxt: Path, caffemodel: Path) -> cv2.dnn.Net:
-    """cv2.dnn's net, its files checked first: cv2.dnn allocates what they declare before it checks anything."""
-    from agegender_cli.archs.caffenet.caffemodel import check_caffemodel  # that module imports this one
-
-    check_file_size(prototxt, MAX_PROTOTXT_BYTES)
-    check_caffemodel(caffemodel)
-    with cv2_errors(prototxt, caffemodel):
-        net = cv2.dnn.readNetFromCaffe(str(prototxt), str(caffemodel))
-        _, activations = net.getMemoryConsumption((1, 3, INPUT_SIZE, INPUT_SIZE))
-    if activations > MAX_ACTIVATION_BYTES:
-        raise AgeGenderError(f"{prototxt}: the net needs {activations >> 20} MiB per face, above the cap of "
-                             f"{MAX_ACTIVATION_BYTES >> 20} MiB (the Levi-Hassner nets need 6)")
-    with cv2_errors(prototxt, caffemodel):
-        broken = [name for name in net.getLayerNames()
-                  if any(not np.isfinite(blob).all() for blob in net.getLayer(net.getLayerId(name)).blobs)]
-    if broken:
-        raise AgeGenderError(f"{caffemodel}: layer {broken[0]} holds weights that are not finite numbers (NaN or "
-                             "infinite); retrain the model or restore the file")
-    return net

@@ -62,8 +62,8 @@ def onnx_probs(net: onnxruntime.InferenceSession, blob: np.ndarray) -> dict[str,
 def _export(prototxt: Path, caffemodel: Path, out: Path) -> dict:
     import torch
 
-    from agegender_cli.archs.caffenet.caffemodel import twin_from_caffemodel
-    from agegender_cli.archs.caffenet.net import cv2_errors, read_cv2_net
+    from agegender_cli.archs.caffenet.caffemodel import read_cv2_net, twin_from_caffemodel
+    from agegender_cli.archs.caffenet.net import cv2_errors
 
     with cv2_errors(prototxt, caffemodel):  # the pair must be a model the reference engine reads
         read_cv2_net(prototxt, caffemodel)

@@ -159,7 +159,8 @@ class CaffenetPredictor:
             self._onnx_files.append(path)
             classes = net.get_outputs()[0].shape[1]
         else:
-            from agegender_cli.archs.caffenet.net import cv2_errors, read_cv2_net
+            from agegender_cli.archs.caffenet.caffemodel import read_cv2_net
+            from agegender_cli.archs.caffenet.net import cv2_errors
 
             with cv2_errors(prototxt, caffemodel):
                 net = (read_cv2_net(prototxt, caffemodel) if self.engine == "opencv"

@@ -55,7 +55,7 @@ class FacenetOnnxPredictor:
             return None, "fp32"
         if precision not in ("auto", "int8"):
             raise AgeGenderError(f"ONNX Runtime runs facenet in fp32 or int8, not {precision}")
-        from agegender_cli.archs.facenet.int8 import read_ranges
+        from agegender_cli.archs.facenet.int8_ranges import read_ranges
         from agegender_cli.onnx_int8 import Int8Unavailable, fp32_instead, int8_model, settle
 
         found, how = settle(precision, *read_ranges(self.path, self.meta["backbone"]["sha256"], precision == "auto"))
@@ -69,7 +69,7 @@ class FacenetOnnxPredictor:
 
     def provenance(self) -> dict:
         """The checkpoint's hash, the backbone it was trained on and the one that ran, how it was trained."""
-        from agegender_cli.archs.facenet.int8 import ranges_path
+        from agegender_cli.archs.facenet.int8_ranges import ranges_path
         from agegender_cli.provenance import bundled_card, file_record
 
         files = [file_record(self.path)] + ([file_record(ranges_path(self.path))] if self.int8_path else [])

@@ -6,29 +6,25 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agegender_cli.config import ASSETS_DIR, FusedTrainConfig
+from agegender_cli.archs.facenet import ARCH as FACENET
+from agegender_cli.config import ASSETS_DIR, FUSED_PARTS, FusedTrainConfig
 
 if TYPE_CHECKING:
     from agegender_cli.archs.base import Log, Predictor, Trainer
     from agegender_cli.config import ModelOptions
 
-PARTS = ("facenet", "caffenet")
+PARTS = FUSED_PARTS
 
 
 class Fused:
-    """The registry entry: a composite of PARTS; loading it loads them (or takes them loaded, compose())."""
+    """The registry entry: a composite of PARTS. The registry loads the parts (each once where they run too) and
+    compose() builds the fused predictor on them; it has no load_predictor of its own."""
 
     name = "fused"
     summary = "facenet + caffenet: their probabilities and years averaged with weights fitted on val"
     train_config = FusedTrainConfig
     bundled = ASSETS_DIR / "fused.json"
     parts = PARTS
-
-    def load_predictor(self, model: Path | None, options: ModelOptions, log: Log) -> Predictor:
-        from agegender_cli.archs import registry
-
-        return self.compose({part: registry.load_predictor(part, options, log) for part in PARTS}, model, options,
-                            log)
 
     def compose(self, parts: Mapping[str, Predictor], model: Path | None, options: ModelOptions,
                 log: Log) -> Predictor:
@@ -38,9 +34,7 @@ class Fused:
         return FusedPredictor(parts, read_weights(model or self.bundled))
 
     def framing(self, detector: str, options: ModelOptions) -> str:
-        from agegender_cli.archs import registry
-
-        return registry.framing(PARTS[0], detector, options)
+        return FACENET.framing(detector, options)  # the parts share one framing except with --caffe-weights
 
     def trainer(self) -> Trainer:
         from agegender_cli.archs.fused.fit import fit_fusion
