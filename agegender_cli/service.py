@@ -778,7 +778,7 @@ class _CsvSink:
     or to stdout for "-")."""
 
     COLUMNS = ("file", "frame", "time", "face", "x1", "y1", "x2", "y2", "score", "note", "error", "status")
-    ARCH_COLUMNS = ("gender", "gender_prob", "p_female", "age", "age_prob", "age_years")  # each as ARCH_name
+    ARCH_COLUMNS = ("gender", "gender_prob", "p_female", "age", "age_prob", "age_years", "consistent")  # ARCH_name
 
     def __init__(self, path: Path, archs: tuple[str, ...]) -> None:
         import csv

@@ -137,6 +137,26 @@ def wild_retrain(folder: Path) -> str:
             "JPEG, colour and grayscale): " + "; ".join(parts) + ".\n")
 
 
+def fused_text(path: Path) -> str:
+    """The fused answer's bullets, from the weights file `agegender train --arch fused` wrote."""
+    doc = json.loads(path.read_text())
+    w, fit, val = doc["weights"], doc["fitted_on"], doc["val"]
+
+    def said(task: str, key: str, fmt: str) -> str:
+        return ", ".join(f"{name} {format(val[task][name][key], fmt)}" for name in ("fused", *doc["parts"]))
+
+    return (f"- {doc['rule']}. facenet's share: gender {w['gender']:.2f}, age {w['age']:.2f}, years "
+            f"{w['years']:.2f}; each the point of a 0.05 grid with the best val score (accuracy, then log-loss; MAE "
+            f"for years), fitted by `agegender train --arch fused` on the {fit['split']} split of "
+            f"`{fit['manifest']}` (`--detector {fit['detector']} --pick {fit['pick']}`: {fit['faces']:,} faces; "
+            f"{fit['gender_faces']:,} with a gender, {fit['age_faces']:,} with an age class, {fit['years_faces']:,} "
+            "with an age).\n"
+            f"- Val: gender {said('gender', 'accuracy', '.4f')}; age {said('age', 'accuracy', '.4f')}; MAE "
+            f"{said('years', 'mae', '.2f')} years.\n"
+            "- Runs both models once: `--arch both` combines the answers they give anyway; `--arch fused` runs "
+            "them and shows only the fused answer.")
+
+
 def data_sources(manifest: Path | None) -> str:
     """The train/val/test faces of each source of the training manifest, as a sentence."""
     if manifest is None or not manifest.is_file():
@@ -148,12 +168,13 @@ def data_sources(manifest: Path | None) -> str:
 
 
 def wild_rows(sets: list[tuple[str, Path]], centred: set[str]) -> str:
-    """Both bundled models on each in-the-wild test split, whole photos through --detector auto (`centred`: the
-    sets whose labelled face is the one nearest the centre, --pick centre)."""
+    """Every bundled model (fused too) on each in-the-wild test split, whole photos through --detector auto
+    (`centred`: the sets whose labelled face is the one nearest the centre, --pick centre)."""
     if not sets:
         return ""
-    lines = ["| test photos | found | facenet gender (balanced) | caffenet gender (balanced) | facenet age / MAE | "
-             "caffenet age / MAE |", "|---|---|---|---|---|---|"]
+    archs = names()
+    lines = ["| test photos | found | " + " | ".join(f"{a} gender (balanced)" for a in archs) + " | "
+             + " | ".join(f"{a} age / MAE" for a in archs) + " |", "|---|---|" + "---|" * (2 * len(archs))]
     for name, manifest in sets:
         pick = "centre" if name in centred else "largest"
         evaluation = evaluate_models(EvaluateConfig(archs=names(), manifest=manifest, split="test", detector="auto",
@@ -161,11 +182,11 @@ def wild_rows(sets: list[tuple[str, Path]], centred: set[str]) -> str:
         found = evaluation["detection"]
         cells = [f"{name} ({found['photos']:,}{', centre face' if pick == 'centre' else ''})",
                  f"{100 * found['recall']:.1f}%"]
-        for arch in ("facenet", "caffenet"):
+        for arch in archs:
             g = evaluation["results"][arch]["gender"]
             recalls = [c["recall"] for c in g["per_class"].values()]
             cells.append(f"{100 * g['accuracy']:.2f}% ({100 * sum(recalls) / len(recalls):.2f}%)")
-        for arch in ("facenet", "caffenet"):
+        for arch in archs:
             r, years = evaluation["results"][arch], (evaluation["results"][arch].get("years") or {})
             age = "-" if r["age"]["accuracy"] is None else f"{100 * r['age']['accuracy']:.2f}%"
             cells.append(f"{age} / {years['mae']:.2f} y" if years.get("mae") is not None and r["age"]["n"] else age)
@@ -258,7 +279,8 @@ def main() -> None:
         return (f"{header}\n|---|---|---|---|---|---|---|---|---|\n{line(results[arch], 'all')}\n"
                 f"{line(part[arch], args.subset)}{years_rows(results[arch], years_info[arch])}")
 
-    years_info = {"facenet": fitted_head((ckpt.get("years_head") or {}).get("info")), "caffenet": caffenet_years}
+    years_info = {"facenet": fitted_head((ckpt.get("years_head") or {}).get("info")), "caffenet": caffenet_years,
+                  "fused": "the weighted mean of the two models' years (facenet's share above)."}
     n_gap = sum(r.age is not None and r.age_class is None for r in records)
 
     text = f"""# Bundled models
@@ -314,6 +336,12 @@ The variants (`training.json`):
 {caffenet_variants}
 
 {rows('caffenet')}
+
+## fused.json (both answers combined)
+
+{fused_text(ASSETS / "fused.json")}
+
+{rows('fused')}
 
 Limits: UTKFace crops are aligned, frontal-ish faces; on whole photos the crop framing of `predict`
 imitates them. Age classes between the ranges (3, 7, 14-24, 33-37, 44-47, 54-59) are not represented by

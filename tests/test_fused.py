@@ -119,3 +119,15 @@ def test_train_fused_fits_weights_on_val_and_compare_tests_it_against_each_part(
     assert {"facenet", "caffenet", "fused"} <= set(result)
     assert {"fused vs facenet", "fused vs caffenet"} <= set(result["mcnemar"]) or \
         {"facenet vs fused", "caffenet vs fused"} <= set(result["mcnemar"])
+
+
+def test_class_and_years_that_disagree_are_marked():
+    from agegender_cli.faces.records import arch_output, consistent
+    from agegender_cli.labels import AGE_CLASSES
+
+    assert consistent(AGE_CLASSES.index("25-32"), 30.0) and consistent(AGE_CLASSES.index("25-32"), 41.0)
+    assert not consistent(AGE_CLASSES.index("25-32"), 52.0) and not consistent(AGE_CLASSES.index("0-2"), 30.0)
+    assert consistent(AGE_CLASSES.index("60+"), 120.0)  # clipped to 0-100
+    out = arch_output(np.array([0.4, 0.6]), np.eye(8)[AGE_CLASSES.index("25-32")], 55.0)
+    assert out["consistent"] is False
+    assert "consistent" not in arch_output(np.array([0.4, 0.6]), np.eye(8)[4])  # no years, nothing to compare

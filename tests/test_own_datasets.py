@@ -330,3 +330,17 @@ def test_a_quote_left_open_in_a_labels_file_is_named(tmp_path):
     assert result.exit_code == 1
     said = " ".join(result.output.split())
     assert "a quote left open in the label file?" in said and "too long" not in said
+
+
+def test_figure_paths_are_messages_that_quiet_silences(tiny_arch, tmp_path):
+    """`report:` and `figure:` lines went to stdout, among the results, even under -q."""
+    folder = tmp_path / "faces"
+    for k, age in enumerate((1, 5, 10, 18, 28, 40, 50, 70)):
+        write_jpeg(folder / f"{age}_{k % 2}_1_2017010{k}12345678.jpg", seed=k, size=32)
+    base = ["evaluate", "--arch", "tiny", "--images", str(folder), "--bootstrap", "20"]
+    said = runner.invoke(app, [*base, "--plots", str(tmp_path / "figures")])
+    assert said.exit_code == 0, said.output
+    assert "figure:" in said.stderr and "figure:" not in said.stdout
+    quiet = runner.invoke(app, [*base, "--plots", str(tmp_path / "figures2"), "--quiet"])
+    assert quiet.exit_code == 0 and "figure:" not in quiet.stdout + quiet.stderr
+    assert list((tmp_path / "figures2").iterdir())

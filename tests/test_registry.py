@@ -106,3 +106,15 @@ def test_train_builds_the_config_from_the_architecture_defaults(monkeypatch, tmp
     assert seen["arch"] == "caffenet" and type(cfg).__name__ == "CaffenetTrainConfig"
     assert (cfg.epochs, cfg.out, cfg.lr) == (7, tmp_path, type(cfg)().lr)
     assert "best epoch gender 1, age 1" in result.stdout
+
+
+def test_an_unknown_arch_is_named_as_the_arch_option():
+    """`--arch resnet` said "Invalid value for --model"."""
+    from typer.testing import CliRunner
+
+    from agegender_cli.cli.app import app
+
+    for command in (["predict", "x.jpg"], ["evaluate"], ["compare"]):
+        result = CliRunner().invoke(app, [*command, "--arch", "resnet"])
+        said = " ".join(result.output.split())
+        assert result.exit_code == 2 and "--arch" in said and "--model" not in said and "resnet" in said

@@ -68,6 +68,6 @@ def compare(
     o.print_skipped(result.get("skipped"))
     for failure in result["failed"]:
         errors.print(f"[red]skipped[/] {failure['error']}", highlight=False)
-    if result.get("report"):
-        stdout.print(f"report: {result['report']}")
+    if result.get("report"):  # a message (stderr, silent under -q): stdout holds only the tables
+        RichReporter().message(f"report: {result['report']}")
     o.exit_if_failed(result)

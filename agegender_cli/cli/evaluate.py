@@ -58,6 +58,6 @@ def evaluate(
     o.print_skipped(result.get("skipped"))
     for failure in result["failed"]:
         errors.print(f"[red]skipped[/] {failure['error']}", highlight=False)
-    for path in result.get("plots", []):
-        stdout.print(f"figure: {path}")
+    for path in result.get("plots", []):  # messages (stderr, silent under -q): stdout holds only the tables
+        RichReporter().message(f"figure: {path}")
     o.exit_if_failed(result)

@@ -224,8 +224,9 @@ def with_model_options(defaults: ModelOptions) -> Callable[[Callable[..., Any]],
         @functools.wraps(command)
         def wrapper(**kwargs: Any) -> Any:
             values = {p.name: kwargs.pop(p.name) for p in shared}
+            archs = parse_archs(kwargs["arch"])  # a bad --arch is named as such, before --model is read
             try:
-                models = registry.parse_models(values.pop("model") or [], registry.parse_archs(kwargs["arch"]))
+                models = registry.parse_models(values.pop("model") or [], archs)
             except AgeGenderError as exc:
                 raise typer.BadParameter(str(exc), param_hint="--model") from None
             return command(options=ModelOptions(models=models, **values), **kwargs)

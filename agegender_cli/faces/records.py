@@ -90,7 +90,17 @@ def arch_output(gender_prob: np.ndarray, age_prob: np.ndarray, age_years: float 
            "age_probs": {name: round(float(p), 4) for name, p in zip(AGE_CLASSES, age_prob, strict=True)}}
     if age_years is not None:
         out["age_years"] = round(float(age_years), 1)
+        out["consistent"] = consistent(a, float(age_years))
     return out
+
+
+def consistent(age_class: int, years: float) -> bool:
+    """Whether an age class and a years estimate agree: the years' class (an age between the ranges goes to the
+    nearer one) is the class itself or a neighbour."""
+    from agegender_cli.labels import age_to_class
+
+    of_years = age_to_class(int(round(min(max(years, 0.0), 100.0))), gaps="nearest")
+    return of_years is not None and abs(of_years - age_class) <= 1
 
 
 def arch_outputs(predictions: Mapping[str, object], n: int, paths: Mapping[str, dict] | None = None
