@@ -186,10 +186,10 @@ class AgeGender:
 
     def _evaluate_config(self, manifest, split, images, detector, bootstrap, seed, plots, report,
                          method: str) -> EvaluateConfig:
-        from agegender_cli.config import SPLITS
+        from agegender_cli.config import EVAL_SPLITS
 
         _check_choice("detector", detector, EVAL_DETECTORS)
-        _check_choice("split", split, SPLITS)
+        _check_choice("split", split, EVAL_SPLITS)
         for name, value, optional in (("manifest", manifest, False), ("images", images, True), ("plots", plots, True),
                                       ("report", report, True)):
             if not (isinstance(value, str | os.PathLike) or (optional and value is None)):

@@ -16,6 +16,7 @@ SHARED_DATA = Path("../shared/data")  # UTKFace crop_part1 + more, beside the ch
 
 # The values a user may choose, checked once at the command line (torch-free).
 SPLITS = ("train", "val", "test")
+EVAL_SPLITS = (*SPLITS, "all")  # evaluate/compare: one split, or every image the manifest lists
 GAPS = ("drop", "nearest", "keep")  # keep: gap ages stay, without an age class (scored in years only)
 DUPLICATE_POLICIES = ("group", "drop", "ignore")
 DETECTORS = ("auto", "mtcnn", "haar", "none")  # auto: MTCNN, but a face crop is taken whole (as none)

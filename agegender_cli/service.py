@@ -136,7 +136,7 @@ def _evaluation_records(cfg: EvaluateConfig):
             raise AgeGenderError(f"{cfg.images}: not a folder; give a folder of UTKFace-named images")
         records, skipped = records_from_folder(cfg.images)
     else:
-        records = read_manifest(cfg.manifest, cfg.split)
+        records = read_manifest(cfg.manifest, None if cfg.split == "all" else cfg.split)
     records, twice = _once_each(records)
     skipped += twice
     if not records:

@@ -344,3 +344,40 @@ def test_figure_paths_are_messages_that_quiet_silences(tiny_arch, tmp_path):
     quiet = runner.invoke(app, [*base, "--plots", str(tmp_path / "figures2"), "--quiet"])
     assert quiet.exit_code == 0 and "figure:" not in quiet.stdout + quiet.stderr
     assert list((tmp_path / "figures2").iterdir())
+
+
+def test_gaps_keep_on_a_labels_file_keeps_years_without_a_class(tmp_path):
+    """`dataset --labels ... --gaps keep` gave ages between the classes the nearest class, as --gaps nearest does."""
+    rows = ["path,age,gender"]
+    for k, age in enumerate((3, 30, 35, 60)):
+        write_jpeg(tmp_path / "imgs" / f"a{age}.jpg", seed=k)
+        rows.append(f"a{age}.jpg,{age},{k % 2}")
+    (tmp_path / "imgs" / "labels.csv").write_text("\n".join(rows) + "\n")
+
+    def manifest(gaps: str) -> dict[str, tuple[str, str]]:
+        out = tmp_path / gaps
+        run_dataset(str(tmp_path / "imgs"), "--labels", str(tmp_path / "imgs" / "labels.csv"), "--gaps", gaps,
+                    "--out", str(out), "--duplicates", "ignore")
+        lines = (out / "manifest.csv").read_text().splitlines()[1:]
+        return {Path(line.split(",")[0]).name: tuple(line.split(",")[i] for i in (1, 4)) for line in lines}
+
+    assert manifest("keep") == {"a3.jpg": ("3", ""), "a30.jpg": ("30", "4"), "a35.jpg": ("35", ""),
+                                "a60.jpg": ("60", "7")}
+    assert manifest("nearest")["a3.jpg"] == ("3", "1") and manifest("nearest")["a35.jpg"] == ("35", "5")
+    assert manifest("drop")["a35.jpg"] == ("", "")
+
+
+def test_split_all_evaluates_every_image_of_a_manifest(tiny_arch, tmp_path):
+    """A user could not evaluate every image of their own set: splits were only train, val or test."""
+    rows = ["path,age,gender,race,age_class,split"]
+    for k, split in enumerate(("train", "val", "test", "test", "val", "train")):
+        write_jpeg(tmp_path / f"{k}.jpg", seed=k, size=32)
+        rows.append(f"{tmp_path / f'{k}.jpg'},30,{k % 2},0,4,{split}")
+    (tmp_path / "manifest.csv").write_text("\n".join(rows) + "\n")
+    counts = {}
+    for split in ("test", "all"):
+        result = runner.invoke(app, ["evaluate", "--arch", "tiny", "--manifest", str(tmp_path / "manifest.csv"),
+                                     "--split", split, "--bootstrap", "20", "--json"])
+        assert result.exit_code == 0, result.output
+        counts[split] = json.loads(result.stdout)["n"]
+    assert counts == {"test": 2, "all": 6}

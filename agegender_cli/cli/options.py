@@ -15,12 +15,12 @@ from agegender_cli.config import (
     DEVICES,
     ENGINES,
     EVAL_DETECTORS,
+    EVAL_SPLITS,
     MAX_SEED,
     PICK_RULES,
     PLOT_DPI,
     PLOT_FORMATS,
     PRECISIONS,
-    SPLITS,
     TRAIN_PRECISIONS,
     ModelOptions,
 )
@@ -74,7 +74,9 @@ Precision = Annotated[PrecisionName, typer.Option(
          "ranges that kept its classes on val), bf16, fp32 or int8 (ONNX Runtime, wherever a model ships ranges).")]
 BatchSize = Annotated[int, typer.Option(min=1, max=4096, help="Images per batch.")]
 Manifest = Annotated[Path, typer.Option(help="Manifest from `agegender dataset`.")]
-Split = Annotated[choice(SPLITS), typer.Option(help="Split of the manifest.")]
+Split = Annotated[choice(EVAL_SPLITS), typer.Option(
+    help="Split of the manifest, or all: every image it lists (a set of your own; images a model trained on "
+         "are then counted and said).")]
 Images = Annotated[Path | None, typer.Option(help="A UTKFace-named folder, evaluated whole (instead of a split); "
                                                  "with --labels, the folder the labels' image paths are under.")]
 EvalLabels = Annotated[Path | None, typer.Option(

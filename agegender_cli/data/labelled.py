@@ -101,8 +101,10 @@ def age_class_of(low: int, high: int, gaps: str) -> int | str:
 
     Rule: with --gaps drop, the range must lie inside one class (Adience's (25, 32) is 25-32; FairFace's
     20-29 spans 15-20 and 25-32 and has no class); with --gaps nearest, every age of it must go to one class
-    under the nearest-edge rule. A single age is a range of one year."""
-    classes = {age_to_class(age, gaps) for age in range(low, high + 1)}
+    under the nearest-edge rule; with --gaps keep, as with drop (an age between the classes keeps its years
+    but gets no class: _labels). A single age is a range of one year."""
+    rule = "drop" if gaps == "keep" else gaps
+    classes = {age_to_class(age, rule) for age in range(low, high + 1)}
     if len(classes) == 1 and None not in classes:
         return classes.pop()
     label = f"{low}" if low == high else f"{low}-{high}"
@@ -192,7 +194,9 @@ def _labels(
         report.dropped_labels[f"age: {parsed}"] += 1
     elif parsed is not None:
         mapped = age_class_of(*parsed, gaps)
-        if isinstance(mapped, str):
+        if isinstance(mapped, str) and gaps == "keep" and parsed[0] == parsed[1] and "between" in mapped:
+            age = parsed[0]  # --gaps keep: an exact age between the classes counts for years only
+        elif isinstance(mapped, str):
             report.dropped_labels[f"age: {mapped}"] += 1
         else:
             age_class = mapped
