@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from agegender_cli.faces.detectors import NAMES as DETECTOR_NAMES
+
 DEFAULT_DATA_DIR = Path("data/utkface")
 DEFAULT_MANIFEST = DEFAULT_DATA_DIR / "manifest.csv"
 DEFAULT_RUNS_DIR = Path("runs")
@@ -19,7 +21,7 @@ SPLITS = ("train", "val", "test")
 EVAL_SPLITS = (*SPLITS, "all")  # evaluate/compare: one split, or every image the manifest lists
 GAPS = ("drop", "nearest", "keep")  # keep: gap ages stay, without an age class (scored in years only)
 DUPLICATE_POLICIES = ("group", "drop", "ignore")
-DETECTORS = ("auto", "mtcnn", "haar", "none")  # auto: MTCNN, but a face crop is taken whole (as none)
+DETECTORS = DETECTOR_NAMES  # faces/detectors.py: auto, mtcnn, haar, none
 ENGINES = ("auto", "onnx", "torch", "opencv")  # auto: onnx on a CPU in fp32, else torch (runtime.pick_engine)
 # auto: bf16 where the hardware runs it natively; on ONNX Runtime, int8 where a model ships ranges whose val check
 # passed (onnx_int8.AUTO_SAME_CLASS); int8 (running models only): wherever a model ships ranges
@@ -33,7 +35,7 @@ SELECT_BY = ("loss", "accuracy")
 LABEL_FORMATS = ("auto", "csv", "fairface", "adience")
 MAX_SEED = 2**32 - 1  # numpy and torch both take it; larger seeds fail inside them
 AUGMENTATIONS = ("geometric", "wild")  # training views: data/augment.py
-EVAL_DETECTORS = ("none", "mtcnn", "haar", "auto")  # auto: the whole image when it already is a face crop
+EVAL_DETECTORS = DETECTOR_NAMES  # evaluate, compare and train: the same detectors (their default: none)
 PICK_RULES = ("largest", "centre")  # which found face of a labelled photo without a box is the labelled one
 PLOT_FORMATS = ("png", "svg", "pdf")  # figures of evaluate, compare, train and predict --summary-plot
 PLOT_DPI = 200  # raster resolution of PNG figures

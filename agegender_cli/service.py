@@ -340,10 +340,10 @@ class _FaceFinder:
     def __init__(self, cfg: EvaluateConfig) -> None:
         from agegender_cli.archs.registry import framing
         from agegender_cli.faces.detection import make_detector
+        from agegender_cli.faces.detectors import photo_search
 
-        self.auto = cfg.detector == "auto"
+        name, self.auto = photo_search(cfg.detector)
         self.pick = cfg.pick
-        name = "mtcnn" if self.auto else cfg.detector
         self.detector = make_detector(name, min_face=cfg.min_face, min_score=cfg.min_score, device=cfg.options.device,
                                       engine=cfg.options.engine)
         self.framing = {arch: framing(arch, name, cfg.options) for arch in cfg.archs}

@@ -171,3 +171,17 @@ def test_utkface_framing_round_trip(detectors, name):
         crop = crop_face(canvas, face.box, framing=framing)
         assert crop.shape[0] == crop.shape[1]
         assert abs(crop.shape[0] - (square[2] - square[0])) < 0.2 * (square[2] - square[0])
+
+
+def test_one_detector_registry_names_frames_and_builds_every_detector():
+    """Detector names were listed in three places and detectors built in three (issue 30)."""
+    from agegender_cli import config
+    from agegender_cli.faces.detection import make_detector
+    from agegender_cli.faces.detectors import NAMES, SPECS, photo_search
+
+    assert config.DETECTORS == config.EVAL_DETECTORS == NAMES == tuple(DEFAULT_FRAMING)
+    for name in NAMES:
+        assert hasattr(make_detector(name), "detect") and SPECS[name].summary
+    assert photo_search("auto") == ("mtcnn", True) and photo_search("haar") == ("haar", False)
+    with pytest.raises(ValueError):
+        photo_search("none")

@@ -25,6 +25,7 @@ from agegender_cli.config import (
     ModelOptions,
 )
 from agegender_cli.errors import AgeGenderError
+from agegender_cli.faces.detectors import summaries as detector_summaries
 from agegender_cli.formatting import plural
 
 
@@ -89,12 +90,10 @@ PlotFormat = Annotated[PlotFormatName, typer.Option(help=PLOT_FORMAT_HELP)]
 Normalize = Annotated[bool, typer.Option("--normalize", help="Confusion matrices as shares of each true class "
                                                              "(rows sum to 1) instead of counts.")]
 Bootstrap = Annotated[int, typer.Option(min=1, max=100_000, help="Bootstrap resamples for the 95% intervals.")]
-Detector = Annotated[choice(DETECTORS), typer.Option(
-    help="Face detector: auto (mtcnn, but an image that already is a face crop is taken whole), mtcnn, haar, or "
-         "none (face crops).")]
+Detector = Annotated[choice(DETECTORS), typer.Option(help=f"Face detector: {detector_summaries()}.")]
 EvalDetector = Annotated[choice(EVAL_DETECTORS), typer.Option(
-    "--detector", help="none (the images are face crops), mtcnn or haar (find the labelled face in photos: the "
-                       "one nearest the label's box, else the largest), or auto (mtcnn; crops taken whole).")]
+    "--detector", help=f"{detector_summaries()}. In photos, the labelled face is the one nearest the label's box, "
+                       "else by --pick.")]
 PickName = choice(PICK_RULES)
 Pick = Annotated[PickName, typer.Option(
     help="Which found face of a photo is the labelled one when its label gives no box: the largest, or the one "

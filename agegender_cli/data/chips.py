@@ -48,6 +48,7 @@ def locate_records(records: Sequence[Record], detector: str, *, device: str = "c
     """Each record's chip matrix (None: no face found), through `detector` (auto, mtcnn or haar) as `evaluate
     --detector --pick` finds faces; cached per file (path, size, time, labelled box, pick) in the tool's cache."""
     from agegender_cli.faces.detection import make_detector
+    from agegender_cli.faces.detectors import photo_search
     from agegender_cli.faces.inputs import load_image
     from agegender_cli.faces.locate import locate_faces
 
@@ -59,13 +60,14 @@ def locate_records(records: Sequence[Record], detector: str, *, device: str = "c
     keys = [_key(r, pick) for r in records]
     todo = [i for i, key in enumerate(keys) if key not in known]
     if todo:
-        finder = make_detector("mtcnn" if detector == "auto" else detector, device=device, engine=engine)
+        searcher, auto = photo_search(detector)
+        finder = make_detector(searcher, device=device, engine=engine)
         reporter.start(f"locating faces ({detector})", len(todo))
         fresh: dict[str, list[float] | None] = {}
         for start in range(0, len(todo), DETECT_BATCH):
             batch = todo[start:start + DETECT_BATCH]
             images = [load_image(records[i].path) for i in batch]
-            found = locate_faces(finder, images, [records[i].box for i in batch], auto=detector == "auto",
+            found = locate_faces(finder, images, [records[i].box for i in batch], auto=auto,
                                  pick=pick)
             for i, image, face in zip(batch, images, found, strict=True):
                 fresh[keys[i]] = None if face is None else chip_matrix(face, image.shape).ravel().tolist()

@@ -11,6 +11,8 @@ import numpy as np
 
 from agegender_cli.config import PICK_RULES  # noqa: F401 (named in pick_face's docstring)
 from agegender_cli.errors import AgeGenderError
+from agegender_cli.faces.detectors import NAMES as DETECTOR_NAMES
+from agegender_cli.faces.detectors import SPECS as DETECTOR_SPECS
 
 if TYPE_CHECKING:
     from agegender_cli.cache import Log
@@ -18,11 +20,11 @@ if TYPE_CHECKING:
 Box = tuple[int, int, int, int]  # x1, y1, x2, y2 in image pixels, x2/y2 exclusive
 Point = tuple[float, float]
 
-DETECTORS = ("auto", "mtcnn", "haar", "none")
+DETECTORS = DETECTOR_NAMES
 FRAMINGS = ("utkface", "opencv20", "box")
-# What crop_face should use for each detector: "none" means the input already is a face crop; "auto" frames
-# the faces MTCNN finds like "mtcnn", and an image it takes whole (Detection.whole) like "none".
-DEFAULT_FRAMING = {"auto": "utkface", "mtcnn": "utkface", "haar": "utkface", "none": "box"}
+# What crop_face should use for each detector (faces/detectors.py): "none" means the input already is a face
+# crop; "auto" frames the faces MTCNN finds like "mtcnn", and an image it takes whole (Detection.whole) like "none".
+DEFAULT_FRAMING = {name: spec.framing for name, spec in DETECTOR_SPECS.items()}
 
 # UTKFace "crop_part1" chips are tight: measured on 200 of them pasted into a canvas, an MTCNN box
 # is 0.87 x 1.10 of the chip (w x h) and its centre sits 0.07 of the chip above the chip centre;
