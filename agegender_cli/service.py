@@ -549,7 +549,8 @@ def run_provenance(evaluation: dict, cfg: EvaluateConfig) -> dict:
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "software": software(), "models": models, "data": data, "seed": cfg.seed,
             "bootstrap": {"resamples": cfg.bootstrap, "level": 0.95, "method": "percentile, paired resamples of "
-                          "the faces, the same for every metric and architecture"},
+                          "the faces, the same for every metric and architecture; shares of faces (accuracy, "
+                          "one-off, per group) take Wilson's score interval instead"},
             "calibration_bins": cfg.calibration_bins, "min_group_n": cfg.min_group_n}
 
 

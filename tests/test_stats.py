@@ -136,3 +136,25 @@ def test_largest_gap(groups):
 def test_largest_gap_without_groups():
     assert largest_gap({}, "one_off")["gap"] is None
     assert largest_gap({"A": {"n": 1, "one_off": None}}, "one_off")["best_group"] is None
+
+
+def test_shares_of_faces_take_wilsons_interval_that_never_collapses():
+    """A percentile bootstrap of 3 faces all right said 100% [100, 100] (issue 29)."""
+    import numpy as np
+
+    from agegender_cli.evaluation.intervals import model_intervals, wilson
+
+    low, high = wilson(3, 3)
+    assert high == 1.0 and 0.43 < low < 0.44  # 0.4385, the textbook value
+    low, high = wilson(50, 100)
+    assert abs(low - 0.4038) < 1e-3 and abs(high - 0.5962) < 1e-3
+    assert wilson(0, 0) is None and wilson(0, 5)[0] == 0.0
+    gender_true = np.array([0, 1, 0, 1, 0, 1])
+    gender_prob = np.eye(2)[gender_true].astype(float) * 0.8 + 0.1
+    age_true = np.array([1, 1, 2, 2, 3, 3])
+    age_prob = np.eye(8)[age_true] * 0.9 + 0.0125
+    groups = {"race": np.array(["a", "a", "a", "b", "b", "b"])}
+    found = model_intervals(gender_true, gender_prob, age_true, age_prob, groups, n_resamples=50, seed=0, n_bins=5,
+                            min_group_n=2)
+    assert found["ci95"]["gender"]["accuracy"] == wilson(6, 6)
+    assert found["groups"]["race"]["metrics"]["a"]["ci95"]["gender_accuracy"] == wilson(3, 3)

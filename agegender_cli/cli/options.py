@@ -89,7 +89,8 @@ PLOT_FORMAT_HELP = f"Figure format: png ({PLOT_DPI} dpi), svg or pdf."
 PlotFormat = Annotated[PlotFormatName, typer.Option(help=PLOT_FORMAT_HELP)]
 Normalize = Annotated[bool, typer.Option("--normalize", help="Confusion matrices as shares of each true class "
                                                              "(rows sum to 1) instead of counts.")]
-Bootstrap = Annotated[int, typer.Option(min=1, max=100_000, help="Bootstrap resamples for the 95% intervals.")]
+Bootstrap = Annotated[int, typer.Option(min=1, max=100_000, help="Bootstrap resamples for the 95% intervals "
+                                                                  "(shares of faces take Wilson's interval).")]
 Detector = Annotated[choice(DETECTORS), typer.Option(help=f"Face detector: {detector_summaries()}.")]
 EvalDetector = Annotated[choice(EVAL_DETECTORS), typer.Option(
     "--detector", help=f"{detector_summaries()}. In photos, the labelled face is the one nearest the label's box, "

@@ -40,7 +40,8 @@ def report_blocks(results: dict, mcnemar: dict, provenance: dict, figures: list[
     blocks: list[Block] = [Text(
         f"Images: `{data['source']}`: {data['used']:,} faces used of {data['listed']:,} listed"
         f"{f', {skipped:,} skipped (see below)' if skipped else ''}. Every headline number carries its 95% "
-        f"bootstrap interval ({provenance['bootstrap']['resamples']} resamples, seed {provenance['seed']}); "
+        f"interval: Wilson's for the shares of faces (accuracies, one-off), else a bootstrap "
+        f"({provenance['bootstrap']['resamples']} resamples, seed {provenance['seed']}); "
         f"the provenance section holds the hashes and the command line that regenerate this report."),
         Text(rerun_line(provenance))]
     blocks += report_tables(results, confusion=False, normalize=normalize)

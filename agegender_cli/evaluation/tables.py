@@ -44,7 +44,8 @@ def accuracy_table(results: dict) -> TableModel:
     bins = next((r["calibration"]["gender"]["n_bins"] for r in results.values() if "calibration" in r), None)
     notes = ["Table 5.1 of the report."]
     if any("ci95" in r for r in results.values()):
-        notes.append("In brackets: 95% bootstrap interval (percentile, paired resamples of the faces).")
+        notes.append("In brackets: 95% interval (accuracies and one-off: Wilson's score interval; the rest: "
+                     "percentile bootstrap, paired resamples of the faces).")
     if bins:
         notes.append(f"ECE: expected calibration error of the top-class probability, {bins} equal-width bins "
                      "(its bootstrap interval leans upward: binning noise adds to the error of a resample).")
