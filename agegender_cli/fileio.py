@@ -143,7 +143,9 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], Any])
         return output.commit()
     except (OSError, RuntimeError) as exc:  # torch.save says a full disk with a RuntimeError
         output.discard()
-        if isinstance(exc, OSError) or _disk_full(exc):
+        from agegender_cli.system_errors import disk_full
+
+        if isinstance(exc, OSError) or disk_full(exc):
             raise write_failed(path, exc) from None
         raise
     except BaseException:
@@ -157,12 +159,6 @@ def write_failed(path: str | os.PathLike[str], exc: BaseException) -> AgeGenderE
 
     cause = explain(exc, path) or (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc))
     return AgeGenderError(f"cannot write {display(path)}: {cause}")
-
-
-def _disk_full(exc: BaseException) -> bool:
-    from agegender_cli.system_errors import explain
-
-    return (explain(exc) or "").startswith("the disk is full")
 
 
 def _umask() -> int:

@@ -33,15 +33,20 @@ def marked(path: Path) -> bool:
     return MARK in head
 
 
+def begins_with(path: Path, prefix: bytes) -> bool:
+    """Whether the file starts with `prefix` (a header this tool writes); only its head is read."""
+    return _head(path).startswith(prefix)
+
+
 def predictions_csv(path: Path) -> bool:
     """A `predict --csv` file."""
-    return _head(path).startswith(CSV_HEADER.encode())
+    return begins_with(path, CSV_HEADER.encode())
 
 
 def refuse_foreign(path: str | os.PathLike[str] | None, option: str, ours: Callable[[Path], bool], *,
-                   overwrite: bool) -> None:
+                   overwrite: bool, why: str = "agegender did not write it") -> None:
     """A one-line error when `path` is an existing regular file that `ours` does not recognise (devices, pipes and
-    stdout are written through; a file this tool wrote is replaced), unless `overwrite`."""
+    stdout are written through; a file this tool wrote is replaced), unless `overwrite`; `why` words it."""
     if path is None or overwrite or str(path) == "-":
         return
     target = Path(path)
@@ -50,8 +55,8 @@ def refuse_foreign(path: str | os.PathLike[str] | None, option: str, ours: Calla
     except OSError:
         return
     if stat.S_ISREG(info.st_mode) and not ours(target):
-        raise AgeGenderError(f"{option} {display(target)}: the file exists and agegender did not write it; choose "
-                             "another name, or pass --overwrite to replace it")
+        raise AgeGenderError(f"{option} {display(target)}: the file exists and {why}; choose another name, or pass "
+                             "--overwrite to replace it")
 
 
 _REPLACE_ANY: ContextVar[bool] = ContextVar("replace_any", default=False)

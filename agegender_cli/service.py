@@ -104,11 +104,16 @@ def run_preprocess(
         ok, encoded = cv2.imencode(".png", image)
         atomic_write_bytes(names.path_for(relative.with_suffix(".png")), with_mark(encoded.tobytes(), ".png"))
         result["written"] += 1
-    result["renamed"] = [{"from": wanted, "to": given} for wanted, given in names.renamed]
+    result["renamed"] = _renamed(names, reporter)
+    return result
+
+
+def _renamed(names, reporter: Reporter) -> list[dict]:
+    """The outputs OutputNames gave another name, each said on the way: the JSON's `renamed`."""
     for wanted, given in names.renamed:
         reporter.message(f"{given}: renamed, {wanted} would have replaced an input, an earlier output or a file "
                          "agegender did not write")
-    return result
+    return [{"from": wanted, "to": given} for wanted, given in names.renamed]
 
 
 def refuse_overwriting_inputs(outputs: dict[str, Path | str | None], inputs) -> None:
@@ -162,19 +167,6 @@ def _once_each(records: list) -> tuple[list, list]:
             seen.add(real)
             kept.append(record)
     return kept, twice
-
-
-def _refuse_foreign_report(report: Path | None, overwrite: bool) -> None:
-    """--report may replace a report this tool wrote, and any other file only with --overwrite."""
-    import stat
-
-    if report is None or overwrite or not report.exists() or not stat.S_ISREG(report.stat().st_mode):
-        return
-    from agegender_cli.evaluation.report import written_by_us
-
-    if not written_by_us(report):
-        raise AgeGenderError(f"--report {display(report)}: the file exists and is not a report agegender wrote; "
-                             "choose another name, or pass --overwrite to replace it")
 
 
 def _labelled_images(labels: Path, images: Path | None):
@@ -391,7 +383,10 @@ def evaluate_models(cfg: EvaluateConfig, reporter: Reporter = SILENT, predictors
     own_set = cfg.images or cfg.labels
     inputs = [r.path for r in records] + ([cfg.labels] if cfg.labels else [] if cfg.images else [cfg.manifest])
     refuse_overwriting_inputs({"--report": cfg.report}, inputs)
-    _refuse_foreign_report(cfg.report, cfg.overwrite)
+    from agegender_cli.evaluation.report import written_by_us
+
+    refuse_foreign(cfg.report, "--report", written_by_us, overwrite=cfg.overwrite,
+                   why="is not a report agegender wrote")
     given = predictors or {}
     options = replace(cfg.options, workload=len(records))  # auto's engine is the fastest for this many faces
     loaded = _load_predictors(tuple(a for a in cfg.archs if a not in given), options, reporter)
@@ -948,10 +943,7 @@ def predict(cfg: PredictConfig, emit, reporter: Reporter = SILENT) -> dict:
     if videos is not None and videos.written:
         summary["annotated_videos"] = [display(p) for p in videos.written]
     if names is not None:
-        summary["renamed"] = [{"from": wanted, "to": given} for wanted, given in names.renamed]
-        for wanted, given in names.renamed:
-            reporter.message(f"{given}: renamed, {wanted} would have replaced an input, an earlier output or a file "
-                             "agegender did not write")
+        summary["renamed"] = _renamed(names, reporter)
     if cfg.summary_plot is not None:
         summary["summary_plot"] = _summary_plot(cfg, tally.counts)
     if cfg.csv:

@@ -39,21 +39,25 @@ def check() -> None:
         raise Stopped("interrupted")
 
 
-def result(future: Future) -> Any:
+def result(future: Future, timeout: float | None = None) -> Any:
     """future.result(), waiting in short polls: a signal reaches the main thread's handler even where the kernel
-    delivers it to a worker thread (a lock wait without a timeout never wakes up for it)."""
+    delivers it to a worker thread (a lock wait without a timeout never wakes up for it). TimeoutError after
+    `timeout` seconds, when given."""
+    ends = None if timeout is None else time.monotonic() + timeout
     while True:
         try:
-            return future.result(timeout=POLL_S)
+            return future.result(timeout=POLL_S if ends is None else max(0.0, min(POLL_S, ends - time.monotonic())))
         except TimeoutError:
-            continue
+            if ends is not None and time.monotonic() >= ends:
+                raise
 
 
-def background(fn: Callable[..., Any], *args: Any, name: str, **kwargs: Any) -> Future:
+def background(fn: Callable[..., Any], *args: Any, name: str, wait_at_exit: bool = True, **kwargs: Any) -> Future:
     """fn(*args, **kwargs) in a daemon thread: a wait inside it that the flag cannot reach (a read from a server
     that sent nothing) does not keep an interrupted process alive past EXIT_JOIN_S, as a ThreadPoolExecutor's
     worker would (joined without a bound at exit). Work that ends by itself (a model loading) is waited for, so
-    that no library is torn down under a running thread."""
+    that no library is torn down under a running thread; `wait_at_exit=False` for work that may never end
+    (ray.init retrying an address)."""
     future: Future = Future()
 
     def work() -> None:
@@ -65,9 +69,10 @@ def background(fn: Callable[..., Any], *args: Any, name: str, **kwargs: Any) -> 
             future.set_exception(exc)
 
     thread = threading.Thread(target=work, name=name, daemon=True)
-    if not _workers:
-        atexit.register(_join_workers)
-    _workers.append(thread)
+    if wait_at_exit:
+        if not _workers:
+            atexit.register(_join_workers)
+        _workers.append(thread)
     thread.start()
     return future
 

@@ -50,25 +50,42 @@ def address_space_warning() -> str | None:
             f"about {_size(ADDRESS_SPACE_NEED)}: raise it (ulimit -v) if loading fails")
 
 
-def explain(exc: BaseException, where: str | Path | None = None) -> str | None:
-    """One line naming the cause and what to do, for a full disk or memory refused; None for anything else.
-    `where`: the file being written, when the error does not name it."""
+def _refusal(exc: BaseException) -> tuple[str, BaseException] | None:
+    """("disk" or "memory", the link of the exception's chain that says so), the first such link; else None."""
     for link in _chain(exc):
         text = str(link).lower()
         if (isinstance(link, OSError) and link.errno in (errno.ENOSPC, errno.EDQUOT)) or any(
                 words in text for words in _DISK_FULL):
-            named = getattr(link, "filename", None)
-            folder = Path(named or where or Path.cwd() / "-").parent
-            try:
-                free = f" ({_size(shutil.disk_usage(folder).free)} free on {folder})"
-            except OSError:
-                free = ""
-            writing = f" writing {named}" if named else ""
-            return (f"the disk is full{writing}{free}; free some space or write to another disk; nothing "
-                    "half-written was kept")
+            return "disk", link
         if isinstance(link, MemoryError) or any(words in text for words in _NO_MAPPING):
-            asked = _ASKED.search(text)
-            what = f" asked for {_size(int(asked.group(1) or asked.group(2)))};" if asked else ""
-            return (f"out of memory:{what} the address-space limit is {address_space_limit()}; raise the limit "
-                    f"(ulimit -v) or {MEMORY_HINT}")
+            return "memory", link
     return None
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether the system refused a write for want of disk space (torch.save says so with a RuntimeError)."""
+    found = _refusal(exc)
+    return found is not None and found[0] == "disk"
+
+
+def explain(exc: BaseException, where: str | Path | None = None) -> str | None:
+    """One line naming the cause and what to do, for a full disk or memory refused; None for anything else.
+    `where`: the file being written, when the error does not name it."""
+    found = _refusal(exc)
+    if found is None:
+        return None
+    kind, link = found
+    if kind == "disk":
+        named = getattr(link, "filename", None)
+        folder = Path(named or where or Path.cwd() / "-").parent
+        try:
+            free = f" ({_size(shutil.disk_usage(folder).free)} free on {folder})"
+        except OSError:
+            free = ""
+        writing = f" writing {named}" if named else ""
+        return (f"the disk is full{writing}{free}; free some space or write to another disk; nothing "
+                "half-written was kept")
+    asked = _ASKED.search(str(link).lower())
+    what = f" asked for {_size(int(asked.group(1) or asked.group(2)))};" if asked else ""
+    return (f"out of memory:{what} the address-space limit is {address_space_limit()}; raise the limit "
+            f"(ulimit -v) or {MEMORY_HINT}")

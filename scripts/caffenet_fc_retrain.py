@@ -48,8 +48,6 @@ from agegender_cli.progress import Reporter
 
 VIEWS = {"geometric": ("whole", "mirrored", "crop"), "wild": ("whole", "mirrored", "wild", "wild")}
 YEARS_SIGMA, YEARS_WEIGHT = 2.0, 1.0  # as the GPU training (scripts/caffenet_gpu_train.py)
-MISSING = MISSING_LABEL
-
 
 class Pool5(nn.Module):
     """The conv part of a Levi-Hassner twin: faces in, flattened pool5 activations out."""
@@ -120,7 +118,7 @@ def scores(part: FcPart, x: np.ndarray, y: np.ndarray, ages: np.ndarray) -> dict
     with torch.no_grad():
         outs = [part(torch.from_numpy(x[i:i + 1024]).float()) for i in range(0, len(x), 1024)]
     logits = torch.cat([o[0] for o in outs]).numpy()
-    known = y != MISSING
+    known = y != MISSING_LABEL
     out = {"val_acc": float((logits.argmax(1)[known] == y[known]).mean())}
     if outs[0][1] is not None:
         years = torch.softmax(torch.cat([o[1] for o in outs]), 1).numpy() @ np.arange(N_BINS)
@@ -175,8 +173,8 @@ def main() -> None:
 
     def labels(split: str) -> tuple[np.ndarray, np.ndarray]:
         rs = records[split]
-        return (np.array([MISSING if label(r) is None else label(r) for r in rs]),
-                np.array([MISSING if r.age is None else r.age for r in rs]))
+        return (np.array([MISSING_LABEL if label(r) is None else label(r) for r in rs]),
+                np.array([MISSING_LABEL if r.age is None else r.age for r in rs]))
 
     (train_y, train_age), (val_y, val_age) = labels("train"), labels("val")
     print(f"{len(train_y)} train faces x {len(views)} views, {len(val_y)} val faces: features in "
@@ -194,10 +192,10 @@ def main() -> None:
         trainable = [p for name, p in twin.named_parameters() if name.startswith("fc_years")]
     else:
         trainable = list(twin.fc8.parameters())
-    known = train_y != MISSING
+    known = train_y != MISSING_LABEL
     weight = (torch.from_numpy(class_weights(train_y[known], twin.fc8.out_features)) if args.task == "age"
               else None)
-    loss_fn = nn.CrossEntropyLoss(weight=weight, ignore_index=MISSING)
+    loss_fn = nn.CrossEntropyLoss(weight=weight, ignore_index=MISSING_LABEL)
     optimizer = torch.optim.AdamW(trainable, lr=args.lr, weight_decay=5e-4)
     history = [{"epoch": 0, **scores(part, val_x, val_y, val_age)}]
     best = (score_of(history[0], args.layers), 0, {k: v.clone() for k, v in twin.state_dict().items()})

@@ -187,10 +187,9 @@ def write_manifest(records: Sequence[Record], path: Path) -> None:
 
 def _refuse_foreign_manifest(path: Path) -> None:
     """--out may hold a manifest this tool wrote (it is rebuilt), never another file named manifest.csv."""
-    from agegender_cli.ownership import foreign
+    from agegender_cli.ownership import begins_with, foreign
 
-    header = ",".join(MANIFEST_FIELDS).encode()
-    if foreign(path, lambda p: p.read_bytes()[:len(header)] == header):
+    if foreign(path, lambda p: begins_with(p, ",".join(MANIFEST_FIELDS).encode())):
         raise AgeGenderError(f"--out {display(path.parent)}: its manifest.csv is not one agegender wrote; choose "
                              "another --out (the file stays as it is)")
 

@@ -124,32 +124,17 @@ def connect(ray, ray_cfg: RayConfig, reporter: Reporter) -> bool:
 
 def _bounded(join, address: str) -> None:
     """ray.init within the ray_join_s limit, answering Ctrl-C and SIGTERM: it runs in a daemon thread that an
-    address where something other than Ray listens keeps retrying for ever."""
-    import threading
-
+    address where something other than Ray listens keeps retrying for ever (so exit does not wait for it)."""
     from agegender_cli import stopping
     from agegender_cli.limits import current_limits, raise_hint
 
     limit = current_limits().ray_join_s
-    outcome: list = []
-
-    def run() -> None:
-        try:
-            outcome.append(join())
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-            outcome.append(exc)
-
-    thread = threading.Thread(target=run, name="ray-join", daemon=True)
-    thread.start()
-    ends = time.monotonic() + limit
-    while thread.is_alive() and time.monotonic() < ends:
-        thread.join(stopping.POLL_S)
-    if thread.is_alive():
+    try:
+        stopping.result(stopping.background(join, name="ray-join", wait_at_exit=False), timeout=limit)
+    except TimeoutError:
         raise AgeGenderError(f"--ray-address {address}: something answers there, but no Ray cluster joined within "
                              f"{limit:g} s (ray_join_s; {raise_hint('ray_join_s')}); give the address `ray start "
-                             "--head` printed")
-    if outcome and isinstance(outcome[0], BaseException):
-        raise outcome[0]
+                             "--head` printed") from None
 
 
 CONNECT_TIMEOUT_S = 3.0  # a head that does not accept a connection in this long is not there

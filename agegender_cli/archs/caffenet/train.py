@@ -198,12 +198,9 @@ def _load_images(records: Sequence[FaceRecord], size: int, frames: dict[Path, np
     return torch.from_numpy(out)
 
 
-MISSING = MISSING_LABEL
-
-
 def _labels(records: Sequence[FaceRecord], tasks: Sequence[str]) -> dict[str, torch.Tensor]:
     fields = {"gender": "gender", "age": "age_class"}
-    return {task: torch.tensor([MISSING if getattr(r, fields[task]) is None else int(getattr(r, fields[task]))
+    return {task: torch.tensor([MISSING_LABEL if getattr(r, fields[task]) is None else int(getattr(r, fields[task]))
                                 for r in records]) for task in tasks}
 
 
@@ -213,8 +210,8 @@ def _criteria(train_y: dict[str, torch.Tensor], device: torch.device) -> dict[st
     for task, y in train_y.items():
         weight = None
         if task == "age":
-            weight = torch.from_numpy(class_weights(y[y != MISSING].numpy(), NUM_CLASSES[task])).to(device)
-        criteria[task] = _MaskedLoss(nn.CrossEntropyLoss(weight=weight, ignore_index=MISSING))
+            weight = torch.from_numpy(class_weights(y[y != MISSING_LABEL].numpy(), NUM_CLASSES[task])).to(device)
+        criteria[task] = _MaskedLoss(nn.CrossEntropyLoss(weight=weight, ignore_index=MISSING_LABEL))
     return criteria
 
 
@@ -356,7 +353,7 @@ class _Totals:
 
     def add(self, losses: dict, logits: dict, labels: dict[str, torch.Tensor], index: torch.Tensor) -> None:
         for task, loss in losses.items():
-            known = labels[task][index] != MISSING
+            known = labels[task][index] != MISSING_LABEL
             self.loss[task] += loss.item() * int(known.sum())
             predicted = logits[task].argmax(1).cpu()
             self.correct[task] += int((predicted == labels[task][index])[known].sum())

@@ -70,13 +70,10 @@ def extract_features(trunk, images: np.ndarray, size: int, seeds: list[int | Non
     return torch.stack(views)
 
 
-MISSING = MISSING_LABEL
-
-
 def record_labels(records: list[Record]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(genders, age classes); MISSING where a record lacks one (LFW has no age, a gap age has no class)."""
-    return (torch.tensor([MISSING if r.gender is None else r.gender for r in records]),
-            torch.tensor([MISSING if r.age_class is None else r.age_class for r in records]))
+    """(genders, age classes); MISSING_LABEL where a record lacks one (LFW has no age, a gap age has no class)."""
+    return (torch.tensor([MISSING_LABEL if r.gender is None else r.gender for r in records]),
+            torch.tensor([MISSING_LABEL if r.age_class is None else r.age_class for r in records]))
 
 
 def task_losses(loss_fns, gender_logits, age_logits, genders, ages) -> torch.Tensor:
@@ -104,8 +101,8 @@ def evaluate_tail(tail, features: torch.Tensor, genders, ages, loss_fns, device,
             totals["gender_acc"] += (gl.argmax(1) == g).sum().item()
             totals["age_acc"] += (al.argmax(1) == a).sum().item()
     return {"loss": totals["loss"] / max(len(features), 1),
-            "gender_acc": totals["gender_acc"] / max(int((genders != MISSING).sum()), 1),
-            "age_acc": totals["age_acc"] / max(int((ages != MISSING).sum()), 1)}
+            "gender_acc": totals["gender_acc"] / max(int((genders != MISSING_LABEL).sum()), 1),
+            "age_acc": totals["age_acc"] / max(int((ages != MISSING_LABEL).sum()), 1)}
 
 
 def _cache_key(cfg: FacenetTrainConfig, backbone_sha: str, manifest: Path, n_views: int, framing: str) -> str:
@@ -200,7 +197,7 @@ def train_facenet(cfg: FacenetTrainConfig, reporter: Reporter = SILENT) -> Train
 
     g_train, a_train = record_labels(train_records)
     g_val, a_val = record_labels(val_records)
-    age_weights = class_weights(a_train[a_train != MISSING].numpy(), len(AGE_CLASSES))
+    age_weights = class_weights(a_train[a_train != MISSING_LABEL].numpy(), len(AGE_CLASSES))
     loss_fns = (nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
                 nn.CrossEntropyLoss(weight=torch.from_numpy(age_weights).to(device),
                                     label_smoothing=cfg.label_smoothing))
@@ -238,8 +235,8 @@ def train_facenet(cfg: FacenetTrainConfig, reporter: Reporter = SILENT) -> Train
             sums["gender_acc"] += (gl.argmax(1) == g).sum().item()
             sums["age_acc"] += (al.argmax(1) == a).sum().item()
         train_m = {"loss": sums["loss"] / len(train_records),
-                   "gender_acc": sums["gender_acc"] / max(int((g_train != MISSING).sum()), 1),
-                   "age_acc": sums["age_acc"] / max(int((a_train != MISSING).sum()), 1)}
+                   "gender_acc": sums["gender_acc"] / max(int((g_train != MISSING_LABEL).sum()), 1),
+                   "age_acc": sums["age_acc"] / max(int((a_train != MISSING_LABEL).sum()), 1)}
         val_m = evaluate_tail(tail, val_feats, g_val, a_val, loss_fns, device, cfg.precision)
         scheduler.step(val_m["loss"])
         state["epoch"] += 1
