@@ -258,12 +258,13 @@ class RayConfig:
     """`agegender predict --ray`: where the cluster is, how many model actors, where the shards go."""
 
     address: str = "local"  # "local": a Ray started for the run; "auto", "host:port" or "ray://host:port": a cluster
-    actors: int = 1  # model actors (one GPU each where the cluster has GPUs)
+    actors: int = 0  # model actors; 0: one per node (using its cores), or one per GPU where the cluster has GPUs
     out: Path | None = None  # shards + _SUCCESS; on several machines a folder every node sees at the same path
     format: str = "jsonl"  # one of SHARD_FORMATS
+    resume: bool = False  # continue the job stopped in `out`: its finished shards are kept, the rest is done
     local_cpus: int | None = None  # CPUs of the local Ray (None: all of this machine's)
-    images_per_task: int = 16  # images one CPU task decodes and searches for faces
-    shard_rows: int = 10_000  # records per shard (at most)
+    images_per_task: int = 16  # inputs one CPU task decodes and searches for faces; video frames per unit of work
+    shard_inputs: int = 1_000  # photos (or runs of video frames) per shard: what a stop loses at most per writer
 
 
 @dataclass(frozen=True)

@@ -953,20 +953,18 @@ def predict(cfg: PredictConfig, emit, reporter: Reporter = SILENT) -> dict:
 
 def predict_on_ray(cfg: PredictConfig, ray_cfg: RayConfig, reporter: Reporter = SILENT) -> dict:
     """`agegender predict --ray`: the records of `predict` as shards under ray_cfg.out, computed on a Ray cluster
-    (a local Ray by default); returns the summary it also writes to ray_cfg.out/_SUCCESS."""
-    from agegender_cli.distributed.ray_predict import import_ray, predict_on_ray
-    from agegender_cli.faces.inputs import InputStream
+    (a local Ray by default); returns the summary it also writes to ray_cfg.out/_SUCCESS. The inputs are streamed
+    (millions of paths on stdin, in folders or globs are never held whole)."""
+    from agegender_cli.distributed.cluster import import_ray
+    from agegender_cli.distributed.ray_predict import predict_on_ray
+    from agegender_cli.faces.inputs import walk_inputs
     from agegender_cli.fileio import check_output_file
 
     import_ray()  # before any other work: without Ray, the one line that says how to install it
     check_output_file(cfg.summary_plot, "--summary-plot")
-    items = list(InputStream(cfg.inputs))  # paths on stdin are all read before the job starts
-    if not items:
-        raise AgeGenderError("no input: give image files, folders, globs, videos or - for paths on stdin")
-    _say_missing(items, reporter)
-    refuse_overwriting_inputs({"--summary-plot": cfg.summary_plot}, [i.path for i in items if i.kind != "error"])
+    refuse_overwriting_inputs({"--summary-plot": cfg.summary_plot}, [p for p in cfg.inputs if p != "-"])
     refuse_foreign(cfg.summary_plot, "--summary-plot", marked, overwrite=cfg.overwrite)
-    summary = predict_on_ray(cfg, ray_cfg, items, reporter)
+    summary = predict_on_ray(cfg, ray_cfg, walk_inputs(cfg.inputs), reporter)
     if cfg.summary_plot is not None:
         from agegender_cli.faces.records import Tally
 

@@ -1,35 +1,42 @@
-"""Images/s of `predict --ray` with 1 and 2 model actors on a local Ray, next to local `predict` on the same files.
+"""`predict --ray` against local `predict` on the same photos, as users run them (whole commands, end to end).
 
-Every run is end to end as a user sees it (model loading included; the local Ray is started once, before the
-Ray runs, and its start is printed apart). The Ray runs' records are checked against the local ones. Local
-predict runs before and after the Ray runs: on a machine shared with other work, a gap between the two says
-how much the load changed meanwhile.
-Usage: python benchmarks/ray_scaling.py [--images 2000] [--cpus 2] [--detector none] [--arch both]
+1. Per-node efficiency: local `predict`, then `predict --ray` on a cluster started the usual way (`ray start
+   --head` with no CPUs of its own, and one worker node with this machine's CPUs), joined by its address with
+   token authentication; and on a local Ray started by the run. The time split of each Ray run comes from its
+   _SUCCESS (listing, joining, model load per actor, decoding, inference, writing).
+2. A scaling curve: a head and 1, 2, ... worker nodes of 1 CPU each (`ray start --address ... --num-cpus 1`), each
+   against local `predict --threads 1` (what one such node does alone).
+Every Ray run's records are checked against local predict's. Figures are from one run of this script: compare
+only what it prints together.
+Usage: python benchmarks/ray_scaling.py [--images 1500] [--detector none] [--arch both] [--workers 1,2]
            [--data ../shared/data/utkface_crop_part1]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import ray
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from ray_cluster import start_cluster  # noqa: E402
 
-from agegender_cli.archs.registry import parse_archs
-from agegender_cli.config import PredictConfig, RayConfig
-from agegender_cli.distributed.shards import read_shards
-from agegender_cli.service import predict, predict_on_ray
+from agegender_cli.distributed.shards import read_shards  # noqa: E402
+
+AGEGENDER = str(Path(sys.executable).with_name("agegender"))
 
 
 def key(record: dict) -> tuple:
     return record["file"], -1 if record["frame"] is None else record["frame"], record.get("face") or 0
 
 
-def largest_difference(local: list[dict], remote: list[dict], archs: tuple[str, ...]) -> float:
+def largest_difference(local: list[dict], remote: list[dict], archs: list[str]) -> float:
     """The largest gap between two runs' probabilities, record by record (sorted by file, frame, face)."""
     worst = 0.0
     for a, b in zip(sorted(local, key=key), sorted(remote, key=key), strict=True):
@@ -42,52 +49,93 @@ def largest_difference(local: list[dict], remote: list[dict], archs: tuple[str, 
     return worst
 
 
+def run(args: list[str], listing: Path, env: dict | None = None, stdout=subprocess.DEVNULL) -> float:
+    """Seconds of one whole command, paths on stdin."""
+    started = time.perf_counter()
+    with open(listing, "rb") as paths:
+        done = subprocess.run([AGEGENDER, *args], stdin=paths, stdout=stdout, stderr=subprocess.PIPE, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"agegender {' '.join(args)} failed:\n{done.stderr.decode()[-2000:]}")
+    return time.perf_counter() - started
+
+
+def split(out: Path) -> str:
+    timing = json.loads((out / "_SUCCESS").read_text())["timing"]
+    return ", ".join(f"{k.removesuffix('_s')} {v:.1f}" for k, v in timing.items() if k.endswith("_s"))
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--images", type=int, default=2000)
-    parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=1500)
     parser.add_argument("--detector", default="none")
     parser.add_argument("--arch", default="both")
+    parser.add_argument("--workers", default="1,2", help="worker nodes of 1 CPU for the curve ('' to skip it)")
+    parser.add_argument("--curve-only", action="store_true", help="skip part 1")
     parser.add_argument("--data", type=Path, default=Path("../shared/data/utkface_crop_part1"))
     args = parser.parse_args()
 
-    paths = tuple(str(p) for p in sorted(args.data.glob("*.jpg"))[: args.images])
-    archs = parse_archs(args.arch)
-    cfg = PredictConfig(inputs=paths, archs=archs, detector=args.detector)
-    print(f"{len(paths)} UTKFace crops, --detector {args.detector}, --arch {','.join(archs)}; "
-          f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}), local Ray of {args.cpus} CPUs")
-
-    local: list[dict] = []
-    local_rate = run_locally(cfg, local.append)
-    print(f"local predict:          {local_rate:6.1f} images/s")
-
-    started = time.perf_counter()
-    ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, logging_level="WARNING")
-    print(f"local Ray start:        {time.perf_counter() - started:6.1f} s (not in the rates below)")
-    rates = {}
+    cpus = len(os.sched_getaffinity(0))
+    paths = sorted(str(p.resolve()) for p in args.data.glob("*.jpg"))[: args.images]
+    common = ["--detector", args.detector, "--arch", args.arch]
+    archs = ["facenet", "caffenet", "fused"] if args.arch == "both" else args.arch.split(",")
+    print(f"{len(paths)} UTKFace crops, --detector {args.detector}, --arch {args.arch}; {cpus} cores "
+          f"({platform.processor() or platform.machine()}); whole commands, paths on stdin")
     with tempfile.TemporaryDirectory() as folder:
-        for actors in (1, 2):
-            out = Path(folder) / f"actors{actors}"
-            started = time.perf_counter()
-            summary = predict_on_ray(cfg, RayConfig(actors=actors, out=out))
-            rates[actors] = len(paths) / (time.perf_counter() - started)
-            gap = largest_difference(local, read_shards(out), archs)
-            print(f"--ray, {actors} actor{'s' if actors > 1 else ' '}:        {rates[actors]:6.1f} images/s "
-                  f"({summary['records']} records, largest probability gap to local {gap:.1e})")
-    ray.shutdown()
-    local_after = run_locally(cfg, lambda _record: None)
-    print(f"local predict again:    {local_after:6.1f} images/s")
-    local_mean = (local_rate + local_after) / 2
-    print(f"2 actors / 1 actor:     {rates[2] / rates[1]:6.2f}")
-    print(f"1 actor / local (mean): {rates[1] / local_mean:6.2f}")
-    print(f"2 actors / local (mean):{rates[2] / local_mean:6.2f}")
+        work = Path(folder)
+        listing = work / "paths.txt"
+        listing.write_text("\n".join(paths) + "\n")
+        if not args.curve_only:
+            node_efficiency(work, listing, common, archs, paths, cpus)
+        curve(work, listing, common, paths, [int(n) for n in args.workers.split(",") if n])
 
 
-def run_locally(cfg: PredictConfig, emit) -> float:
-    """Images/s of local predict, end to end."""
-    started = time.perf_counter()
-    predict(cfg, emit)
-    return len(cfg.inputs) / (time.perf_counter() - started)
+def node_efficiency(work: Path, listing: Path, common: list[str], archs: list[str], paths: list[str],
+                    cpus: int) -> None:
+    local_out = work / "local.jsonl"
+    with open(local_out, "wb") as out:
+        local_s = run(["predict", "-", *common, "--json"], listing, stdout=out)
+    local = [json.loads(line) for line in local_out.read_text().splitlines()]
+    print(f"\n1. one node of {cpus} CPUs")
+    print(f"{'local predict':44s} {local_s:6.1f} s {len(paths) / local_s:6.1f} images/s")
+
+    cluster = start_cluster(workers=1, cpus=cpus)
+    try:
+        out = work / "cluster"
+        ray_s = run(["predict", "-", *common, "--ray", "--ray-address", cluster.address, "--out", str(out)],
+                    listing, env=cluster.env())
+        gap = largest_difference(local, read_shards(out), archs)
+        print(f"{'--ray, a started cluster (head + 1 node)':44s} {ray_s:6.1f} s {len(paths) / ray_s:6.1f} "
+              f"images/s  {local_s / ray_s:.2f} x local; probability gap {gap:.1e}")
+        print(f"   time split (s): {split(out)}")
+    finally:
+        cluster.stop()
+    out = work / "local-ray"
+    ray_s = run(["predict", "-", *common, "--ray", "--out", str(out)], listing)
+    print(f"{'--ray, a local Ray started by the run':44s} {ray_s:6.1f} s {len(paths) / ray_s:6.1f} images/s  "
+          f"{local_s / ray_s:.2f} x local")
+    print(f"   time split (s): {split(out)}")
+    local_again = run(["predict", "-", *common, "--json"], listing)
+    print(f"{'local predict again':44s} {local_again:6.1f} s {len(paths) / local_again:6.1f} images/s")
+
+
+def curve(work: Path, listing: Path, common: list[str], paths: list[str], workers: list[int]) -> None:
+    if not workers:
+        return
+    one_core = run(["--threads", "1", "predict", "-", *common, "--json"], listing)
+    print(f"\n2. scaling: worker nodes of 1 CPU each (against local predict --threads 1: {one_core:.1f} s, "
+          f"{len(paths) / one_core:.1f} images/s)")
+    print(f"{'nodes':>5s} {'seconds':>8s} {'images/s':>9s} {'per node':>9s} {'x one core':>11s}")
+    for n in workers:
+        cluster = start_cluster(workers=n, cpus=1)
+        try:
+            out = work / f"curve{n}"
+            seconds = run(["predict", "-", *common, "--ray", "--ray-address", cluster.address, "--out",
+                           str(out)], listing, env=cluster.env())
+        finally:
+            cluster.stop()
+        rate = len(paths) / seconds
+        print(f"{n:5d} {seconds:8.1f} {rate:9.1f} {rate / n:9.1f} {one_core / seconds / n:11.2f}   "
+              f"split: {split(out)}")
 
 
 if __name__ == "__main__":

@@ -198,15 +198,20 @@ def test_a_read_only_cache_hashes_instead_of_remembering(tmp_path, monkeypatch):
 
 
 def test_ray_shards_never_go_into_an_input_folder(tmp_path):
-    from agegender_cli.distributed.ray_predict import _apart_from_inputs
-    from agegender_cli.faces.inputs import InputItem
+    from agegender_cli.distributed.journal import Done
+    from agegender_cli.distributed.listing import refuse_input_folder, write_listing
+    from agegender_cli.faces.inputs import walk_inputs
 
     photos = tmp_path / "photos"
     photos.mkdir()
     face = write_jpeg(photos / "a.jpg")
-    item = InputItem(str(face), "image", relative="a.jpg")
     for out, given in ((photos, photos), (face, face), (photos, face)):
         with pytest.raises(AgeGenderError, match="give another --out"):
-            _apart_from_inputs(out, (str(given),), [item])
-    _apart_from_inputs(tmp_path / "shards", (str(photos),), [item])
-    _apart_from_inputs(photos / "shards", (str(photos),), [item])  # a folder of its own inside is fine
+            refuse_input_folder(out, (str(given),))
+    refuse_input_folder(tmp_path / "shards", (str(photos),))
+    refuse_input_folder(photos / "shards", (str(photos),))  # a folder of its own inside is fine
+    listed = tmp_path / "list.txt"  # a photo of --out named on stdin: found while listing, nothing left behind
+    listed.write_text(f"{face}\n")
+    with pytest.raises(AgeGenderError, match="give another --out"), open(listed) as stdin:
+        write_listing(walk_inputs(["-"], stdin=stdin), photos, Done(), print, ["-"])
+    assert sorted(p.name for p in photos.iterdir()) == ["a.jpg"]

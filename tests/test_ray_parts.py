@@ -1,14 +1,16 @@
-"""The parts of `predict --ray` that need no cluster: shards, shipped weights, actor shapes, record keys."""
+"""The parts of `predict --ray` that need no cluster: shards, shipped weights, actor shapes, the journal and the
+streamed listing."""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 
 from agegender_cli.config import ModelOptions
 from agegender_cli.distributed import shards, weights
-from agegender_cli.distributed.ray_predict import ActorShape, actor_shape, import_ray, record_key
+from agegender_cli.distributed.cluster import ActorShape, Node, actor_shape, import_ray
 from agegender_cli.errors import AgeGenderError
 from agegender_cli.labels import AGE_CLASSES
 
@@ -46,10 +48,62 @@ def test_only_shards_not_kept_are_removed(tmp_path):
                                                                  shards.SUCCESS])
 
 
-def test_record_keys_tell_files_frames_faces_and_errors_apart():
-    keys = {record_key(0, FACE), record_key(1, FACE), record_key(0, {**FACE, "face": 1}), record_key(0, NO_FACE),
-            record_key(0, ERROR), record_key(0, {**NO_FACE, "frame": 60})}
-    assert len(keys) == 6
+def test_the_journal_tells_whole_inputs_and_half_done_videos_and_drops_unfinished_shards(tmp_path):
+    from agegender_cli.distributed.journal import Done, Journal
+
+    job = {"archs": ["tiny"], "detector": "none"}
+    journal = Journal(tmp_path)
+    journal.start(job)
+    for shard, units in (("part-a.jsonl", [["photo", 0, True], ["clip", 0, False]]),
+                         ("part-b.jsonl", [["clip", 1, False]]), ("part-gone.jsonl", [["lost", 0, True]])):
+        (tmp_path / shard).write_text("{}\n")
+        journal.append({"shard": shard, "units": units, "records": 1})
+    journal.close()
+    (tmp_path / "part-gone.jsonl").unlink()  # a shard deleted since: its inputs are to be done again
+    with open(journal.path, "a") as f:
+        f.write('{"shard": "part-c.jsonl", "units": [["cl')  # a writer stopped half way through a line
+    done = Journal(tmp_path).resume(job)
+    assert done.skip("photo") is None and done.skip("clip") == [0, 1] and done.skip("lost") == []
+    assert done.shards == ["part-a.jsonl", "part-b.jsonl"] and done.inputs == 1
+    assert [e["shard"] for e in done.entries] == done.shards and "units" not in done.entries[0]
+    assert Journal(tmp_path).resume(job).shards == done.shards  # the rewritten journal reads the same
+    with pytest.raises(AgeGenderError, match="other settings .*detector 'none' -> 'mtcnn'"):
+        Journal(tmp_path).resume({**job, "detector": "mtcnn"})
+    finished = Done()
+    finished.add([["clip", 2, True], ["clip", 0, False], ["clip", 1, False]])
+    assert finished.skip("clip") is None and finished.inputs == 1
+
+
+def test_the_listing_is_streamed_once_each_and_skips_what_is_done(tmp_path, monkeypatch):
+    import json
+    import os
+
+    from agegender_cli.distributed import listing as listing_module
+    from agegender_cli.distributed.journal import Done, input_key
+    from agegender_cli.faces.inputs import walk_inputs
+
+    photos = tmp_path / "photos"
+    for name in ("a.jpg", "b.png", "sub/c.jpg", ".hidden/d.jpg", "notes.txt"):
+        (photos / name).parent.mkdir(parents=True, exist_ok=True)
+        (photos / name).write_bytes(b"x")
+    monkeypatch.setattr(listing_module, "PATHS_PER_FILE", 2)
+    done = Done()
+    done.add([[input_key(os.path.realpath(photos / "b.png")), 0, True]])
+    problems: list[str] = []
+    specs = [str(photos), str(photos / "a.jpg"), str(tmp_path / "missing.jpg")]
+    out = tmp_path / "out"
+    out.mkdir()
+    listed = listing_module.write_listing(walk_inputs(specs), out, done, problems.append, specs)
+    assert (listed.files, listed.to_do, listed.done_before, listed.missing) == (4, 3, 1, 1)
+    lines = [json.loads(line) for f in sorted(listed.folder.iterdir()) for line in f.read_text().splitlines()]
+    assert len(list(listed.folder.iterdir())) == 2  # two paths a file
+    assert [Path(x["path"]).name for x in lines] == ["a.jpg", "c.jpg", "missing.jpg"]
+    assert [x["kind"] for x in lines] == ["image", "image", "error"] and problems[0].endswith("no such file or folder")
+    with pytest.raises(AgeGenderError, match="is an input or holds input images"):
+        listing_module.write_listing(walk_inputs([str(photos)]), photos, Done(), problems.append, [str(photos)])
+    with pytest.raises(AgeGenderError, match="--summary-plot .*a.jpg is one of the inputs"):
+        listing_module.write_listing(walk_inputs([str(photos)]), out, Done(), problems.append, [str(photos)],
+                                     {"--summary-plot": photos / "a.jpg"})
 
 
 def test_weights_are_unpacked_once_per_machine_and_the_options_point_at_them(tmp_path, monkeypatch):
@@ -80,11 +134,14 @@ def test_weights_are_unpacked_once_per_machine_and_the_options_point_at_them(tmp
     assert weights.unpack(nothing, fetch, ModelOptions()) == ModelOptions() and fetched == [1]
 
 
-def test_actor_shape_leaves_a_cpu_to_the_tasks_and_takes_one_gpu_each():
-    assert actor_shape({"CPU": 2.0}, 2) == ActorShape(2, 0, 0.5)
-    assert actor_shape({"CPU": 16.0}, 2) == ActorShape(2, 0, 1.0)
-    assert actor_shape({"CPU": 32.0, "GPU": 2.0}, 4) == ActorShape(2, 1, 1.0)
-    assert actor_shape({"CPU": 1.0}, 1).cpus > 0
+def test_actor_shape_takes_one_actor_per_cpu_of_each_node_or_one_per_gpu():
+    two_nodes = [Node(2.0, 8 * 2**30), Node(4.0, 8 * 2**30)]
+    assert actor_shape({"CPU": 6.0}, 0, two_nodes) == ActorShape(6, 0, 0.95, 3)
+    assert actor_shape({"CPU": 2.0}, 0) == ActorShape(2, 0, 0.95, 2)
+    assert actor_shape({"CPU": 16.0}, 2, [Node(16.0, 0)]) == ActorShape(2, 0, 0.95, 2)
+    assert actor_shape({"CPU": 32.0, "GPU": 2.0}, 0, [Node(16, 0), Node(16, 0)]) == ActorShape(2, 1, 0.95, 1)
+    assert actor_shape({"CPU": 32.0, "GPU": 2.0}, 4) == ActorShape(2, 1, 0.95, 2)
+    assert actor_shape({"CPU": 8.0}, 0, [Node(8.0, 3 * 2**30)]).count == 3  # memory for three
 
 
 def test_actor_shape_never_asks_for_more_actors_than_the_cluster_holds():
@@ -96,7 +153,7 @@ def test_actor_shape_never_asks_for_more_actors_than_the_cluster_holds():
         def message(self, text: str) -> None:
             heard.append(text)
 
-    assert actor_shape({"CPU": 2.0}, 10_000, Heard()) == ActorShape(2, 0, 0.5)
+    assert actor_shape({"CPU": 2.0}, 10_000, reporter=Heard()).count == 2
     assert heard == ["the cluster has 2 CPUs: 2 model actors instead of 10000"]
     assert actor_shape({"CPU": 64.0, "memory": 3 * 2**30}, 40).count == 3  # memory for three
     assert actor_shape({"CPU": 1.0}, 8).count == 1  # always one
@@ -107,7 +164,7 @@ def test_an_address_where_nothing_listens_is_refused_at_once():
     import socket
     import time
 
-    from agegender_cli.distributed.ray_predict import reachable
+    from agegender_cli.distributed.cluster import reachable
     from agegender_cli.errors import AgeGenderError
 
     with socket.socket() as closed:
@@ -138,7 +195,7 @@ def test_joining_a_cluster_that_never_answers_ends_at_its_limit(monkeypatch):
     import threading
     import time
 
-    from agegender_cli.distributed.ray_predict import _bounded
+    from agegender_cli.distributed.cluster import _bounded
     from agegender_cli.errors import AgeGenderError
 
     monkeypatch.setenv("AGEGENDER_RAY_JOIN_S", "0.5")

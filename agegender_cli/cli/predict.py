@@ -48,8 +48,12 @@ def predict(
                                                     "as shards under --out.")] = False,
     ray_address: Annotated[str, typer.Option(help="With --ray: local (a Ray started for the run), auto, HOST:PORT "
                                                   "or ray://HOST:PORT.")] = R.address,
-    ray_actors: Annotated[int, typer.Option(min=1, max=10_000, help="With --ray: model actors (one GPU each where "
-                                                                    "the cluster has GPUs).")] = R.actors,
+    ray_actors: Annotated[int, typer.Option(min=0, max=10_000, help="With --ray: model actors; 0: one per node "
+                                                                    "(on its cores), or one per GPU.")] = R.actors,
+    resume: Annotated[bool, typer.Option("--resume", help="With --ray: continue the job stopped in --out (its "
+                                                          "finished shards are kept).")] = R.resume,
+    shard_size: Annotated[int, typer.Option(min=1, max=1_000_000, help="With --ray: photos (or runs of video "
+                                                                        "frames) per shard.")] = R.shard_inputs,
     out: Annotated[Path | None, typer.Option(help="With --ray: folder for the shards and _SUCCESS (on several "
                                                   "machines, one they all see).")] = R.out,
     shard_format: Annotated[o.choice(SHARD_FORMATS), typer.Option("--format", help="With --ray: jsonl or "
@@ -64,7 +68,7 @@ def predict(
 
     archs = o.parse_archs(arch)
     if ray or out is not None:
-        ray_cfg = _ray_config(ray, out, annotate, csv, ray_address, ray_actors, shard_format)
+        ray_cfg = _ray_config(ray, out, annotate, csv, ray_address, ray_actors, shard_format, resume, shard_size)
         cfg = PredictConfig(inputs=tuple(inputs), archs=archs, detector=detector, min_face=min_face,
                             min_score=min_score, every=every, options=options, summary=summary,
                             summary_plot=summary_plot, overwrite=overwrite)
@@ -122,7 +126,7 @@ def _checked_figure(path: Path | None, plot_format: str | None) -> Path | None:
 
 
 def _ray_config(ray: bool, out: Path | None, annotate: Path | None, csv: Path | None, address: str, actors: int,
-                shard_format: str) -> RayConfig:
+                shard_format: str, resume: bool, shard_size: int) -> RayConfig:
     """The --ray options, checked together (exit 2 on a combination that does not apply)."""
     if not ray:
         raise typer.BadParameter("--out is where --ray runs write their shards; add --ray (or use --json/--csv)",
@@ -133,7 +137,8 @@ def _ray_config(ray: bool, out: Path | None, annotate: Path | None, csv: Path | 
         if value is not None:
             raise typer.BadParameter(f"{option} is not available with --ray; the records are in --out's shards",
                                      param_hint=option)
-    return RayConfig(address=address, actors=actors, out=out, format=shard_format)
+    return RayConfig(address=address, actors=actors, out=out, format=shard_format, resume=resume,
+                     shard_inputs=shard_size)
 
 
 def _predict_on_ray(cfg: PredictConfig, ray_cfg: RayConfig, as_json: bool) -> None:
@@ -146,8 +151,10 @@ def _predict_on_ray(cfg: PredictConfig, ray_cfg: RayConfig, as_json: bool) -> No
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
     if cfg.summary or cfg.summary_plot:
         (stderr if as_json else stdout).print(summary_table(result, cfg.archs))
+    before = (f"; {plural(result['done_before'], 'input')} of them finished by an earlier run"
+              if result.get("done_before") else "")
     stderr.print(f"{plural(result['records'], 'record')} in {plural(len(result['shards']), ray_cfg.format + ' shard')} "
-                 f"under {result['out']} (summary: _SUCCESS)", highlight=False, soft_wrap=True)
+                 f"under {result['out']} (summary: _SUCCESS){before}", highlight=False, soft_wrap=True)
     _print_counts(result)
 
 

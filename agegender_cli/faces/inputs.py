@@ -122,6 +122,43 @@ class InputStream:
         return self._done or not self._queue.empty()
 
 
+def walk_inputs(specs: Sequence[str], *, stdin: TextIO | None = None) -> Iterator[InputItem]:
+    """The items of the inputs one at a time, never listed whole (for archives of millions of photos): folders
+    are walked a directory at a time (sorted within each), globs matched lazily, stdin read line by line.
+    Duplicates are the caller's to drop."""
+    for spec in specs:
+        if spec == "-":
+            for line in stdin if stdin is not None else sys.stdin:
+                if path := line.rstrip("\r\n"):
+                    yield from _walk_path(path, explicit=True)
+        elif Path(spec).exists() or not GLOB_CHARS & set(spec):
+            yield from _walk_path(spec, explicit=True)
+        else:
+            matched = False
+            for match in glob.iglob(spec, recursive=True):
+                for item in _walk_path(match, explicit=False):
+                    matched = True
+                    yield item
+            if not matched:
+                yield InputItem(spec, "error", "no images or videos match this pattern")
+
+
+def _walk_path(path: str, *, explicit: bool) -> Iterator[InputItem]:
+    if not os.path.isdir(path):
+        yield from _expand_path(path, explicit=explicit)
+        return
+    found = False
+    for folder, dirs, files in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            full = os.path.join(folder, name)
+            if not name.startswith(".") and _is_media(Path(name)) and os.path.isfile(full):
+                found = True
+                yield InputItem(full, _kind(Path(name)), relative=os.path.relpath(full, path))
+    if not found:
+        yield InputItem(path, "error", "folder has no images or videos")
+
+
 def _first(item: InputItem, seen: set[str]) -> bool:
     """Whether `item` is met for the first time (a file named twice, or by two routes, is read once)."""
     key = item.path if item.kind == "error" else str(Path(item.path).resolve())

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agegender_cli.config import ASSETS_DIR, FacenetTrainConfig
+from agegender_cli.errors import AgeGenderError
 
 if TYPE_CHECKING:
     from agegender_cli.archs.base import Log, Predictor, Trainer
@@ -44,9 +45,8 @@ class Facenet:
         """The backbone the checkpoint was trained on, resolved now (cache, download or conversion) to a state-dict
         file that can be shipped to machines without internet."""
         from agegender_cli.archs.facenet.backbone import resolve_backbone
-        from agegender_cli.archs.facenet.predictor import load_checkpoint
 
-        name = load_checkpoint(model or self.bundled)["backbone"]["name"]
+        name = backbone_name(model or self.bundled)
         return replace(options, backbone_weights=resolve_backbone(name, options.backbone_weights, log=log).path)
 
     def framing(self, detector: str, options: ModelOptions) -> str:
@@ -58,6 +58,31 @@ class Facenet:
         from agegender_cli.archs.facenet.train import train_facenet
 
         return train_facenet
+
+
+def backbone_name(checkpoint: Path) -> str:
+    """The backbone a checkpoint was trained on, remembered in the cache under the checkpoint's sha256: reading it
+    from the checkpoint imports torch (1.5 s), which `predict --ray` on ONNX Runtime otherwise never needs."""
+    import json
+
+    from agegender_cli.cache import cache_dir
+    from agegender_cli.fileio import atomic_write_text
+    from agegender_cli.onnx_models import file_digest
+
+    remembered = cache_dir() / "checkpoints" / f"{file_digest(checkpoint)[:32]}.json"
+    try:
+        return str(json.loads(remembered.read_text())["backbone"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    from agegender_cli.archs.facenet.predictor import load_checkpoint
+
+    name = load_checkpoint(checkpoint)["backbone"]["name"]
+    try:
+        remembered.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(remembered, json.dumps({"backbone": name}) + "\n")
+    except (OSError, AgeGenderError):  # a read-only cache: read from the checkpoint each time
+        pass
+    return name
 
 
 ARCH = Facenet()
