@@ -258,7 +258,7 @@ class RayConfig:
     """`agegender predict --ray`: where the cluster is, how many model actors, where the shards go."""
 
     address: str = "local"  # "local": a Ray started for the run; "auto", "host:port" or "ray://host:port": a cluster
-    actors: int = 0  # model actors; 0: one per node (using its cores), or one per GPU where the cluster has GPUs
+    actors: int = 0  # model actors; 0: one per CPU of each node (one thread each), or one per GPU
     out: Path | None = None  # shards + _SUCCESS; on several machines a folder every node sees at the same path
     format: str = "jsonl"  # one of SHARD_FORMATS
     resume: bool = False  # continue the job stopped in `out`: its finished shards are kept, the rest is done

@@ -207,3 +207,60 @@ def test_joining_a_cluster_that_never_answers_ends_at_its_limit(monkeypatch):
     never.set()
     with pytest.raises(ConnectionError):  # what ray.init raises reaches connect(), which words it
         _bounded(lambda: (_ for _ in ()).throw(ConnectionError("refused")), "127.0.0.1:6379")
+
+
+def _video(path: Path, frames: int) -> Path:
+    import cv2
+    import numpy as np
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for k in range(frames):
+        writer.write(np.full((48, 64, 3), 8 * k % 256, np.uint8))
+    writer.release()
+    return path
+
+
+@pytest.mark.parametrize("frames", [5, 8, 12])
+def test_a_video_is_cut_in_runs_of_frames_the_last_marked_once_and_a_resume_skips_the_finished(tmp_path, frames):
+    """A video in units of `batch` frames, handed on as each is done; a resumed job decodes it again but detects
+    and answers only the runs it had not finished, so every frame has exactly one record in the end."""
+    import json
+
+    import numpy as np
+
+    from agegender_cli.distributed.journal import input_key
+    from agegender_cli.distributed.ray_predict import FaceSearch, find_faces
+    from agegender_cli.limits import current_limits
+
+    clip = str(_video(tmp_path / "clip.avi", frames))
+    search = FaceSearch("none", 20, 0.9, 1, (("facenet", "utkface"),), current_limits(), 4)
+
+    def units(skip: list[int]) -> list[tuple[int, bool, list]]:
+        line = json.dumps({"path": clip, "key": input_key(clip), "name": "clip.avi", "kind": "video", "error": "",
+                           "skip": skip})
+        blocks = list(find_faces({"text": np.array([line], object)}, search))
+        return [(int(c), bool(last), [r["frame"] for r in json.loads(records)]) for block in blocks
+                for c, last, records in zip(block["chunk"], block["last"], block["records"], strict=True)]
+
+    whole = units([])
+    runs = -(-frames // 4)
+    assert [(c, last) for c, last, _ in whole] == [(c, c == runs - 1) for c in range(runs)]
+    assert [f for _, _, seen in whole for f in seen] == list(range(frames))
+    resumed = units([0])  # the first run was journaled before the stop
+    assert [c for c, _, _ in resumed] == list(range(1, runs))
+    assert sorted(f for _, _, seen in whole[:1] + resumed for f in seen) == list(range(frames))
+
+
+def test_a_listing_folder_or_journal_agegender_did_not_write_is_refused(tmp_path):
+    from agegender_cli.distributed.journal import Done, Journal
+    from agegender_cli.distributed.listing import write_listing
+
+    (tmp_path / "_inputs").mkdir()
+    (tmp_path / "_inputs" / "mine.txt").write_text("keep me")
+    with pytest.raises(AgeGenderError, match="_inputs folder holds files agegender did not write"):
+        write_listing(iter(()), tmp_path, Done(), print)
+    assert (tmp_path / "_inputs" / "mine.txt").read_text() == "keep me"
+    (tmp_path / "_journal.jsonl").write_text("my notes\n")
+    with pytest.raises(AgeGenderError, match="_journal.jsonl there is not agegender's"):
+        Journal(tmp_path).start({"archs": ["tiny"]})
+    assert (tmp_path / "_journal.jsonl").read_text() == "my notes\n"

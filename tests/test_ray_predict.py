@@ -95,7 +95,8 @@ def test_ray_usage_errors_exit_2(tmp_path):
     for args, words in ((["--ray"], "--out"), (["--out", str(tmp_path)], "--ray"),
                         (["--ray", "--out", str(tmp_path), "--csv", "x.csv"], "--csv"),
                         (["--ray", "--out", str(tmp_path), "--annotate", "ann"], "--annotate"),
-                        (["--ray", "--out", str(tmp_path), "--format", "xml"], "--format")):
+                        (["--ray", "--out", str(tmp_path), "--format", "xml"], "--format"),
+                        (["--resume"], "--resume"), (["--shard-size", "5"], "--shard-size")):
         result = runner.invoke(app, ["predict", "x.jpg", *args])
         assert result.exit_code == 2 and words in result.output, (args, result.output)
 

@@ -48,8 +48,8 @@ def predict(
                                                     "as shards under --out.")] = False,
     ray_address: Annotated[str, typer.Option(help="With --ray: local (a Ray started for the run), auto, HOST:PORT "
                                                   "or ray://HOST:PORT.")] = R.address,
-    ray_actors: Annotated[int, typer.Option(min=0, max=10_000, help="With --ray: model actors; 0: one per node "
-                                                                    "(on its cores), or one per GPU.")] = R.actors,
+    ray_actors: Annotated[int, typer.Option(min=0, max=10_000, help="With --ray: model actors; 0: one per CPU "
+                                                                    "of each node, or one per GPU.")] = R.actors,
     resume: Annotated[bool, typer.Option("--resume", help="With --ray: continue the job stopped in --out (its "
                                                           "finished shards are kept).")] = R.resume,
     shard_size: Annotated[int, typer.Option(min=1, max=1_000_000, help="With --ray: photos (or runs of video "
@@ -73,6 +73,9 @@ def predict(
                             min_score=min_score, every=every, options=options, summary=summary,
                             summary_plot=summary_plot, overwrite=overwrite)
         return _predict_on_ray(cfg, ray_cfg, as_json)
+    for option, given in (("--resume", resume), ("--shard-size", shard_size != R.shard_inputs)):
+        if given:
+            raise typer.BadParameter(f"{option} is for --ray jobs; add --ray --out DIR", param_hint=option)
     csv_to_stdout = csv is not None and str(csv) == "-"
     if csv_to_stdout and as_json:
         raise typer.BadParameter("--json and --csv - both write to stdout; choose one", param_hint="--csv")

@@ -111,13 +111,12 @@ def _probe_gcs(address: str) -> str | None:
         from ray.exceptions import AuthenticationError
     except ImportError:
         return None
-    with _quiet_stderr():  # Ray's C++ client logs each refusal on stderr; the one line we print says it all
-        try:
-            GcsClient(address=_resolved(address))
-        except AuthenticationError:
-            return "refused"
-        except Exception:  # noqa: BLE001 - anything else is for ray.init to report in its words
-            return None
+    try:
+        GcsClient(address=_resolved(address))
+    except AuthenticationError:
+        return "refused"
+    except Exception:  # noqa: BLE001 - anything else is for ray.init to report in its words
+        return None
     return None
 
 
@@ -147,23 +146,6 @@ def _resolved(address: str) -> str:
     from ray._private.services import canonicalize_bootstrap_address_or_die
 
     return canonicalize_bootstrap_address_or_die("auto")
-
-
-class _quiet_stderr:
-    """File descriptor 2 sent to /dev/null for a moment (C++ logging does not go through sys.stderr)."""
-
-    def __enter__(self) -> None:
-        import sys
-
-        sys.stderr.flush()
-        self.saved = os.dup(2)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
-
-    def __exit__(self, *exc) -> None:
-        os.dup2(self.saved, 2)
-        os.close(self.saved)
 
 
 def _bounded(join, address: str) -> None:

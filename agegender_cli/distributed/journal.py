@@ -55,14 +55,20 @@ class Done:
 class Journal:
     """`--out/_journal.jsonl`: a header naming the job's settings, then one line per finished shard, appended
     and synced once the shard is in place. A shard no line names was not finished (its run stopped between
-    the two) and is removed; a half-written last line is ignored."""
+    the two): it is not counted, and the run that completes the job removes it; a half-written last line is
+    ignored."""
 
     def __init__(self, folder: Path) -> None:
         self.path = folder / JOURNAL
         self._file = None
 
     def start(self, job: Mapping) -> None:
-        """A new journal for a job starting over (replacing an earlier one whole)."""
+        """A new journal for a job starting over (replacing an earlier one whole; never a file of another kind)."""
+        from agegender_cli.ownership import begins_with
+
+        if self.path.exists() and not begins_with(self.path, b'{"job":'):
+            raise AgeGenderError(f"--out {display(self.path.parent)}: {JOURNAL} there is not agegender's; move it, "
+                                 "or give another --out")
         atomic_write_text(self.path, json.dumps({"job": dict(job)}) + "\n")
 
     def resume(self, job: Mapping) -> Done:
@@ -80,7 +86,7 @@ class Journal:
                                  f"({'; '.join(changed)}); give the same options, or run without --resume to "
                                  "start over")
         for entry in lines:
-            if (self.path.parent / entry["shard"]).is_file():
+            if entry["shard"] not in done.shards and (self.path.parent / entry["shard"]).is_file():
                 done.add(entry["units"])
                 done.shards.append(entry["shard"])
                 done.entries.append({k: v for k, v in entry.items() if k != "units"})
@@ -91,7 +97,10 @@ class Journal:
         """Drop the lines of shards that are gone (and a half-written last line) before appending to it."""
         kept = [json.dumps(header)]
         names = set(done.shards)
-        kept += [line for line in self._raw_lines() if json.loads(line).get("shard") in names]
+        for line in self._raw_lines():
+            if (name := json.loads(line).get("shard")) in names:
+                kept.append(line)
+                names.discard(name)  # once each
         atomic_write_text(self.path, "\n".join(kept) + "\n")
 
     def _raw_lines(self) -> Iterator[str]:

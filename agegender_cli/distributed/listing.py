@@ -1,10 +1,12 @@
 """The inputs of a `predict --ray` job, streamed into listing files under --out that the cluster reads: the
-driver never holds the whole list (8 bytes a path to drop duplicates, and a few thousand paths at a time)."""
+driver never holds the whole list (a 64-bit hash a path to drop duplicates, about 80 MiB a million in a Python
+set, and a few thousand paths at a time)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ from agegender_cli.fileio import atomic_write_text, display
 
 LISTING = "_inputs"
 PATHS_PER_FILE = 5_000
+LISTING_FILE = re.compile(r"(\.)?part-[0-9]{8}\.jsonl(\..+\.tmp)?")  # ours, and a temp file of a killed writer
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,9 @@ def write_listing(items: Iterable[InputItem], out: Path, done: Done, problem: Ca
     refuses --out inside an input folder, and an output file (`outputs`: option -> path) that is an input."""
     refuse_input_folder(out, inputs)
     folder = out / LISTING
+    if folder.is_dir() and any(not LISTING_FILE.fullmatch(p.name) for p in folder.iterdir()):
+        raise AgeGenderError(f"--out {display(out)}: its {LISTING} folder holds files agegender did not write; "
+                             "move them, or give another --out")
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir()
     out_real = os.path.realpath(out)
@@ -44,17 +50,15 @@ def write_listing(items: Iterable[InputItem], out: Path, done: Done, problem: Ca
     lines: list[str] = []
     files = to_do = done_before = missing = written = 0
     for item in items:
-        if item.kind == "error":
-            key = input_key(item.path)
-        else:
-            real = os.path.realpath(item.path)
+        real = os.path.realpath(item.path)
+        if item.kind != "error":
             if os.path.dirname(real) == out_real:  # a photo named on stdin or by a glob: found only now
                 shutil.rmtree(folder, ignore_errors=True)
                 _refuse(out)
             if real in written_to:
                 raise AgeGenderError(f"{written_to[real]} {display(item.path)} is one of the inputs; it would be "
                                      "replaced: name another file")
-            key = input_key(real)
+        key = input_key(real)  # the same whether the file is missing in this run or not
         if (hashed := int(key, 16)) in seen:
             continue
         seen.add(hashed)

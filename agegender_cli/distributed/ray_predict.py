@@ -1,19 +1,20 @@
 """`agegender predict --ray`: the records of local `predict`, computed by Ray Data on a cluster (or a local Ray).
 
 The inputs are streamed into listing files under --out; CPU tasks read them, decode the photos and videos and
-find and crop the faces, one row per photo (or per run of a video's frames); a pool of model actors (one per
-node, using its cores, or one per GPU) runs the models; CPU tasks write the records as shards, and the driver
+find and crop the faces, one row per photo (or per run of a video's frames); a pool of model actors (one per CPU
+of each node, or one per GPU) runs the models; CPU tasks write the records as shards, and the driver
 journals each finished shard so that `--resume` continues a stopped job.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -32,6 +33,7 @@ from agegender_cli.faces.inputs import InputItem
 from agegender_cli.fileio import display
 from agegender_cli.progress import SILENT, Reporter
 
+UNITS_PER_BLOCK = 16  # units a decoding task hands on at once
 ACTOR_BATCH = 32  # faces an actor answers at once: as fast per face as 64 on ONNX Runtime, and half the wait on
 # the last batch while the other actors have finished
 STAGES = ("decode_s", "detect_s", "load_s", "infer_s", "write_s")  # seconds the tasks and actors spent, summed
@@ -96,7 +98,8 @@ def predict_on_ray(cfg: PredictConfig, ray_cfg: RayConfig, items: Iterable[Input
             if _through_ray_client(ray):
                 # Ray Data's executor cannot run in a Ray Client driver: a task on the cluster runs it and journals
                 reporter.message("Ray Client: the job runs in a task on the cluster (no progress bar)")
-                new = ray.get(ray.remote(num_cpus=DECODE_CPUS)(_run_and_journal).remote(*job))
+                # not retried: a rerun would journal its shards again
+                new = ray.get(ray.remote(num_cpus=DECODE_CPUS, max_retries=0)(_run_and_journal).remote(*job))
             else:
                 reporter.start("inputs", listing.to_do)
                 for entry in _job(ray, *job):
@@ -105,8 +108,9 @@ def predict_on_ray(cfg: PredictConfig, ray_cfg: RayConfig, items: Iterable[Input
                     reporter.advance(sum(1 for _, _, last in entry["units"] if last))
                 reporter.finish()
             timing["job_s"] = time.monotonic() - begun
-            timing["actor_started_s"] = min(e["timing"]["actor_started"] for e in new) - job_epoch
-            timing["actor_ready_s"] = min(e["timing"]["actor_ready"] for e in new) - job_epoch
+            if new:  # none where every unit listed had been finished (a video shorter than before)
+                timing["actor_started_s"] = min(e["timing"]["actor_started"] for e in new) - job_epoch
+                timing["actor_ready_s"] = min(e["timing"]["actor_ready"] for e in new) - job_epoch
         else:
             actors = ActorShape(0, 0, 0.0, 0)
             reporter.message(f"every input was finished by an earlier run into {display(out)}")
@@ -136,7 +140,7 @@ def _job_settings(cfg: PredictConfig, ray_cfg: RayConfig, search: FaceSearch, la
     return {"archs": list(cfg.archs), "detector": cfg.detector, "min_face": cfg.min_face,
             "min_score": cfg.min_score, "every": cfg.every, "frames_per_unit": search.batch,
             "format": ray_cfg.format, "weights": layout.digest[:16], "engine": cfg.options.engine,
-            "precision": cfg.options.precision, "version": __version__}
+            "precision": cfg.options.precision, "limits": dataclasses.asdict(search.limits), "version": __version__}
 
 
 def _earlier_work(journal: Journal, job: dict, resume: bool, reporter: Reporter) -> Done:
@@ -218,9 +222,10 @@ def _detector(name: str, min_face: int, min_score: float, max_side: int):
     return make_detector(name, min_face=min_face, min_score=min_score, max_side=max_side)
 
 
-def find_faces(batch: Mapping[str, np.ndarray], search: FaceSearch) -> dict[str, np.ndarray]:
+def find_faces(batch: Mapping[str, np.ndarray], search: FaceSearch) -> Iterator[dict[str, np.ndarray]]:
     """Listing lines in; one row per unit of work: a photo, a run of `search.batch` frames of a video, or an input
-    that could not be read, with its records (models not yet run) and the crops of its faces."""
+    that could not be read, with its records (models not yet run) and the crops of its faces. Rows are handed on
+    a few at a time and after each run of a video's frames: a long video is neither held whole nor lost whole."""
     from agegender_cli.faces.inputs import Frame, read_video
 
     detector = _detector(search.detector, search.min_face, search.min_score, search.limits.detect_max_side)
@@ -239,12 +244,15 @@ def find_faces(batch: Mapping[str, np.ndarray], search: FaceSearch) -> dict[str,
             if len(pending) == search.batch:
                 if held is not None:
                     units.add(*held, False)
+                    yield from units.flush()
                 held, pending, chunk = (chunk, pending), [], chunk + 1
         if held is not None:
             units.add(*held, not pending)
         if pending or held is None:
             units.add(chunk, pending, True)
-    return units.columns()
+        if len(units) >= UNITS_PER_BLOCK or item["kind"] == "video":
+            yield from units.flush()
+    yield from units.flush()
 
 
 def _image(path: str, limits: Limits):
@@ -305,6 +313,17 @@ class _Units:
             self.columns_[column].append(value)
         for arch in self.framings:
             self.crops[arch].append(_to_bytes(crops[arch]) if faces else b"")
+
+    def __len__(self) -> int:
+        return len(self.columns_["key"])
+
+    def flush(self) -> Iterator[dict[str, np.ndarray]]:
+        """The units gathered so far, as one block (none when there are none); then start afresh."""
+        if len(self):
+            yield self.columns()
+            for values in (*self.columns_.values(), *self.crops.values()):
+                values.clear()
+            self.decode_s = self.detect_s = 0.0
 
     def columns(self) -> dict[str, np.ndarray]:
         kinds = {"key": object, "input": object, "chunk": np.int64, "last": bool, "records": object,

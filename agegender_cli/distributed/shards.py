@@ -76,8 +76,9 @@ def shard_files(folder: Path) -> list[Path]:
 
 
 def remove_other_shards(folder: Path, keep: Iterable[str]) -> list[str]:
-    """Remove the shards of an earlier run into the same folder, any a failed attempt left under another name,
-    and the temp files of writers killed half-way; returns their names."""
+    """Remove every shard not in `keep` (the shards the job's journal names: an earlier, unrelated run's, one
+    written by a run stopped before journaling it, a failed attempt's under another name) and the temp files of
+    writers killed half-way; returns their names."""
     kept = set(keep)
     removed = [p.name for p in shard_files(folder) if p.name not in kept]
     removed += [p.name for p in folder.iterdir() if HALF_WRITTEN.fullmatch(p.name)]
