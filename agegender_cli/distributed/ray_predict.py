@@ -200,7 +200,9 @@ def _job(ray, listing: Listing, search: FaceSearch, options: ModelOptions, layou
     scored = units.map_batches(
         ModelActor, batch_size=options.batch_size if actors.gpus else min(options.batch_size, ACTOR_BATCH),
         batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=actors.count), num_gpus=actors.gpus, num_cpus=actors.cpus,
+        # two batches in flight per actor, not four: the last ones are shared out instead of queueing behind one actor
+        compute=ray.data.ActorPoolStrategy(size=actors.count, max_tasks_in_flight_per_actor=2), num_gpus=actors.gpus,
+        num_cpus=actors.cpus,
         # the packed weights travel as a reference inside a list: Ray hands the list over without fetching them
         fn_constructor_kwargs={"archs": [registry.get(a) for a in archs], "options": options, "layout": layout,
                                "packed": [packed_ref], "per_node": actors.per_node})
