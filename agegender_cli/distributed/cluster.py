@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from agegender_cli.progress import SILENT, Reporter
 
 INSTALL_HINT = "--ray needs Ray: pip install 'agegender[ray]'"
 CONNECT_TIMEOUT_S = 3.0  # a head that does not accept a connection in this long is not there
+CLIENT_ATTEMPTS = 3  # joins through Ray Client tried, where the head fails to start the client's server
 PROBE_TIMEOUT_S = 5.0  # a Ray that accepts the connection answers a first request in far less
 TOKEN_HINT = ("set RAY_AUTH_MODE=token and give the token `ray get-auth-token` prints on the head node: in "
               "RAY_AUTH_TOKEN, in a file named by RAY_AUTH_TOKEN_PATH, or in ~/.ray/auth_token")
@@ -42,11 +44,19 @@ def connect(ray, ray_cfg: RayConfig, reporter: Reporter = SILENT) -> bool:
     token = use_token_if_available()
     probe(address, token)
     reporter.message(f"joining the Ray cluster at {address}" + (f" (token from {token})" if token else ""))
-    try:
-        _bounded(lambda: ray.init(address=address, logging_level="WARNING"), address)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise AgeGenderError(f"--ray-address {address}: cannot join a Ray cluster there ({reason})") from None
+    for attempt in range(1, CLIENT_ATTEMPTS + 1):
+        try:
+            _bounded(lambda: ray.init(address=address, logging_level="WARNING"), address)
+            return True
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if address.startswith("ray://") and "Initialization failure" in reason and attempt < CLIENT_ATTEMPTS:
+                # the Ray Client server starts a server process per client, which can fail on a busy head
+                reporter.message(f"Ray Client: the head could not start a server for this client ({reason}); "
+                                 "trying again")
+                time.sleep(attempt)
+                continue
+            raise AgeGenderError(f"--ray-address {address}: cannot join a Ray cluster there ({reason})") from None
     return True
 
 
