@@ -106,8 +106,8 @@ def test_a_job_stopped_half_way_is_resumed_without_loss_or_duplicate(cluster, cr
     job.send_signal(signal.SIGINT)  # Ctrl-C
     job.wait(timeout=60)
     assert job.returncode != 0 and not (out / SUCCESS).exists(), "the job ended before it was stopped"
-    finished = len(read_shards(out))
-    assert 0 < finished < 160
+    # the cluster may have written every shard by then: what counts is what the journal holds (20 shards of 8)
+    assert 3 <= len(journal.read_text().splitlines()) - 1 < 20
     stray = out / "part-0123456789abcdef.jsonl"  # a shard whose journal line was never written
     stray.write_text(json.dumps({"file": "stray.jpg", "frame": None}) + "\n")
 
