@@ -73,53 +73,38 @@ class Journal:
 
     def resume(self, job: Mapping) -> Done:
         """What the journal says is finished, its shards checked to be there; refuses a journal written by a job
-        with other settings."""
+        with other settings. The journal is rewritten without the lines of shards that are gone, of a shard named
+        twice, or half-written, before this run appends to it."""
         done = Done()
         lines = self._lines()
-        header = next(lines, None)
-        if header is None or "job" not in header:
+        first = next(lines, None)
+        if first is None or "job" not in first[1]:
             raise AgeGenderError(f"--resume: {display(self.path)} is not a journal of agegender predict --ray; run "
                                  "without --resume to start over")
+        header = first[1]
         changed = [f"{k} {header['job'].get(k)!r} -> {v!r}" for k, v in job.items() if header["job"].get(k) != v]
         if changed:
             raise AgeGenderError(f"--resume: --out {display(self.path.parent)} holds a job run with other settings "
                                  f"({'; '.join(changed)}); give the same options, or run without --resume to "
                                  "start over")
-        for entry in lines:
+        kept = [first[0]]
+        for raw, entry in lines:
             if entry["shard"] not in done.shards and (self.path.parent / entry["shard"]).is_file():
                 done.add(entry["units"])
                 done.shards.append(entry["shard"])
                 done.entries.append({k: v for k, v in entry.items() if k != "units"})
-        self._rewrite(header, done)
+                kept.append(raw)
+        atomic_write_text(self.path, "".join(kept))
         return done
 
-    def _rewrite(self, header: dict, done: Done) -> None:
-        """Drop the lines of shards that are gone (and a half-written last line) before appending to it."""
-        kept = [json.dumps(header)]
-        names = set(done.shards)
-        for line in self._raw_lines():
-            if (name := json.loads(line).get("shard")) in names:
-                kept.append(line)
-                names.discard(name)  # once each
-        atomic_write_text(self.path, "\n".join(kept) + "\n")
-
-    def _raw_lines(self) -> Iterator[str]:
+    def _lines(self) -> Iterator[tuple[str, dict]]:
+        """Each whole line with what it says, up to a half-written one (the last of a writer stopped half way)."""
         with open(self.path, encoding="utf-8") as f:
             for line in f:
-                if line.endswith("\n") and line.strip() and '"shard"' in line:
-                    try:
-                        json.loads(line)
-                    except ValueError:
-                        continue
-                    yield line.rstrip("\n")
-
-    def _lines(self) -> Iterator[dict]:
-        with open(self.path, encoding="utf-8") as f:
-            for line in f:
-                if not line.endswith("\n"):  # the last line of a writer stopped half way
+                if not line.endswith("\n"):
                     return
                 try:
-                    yield json.loads(line)
+                    yield line, json.loads(line)
                 except ValueError:
                     return
 

@@ -102,10 +102,7 @@ def predict_on_ray(cfg: PredictConfig, ray_cfg: RayConfig, items: Iterable[Input
                 new = ray.get(ray.remote(num_cpus=DECODE_CPUS, max_retries=0)(_run_and_journal).remote(*job))
             else:
                 reporter.start("inputs", listing.to_do)
-                for entry in _job(ray, *job):
-                    journal.append(entry)
-                    new.append({k: v for k, v in entry.items() if k != "units"})
-                    reporter.advance(sum(1 for _, _, last in entry["units"] if last))
+                new = list(_journaled(_job(ray, *job), journal, reporter))
                 reporter.finish()
             timing["job_s"] = time.monotonic() - begun
             if new:  # none where every unit listed had been finished (a video shorter than before)
@@ -169,19 +166,23 @@ def _through_ray_client(ray) -> bool:
     return client.is_connected()
 
 
+def _journaled(entries, journal: Journal, reporter: Reporter = SILENT) -> Iterator[dict]:
+    """Each finished shard journaled as it comes, the inputs it completes counted; its entry without the units."""
+    for entry in entries:
+        journal.append(entry)
+        reporter.advance(sum(1 for _, _, last in entry["units"] if last))
+        yield {k: v for k, v in entry.items() if k != "units"}
+
+
 def _run_and_journal(*job) -> list[dict]:
-    """The job run where the cluster is (for a Ray Client driver): each finished shard journaled as it is written;
-    the journal entries, returned."""
+    """The job run where the cluster is (for a Ray Client driver), journaled there; the journal entries."""
     import ray
 
-    journal, entries = Journal(job[5]), []
+    journal = Journal(job[5])
     try:
-        for entry in _job(ray, *job):
-            journal.append(entry)
-            entries.append({k: v for k, v in entry.items() if k != "units"})
+        return list(_journaled(_job(ray, *job), journal))
     finally:
         journal.close()
-    return entries
 
 
 def _job(ray, listing: Listing, search: FaceSearch, options: ModelOptions, layout, packed_ref, out: Path,
@@ -259,9 +260,9 @@ def find_faces(batch: Mapping[str, np.ndarray], search: FaceSearch) -> Iterator[
 
 def _image(path: str, limits: Limits):
     """A photo as the one frame of its input (read when the frame is taken, so that its decoding is timed)."""
-    from agegender_cli.faces.inputs import Frame, read_image
+    from agegender_cli.faces.inputs import read_image_frame
 
-    yield Frame(path, None, *read_image(path, limits))
+    yield read_image_frame(path, limits)
 
 
 class _Units:
@@ -371,7 +372,7 @@ class ModelActor:
         began = time.perf_counter()
         self.started = time.time()
         self.node = ray.get_runtime_context().get_node_id()
-        self.threads = _actor_threads(ray, per_node)
+        self.threads = _actor_threads(ray, self.node, per_node)
         _use_threads(self.threads)
         for arch in archs:  # an architecture registered only on the driver (a plug-in) is known here too
             if arch.name not in registry.names():
@@ -425,10 +426,9 @@ def _use_threads(threads: int) -> None:
         sys.modules["torch"].set_num_threads(threads)
 
 
-def _actor_threads(ray, per_node: int) -> int:
+def _actor_threads(ray, node: str, per_node: int) -> int:
     """The model threads of an actor: its node's CPUs shared among the actors there (0: the engine's default)."""
     try:
-        node = ray.get_runtime_context().get_node_id()
         cpus = next(n["Resources"].get("CPU", 0) for n in ray.nodes() if n["NodeID"] == node)
     except (StopIteration, AttributeError, KeyError):
         return 0

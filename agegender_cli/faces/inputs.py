@@ -294,9 +294,9 @@ def _start(pool: ThreadPoolExecutor, item: InputItem, every: int, stop: threadin
     return _ImageJob(pool.submit(read_image_frame, item.path))
 
 
-def read_image_frame(path: str) -> Frame:
+def read_image_frame(path: str, limits: Limits | None = None) -> Frame:
     """Decode one still image as BGR uint8 (grayscale, RGBA, 16-bit converted; EXIF rotation applied)."""
-    image, error = read_image(path)
+    image, error = read_image(path, limits)
     return Frame(path, None, image, error)
 
 
