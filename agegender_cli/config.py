@@ -57,6 +57,7 @@ class Limits:
     archive_max_ratio: float = 100.0  # uncompressed / compressed size, whole archive and each large member
     download_deadline_s: float = 900.0  # a whole download, however slowly the server trickles
     ray_join_s: float = 60.0  # joining a Ray cluster (ray.init retries an address that is not Ray's without end)
+    ray_stall_s: float = 1800.0  # a `predict --ray` job in which no model actor answers anything
 
 
 LIMIT_ENV = {
@@ -68,6 +69,7 @@ LIMIT_ENV = {
     "archive_max_ratio": "AGEGENDER_ARCHIVE_MAX_RATIO",
     "download_deadline_s": "AGEGENDER_DOWNLOAD_DEADLINE_S",
     "ray_join_s": "AGEGENDER_RAY_JOIN_S",
+    "ray_stall_s": "AGEGENDER_RAY_STALL_S",
 }
 
 

@@ -1,14 +1,15 @@
 """`predict --ray` against local `predict` on the same photos, as users run them (whole commands, end to end).
 
-1. Per-node efficiency: local `predict`, then `predict --ray` on a cluster started the usual way (`ray start
-   --head` with no CPUs of its own, and one worker node with this machine's CPUs), joined by its address with
-   token authentication; and on a local Ray started by the run. The time split of each Ray run comes from its
-   _SUCCESS (listing, joining, model load per actor, decoding, inference, writing).
+1. Per-node efficiency: local `predict` and `predict --ray` in turn (paired runs), on a cluster started the usual
+   way (`ray start --head` with no CPUs of its own, and one worker node with this machine's CPUs), joined by its
+   address with token authentication; and on a local Ray started by each run (also without Ray's own start and
+   stop, which a node of a running cluster does not pay). The time split of each Ray run comes from its _SUCCESS
+   (listing, joining, model load per actor, decoding, inference, writing).
 2. A scaling curve: a head and 1, 2, ... worker nodes of 1 CPU each (`ray start --address ... --num-cpus 1`), each
    against local `predict --threads 1` (what one such node does alone).
 Every Ray run's records are checked against local predict's. Figures are from one run of this script: compare
 only what it prints together.
-Usage: python benchmarks/ray_scaling.py [--images 1500] [--detector none] [--arch both] [--workers 1,2]
+Usage: python benchmarks/ray_scaling.py [--images 1500] [--pairs 3] [--detector none] [--arch both] [--workers 1,2]
            [--data ../shared/data/utkface_crop_part1]
 """
 
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from ray_cluster import start_cluster  # noqa: E402
@@ -59,9 +61,12 @@ def run(args: list[str], listing: Path, env: dict | None = None, stdout=subproce
     return time.perf_counter() - started
 
 
+def timing(out: Path) -> dict:
+    return json.loads((out / "_SUCCESS").read_text())["timing"]
+
+
 def split(out: Path) -> str:
-    timing = json.loads((out / "_SUCCESS").read_text())["timing"]
-    return ", ".join(f"{k.removesuffix('_s')} {v:.1f}" for k, v in timing.items() if k.endswith("_s"))
+    return ", ".join(f"{k.removesuffix('_s')} {v:.1f}" for k, v in timing(out).items() if k.endswith("_s"))
 
 
 def main() -> None:
@@ -71,6 +76,7 @@ def main() -> None:
     parser.add_argument("--arch", default="both")
     parser.add_argument("--workers", default="1,2", help="worker nodes of 1 CPU for the curve ('' to skip it)")
     parser.add_argument("--curve-only", action="store_true", help="skip part 1")
+    parser.add_argument("--pairs", type=int, default=3, help="runs of local predict and --ray, in turn (part 1)")
     parser.add_argument("--data", type=Path, default=Path("../shared/data/utkface_crop_part1"))
     args = parser.parse_args()
 
@@ -85,37 +91,48 @@ def main() -> None:
         listing = work / "paths.txt"
         listing.write_text("\n".join(paths) + "\n")
         if not args.curve_only:
-            node_efficiency(work, listing, common, archs, paths, cpus)
+            node_efficiency(work, listing, common, archs, paths, cpus, args.pairs)
         curve(work, listing, common, paths, [int(n) for n in args.workers.split(",") if n])
 
 
 def node_efficiency(work: Path, listing: Path, common: list[str], archs: list[str], paths: list[str],
-                    cpus: int) -> None:
+                    cpus: int, pairs: int) -> None:
+    """Local predict and --ray in turn (this machine's speed drifts between minutes: each ratio is of a pair)."""
     local_out = work / "local.jsonl"
     with open(local_out, "wb") as out:
-        local_s = run(["predict", "-", *common, "--json"], listing, stdout=out)
+        run(["predict", "-", *common, "--json"], listing, stdout=out)  # a warm-up: the weights, the disk cache
     local = [json.loads(line) for line in local_out.read_text().splitlines()]
-    print(f"\n1. one node of {cpus} CPUs")
-    print(f"{'local predict':44s} {local_s:6.1f} s {len(paths) / local_s:6.1f} images/s")
-
+    print(f"\n1. one node of {cpus} CPUs, {pairs} pairs (local predict, then --ray), medians (min-max)")
     cluster = start_cluster(workers=1, cpus=cpus)
     try:
         out = work / "cluster"
-        ray_s = run(["predict", "-", *common, "--ray", "--ray-address", cluster.address, "--out", str(out)],
-                    listing, env=cluster.env())
-        gap = largest_difference(local, read_shards(out), archs)
-        print(f"{'--ray, a started cluster (head + 1 node)':44s} {ray_s:6.1f} s {len(paths) / ray_s:6.1f} "
-              f"images/s  {local_s / ray_s:.2f} x local; probability gap {gap:.1e}")
-        print(f"   time split (s): {split(out)}")
+        ray_args = ["predict", "-", *common, "--ray", "--ray-address", cluster.address, "--out", str(out)]
+        paired(ray_args, listing, common, paths, pairs, out, "a started cluster (head + 1 node)", cluster.env())
+        print(f"   probability gap to local predict: {largest_difference(local, read_shards(out), archs):.1e}")
     finally:
         cluster.stop()
     out = work / "local-ray"
-    ray_s = run(["predict", "-", *common, "--ray", "--out", str(out)], listing)
-    print(f"{'--ray, a local Ray started by the run':44s} {ray_s:6.1f} s {len(paths) / ray_s:6.1f} images/s  "
-          f"{local_s / ray_s:.2f} x local")
-    print(f"   time split (s): {split(out)}")
-    local_again = run(["predict", "-", *common, "--json"], listing)
-    print(f"{'local predict again':44s} {local_again:6.1f} s {len(paths) / local_again:6.1f} images/s")
+    paired(["predict", "-", *common, "--ray", "--out", str(out)], listing, common, paths, pairs, out,
+           "a local Ray started by each run")
+
+
+def paired(ray_args: list[str], listing: Path, common: list[str], paths: list[str], pairs: int, out: Path,
+           what: str, env: dict | None = None) -> None:
+    local_s, ray_s, splits, ray_start_stop = [], [], [], []
+    for _ in range(pairs):
+        local_s.append(run(["predict", "-", *common, "--json"], listing))
+        ray_s.append(run(ray_args, listing, env=env))
+        splits.append(split(out))
+        ray_start_stop.append(timing(out).get("connect_s", 0) + timing(out).get("ray_stop_s", 0))
+    ratios = [a / b for a, b in zip(local_s, ray_s, strict=True)]
+    print(f"--ray, {what}: local {median(local_s):.1f} s, --ray {median(ray_s):.1f} s "
+          f"({len(paths) / median(ray_s):.1f} images/s); {median(ratios):.2f} x local "
+          f"({min(ratios):.2f}-{max(ratios):.2f})")
+    if max(ray_start_stop) > 0.5:  # a Ray started and stopped by the run: the node's work is the rest
+        without = [a / (b - c) for a, b, c in zip(local_s, ray_s, ray_start_stop, strict=True)]
+        print(f"   of which Ray's own start and stop {median(ray_start_stop):.1f} s; without them "
+              f"{median(without):.2f} x local ({min(without):.2f}-{max(without):.2f})")
+    print(f"   time split of the last run (s): {splits[-1]}")
 
 
 def curve(work: Path, listing: Path, common: list[str], paths: list[str], workers: list[int]) -> None:

@@ -226,8 +226,6 @@ def test_a_video_is_cut_in_runs_of_frames_the_last_marked_once_and_a_resume_skip
     and answers only the runs it had not finished, so every frame has exactly one record in the end."""
     import json
 
-    import numpy as np
-
     from agegender_cli.distributed.journal import input_key
     from agegender_cli.distributed.ray_predict import FaceSearch, find_faces
     from agegender_cli.limits import current_limits
@@ -238,9 +236,8 @@ def test_a_video_is_cut_in_runs_of_frames_the_last_marked_once_and_a_resume_skip
     def units(skip: list[int]) -> list[tuple[int, bool, list]]:
         line = json.dumps({"path": clip, "key": input_key(clip), "name": "clip.avi", "kind": "video", "error": "",
                            "skip": skip})
-        blocks = list(find_faces({"text": np.array([line], object)}, search))
-        return [(int(c), bool(last), [r["frame"] for r in json.loads(records)]) for block in blocks
-                for c, last, records in zip(block["chunk"], block["last"], block["records"], strict=True)]
+        return [(unit.chunk, unit.last, [r["frame"] for r in unit.records])
+                for block in find_faces([line], search) for unit in block.units]
 
     whole = units([])
     runs = -(-frames // 4)
@@ -264,3 +261,13 @@ def test_a_listing_folder_or_journal_agegender_did_not_write_is_refused(tmp_path
     with pytest.raises(AgeGenderError, match="_journal.jsonl there is not agegender's"):
         Journal(tmp_path).start({"archs": ["tiny"]})
     assert (tmp_path / "_journal.jsonl").read_text() == "my notes\n"
+
+
+def test_the_last_calls_are_short_so_that_no_actor_is_left_alone_at_work():
+    from agegender_cli.distributed.ray_predict import _chunks
+
+    lines = [str(n) for n in range(100)]
+    chunks = list(_chunks(iter(lines), 16, 100 - 64))
+    assert [line for chunk in chunks for line in chunk] == lines
+    assert [len(c) for c in chunks[:2]] == [16, 16] and max(len(c) for c in chunks[2:]) <= 5
+    assert [len(c) for c in _chunks(iter(lines), 16, 200)] == [16] * 6 + [4]

@@ -71,6 +71,34 @@ def test_a_killed_actor_is_retried_and_no_record_is_lost_or_doubled(local_ray, p
     assert sum(sum(ages.values()) for ages in summary["counts"]["dying"].values()) == 24
 
 
+@pytest.mark.parametrize(("how", "stall_s", "said"), [
+    ("raise", None, "a model actor failed: ValueError: the tiny model refuses these faces"),
+    ("die", None, "model actors were lost 3 times on the same inputs"),
+    ("hang", "4", r"no model actor answered for 4 s \(ray_stall_s; raise it with AGEGENDER_RAY_STALL_S=N\)"),
+])
+def test_a_model_that_raises_dies_or_hangs_ends_the_job_in_one_line_and_frees_the_cluster(
+        local_ray, photos, tmp_path, monkeypatch, how, stall_s, said):
+    import time
+
+    from agegender_cli.errors import AgeGenderError
+
+    if stall_s:
+        monkeypatch.setenv("AGEGENDER_RAY_STALL_S", stall_s)
+    registry.register(tiny_module.Misbehaving(how))
+    began = time.monotonic()
+    try:
+        cfg = PredictConfig(inputs=(str(photos),), archs=("misbehaving",), detector="none",
+                            options=ModelOptions(batch_size=4))
+        with pytest.raises(AgeGenderError, match=said):
+            service.predict_on_ray(cfg, RayConfig(actors=2, out=tmp_path / "out"))
+    finally:
+        registry.unregister("misbehaving")
+    assert time.monotonic() - began < 90
+    while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() - began < 120:
+        time.sleep(0.2)  # the job's actors are gone: their CPUs are back for the next job
+    assert ray.available_resources().get("CPU", 0) == 2
+
+
 def test_cli_writes_parquet_shards_and_success_and_exits_1_on_a_bad_file(local_ray, photos, tmp_path, tiny_arch):
     out = tmp_path / "out"
     (out / "part-0123456789abcdef.jsonl").parent.mkdir()

@@ -104,3 +104,32 @@ class DyingOnce(Tiny):
 
     def load_predictor(self, model, options, log):
         return DyingPredictor(self.marker)
+
+
+class MisbehavingPredictor(TinyPredictor):
+    """The tiny predictor that raises, kills its process or hangs on every batch (`how`)."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__(None, 0.0)
+        self.how = how
+
+    def predict(self, faces: Sequence[np.ndarray]) -> Prediction:
+        if self.how == "raise":
+            raise ValueError("the tiny model refuses these faces")
+        if self.how == "die":
+            os._exit(1)
+        import time
+
+        time.sleep(600)
+        return super().predict(faces)
+
+
+class Misbehaving(Tiny):
+    """A tiny architecture whose predictor raises, dies or hangs (for the Ray job's fault tests)."""
+
+    def __init__(self, how: str, name: str = "misbehaving") -> None:
+        super().__init__(name)
+        self.how = how
+
+    def load_predictor(self, model, options, log):
+        return MisbehavingPredictor(self.how)

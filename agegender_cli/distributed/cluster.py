@@ -24,7 +24,6 @@ TOKEN_HINT = ("set RAY_AUTH_MODE=token and give the token `ray get-auth-token` p
 def import_ray():
     try:
         import ray
-        import ray.data
     except ImportError:
         raise AgeGenderError(INSTALL_HINT) from None
     return ray

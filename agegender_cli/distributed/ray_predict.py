@@ -1,20 +1,18 @@
-"""`agegender predict --ray`: the records of local `predict`, computed by Ray Data on a cluster (or a local Ray).
+"""`agegender predict --ray`: the records of local `predict`, computed on a Ray cluster (or a local Ray).
 
-The inputs are streamed into listing files under --out; CPU tasks read them, decode the photos and videos and
-find and crop the faces, one row per photo (or per run of a video's frames); a pool of model actors (one per CPU
-of each node, or one per GPU) runs the models; CPU tasks write the records as shards, and the driver
-journals each finished shard so that `--resume` continues a stopped job.
+The inputs are streamed into listing files under --out; the driver reads them back and hands their lines out,
+a few at a time, to a pool of model actors (one per CPU of each node, or one per GPU), which decode the photos
+and videos, find and crop the faces and run the models; the driver writes the answered units as shards and
+journals each one so that `--resume` continues a stopped job.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
-import logging
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -31,11 +29,13 @@ from agegender_cli.errors import AgeGenderError
 from agegender_cli.faces import records
 from agegender_cli.faces.inputs import InputItem
 from agegender_cli.fileio import display
+from agegender_cli.limits import raise_hint
 from agegender_cli.progress import SILENT, Reporter
 
-UNITS_PER_BLOCK = 16  # units a decoding task hands on at once
-ACTOR_BATCH = 32  # faces an actor answers at once: as fast per face as 64 on ONNX Runtime, and half the wait on
-# the last batch while the other actors have finished
+UNITS_PER_BLOCK = 16  # units an actor answers and hands on at once
+ACTOR_BATCH = 32  # most faces a CPU actor answers at once: ONNX Runtime is as fast per face from 16 on
+IN_FLIGHT = 2  # calls queued on each actor
+MAX_TRIES = 3  # calls of the same inputs lost to faults before the job stops
 STAGES = ("decode_s", "detect_s", "load_s", "infer_s", "write_s")  # seconds the tasks and actors spent, summed
 
 
@@ -54,7 +54,7 @@ class FaceSearch:
 
 def predict_on_ray(cfg: PredictConfig, ray_cfg: RayConfig, items: Iterable[InputItem],
                    reporter: Reporter = SILENT) -> dict:
-    """Run `predict` on the inputs as a Ray Data job; returns the summary also written to --out/_SUCCESS."""
+    """Run `predict` on the inputs on a Ray cluster; returns the summary also written to --out/_SUCCESS."""
     from agegender_cli.archs import registry
     from agegender_cli.fileio import atomic_write_text, make_folder
     from agegender_cli.limits import current_limits
@@ -96,13 +96,14 @@ def predict_on_ray(cfg: PredictConfig, ray_cfg: RayConfig, items: Iterable[Input
             job_epoch = time.time()
             job = (listing, search, options, layout, packed_ref, out, ray_cfg, cfg.archs, actors)
             if _through_ray_client(ray):
-                # Ray Data's executor cannot run in a Ray Client driver: a task on the cluster runs it and journals
+                # the driver loop runs where the cluster is (the listing, shards and journal are read and
+                # written there), in a task
                 reporter.message("Ray Client: the job runs in a task on the cluster (no progress bar)")
                 # not retried: a rerun would journal its shards again
                 new = ray.get(ray.remote(num_cpus=DECODE_CPUS, max_retries=0)(_run_and_journal).remote(*job))
             else:
                 reporter.start("inputs", listing.to_do)
-                new = list(_journaled(_job(ray, *job), journal, reporter))
+                new = list(_journaled(_job(ray, *job, progress=reporter.advance), journal))
                 reporter.finish()
             timing["job_s"] = time.monotonic() - begun
             if new:  # none where every unit listed had been finished (a video shorter than before)
@@ -114,7 +115,9 @@ def predict_on_ray(cfg: PredictConfig, ray_cfg: RayConfig, items: Iterable[Input
     finally:
         journal.close()
         if owned:
+            begun = time.monotonic()
             ray.shutdown()
+            timing["ray_stop_s"] = time.monotonic() - begun
     summary = _summary(done.entries + new, cfg.archs, listing)
     removed = shards.remove_other_shards(out, summary["shards"])
     if removed:
@@ -166,11 +169,10 @@ def _through_ray_client(ray) -> bool:
     return client.is_connected()
 
 
-def _journaled(entries, journal: Journal, reporter: Reporter = SILENT) -> Iterator[dict]:
-    """Each finished shard journaled as it comes, the inputs it completes counted; its entry without the units."""
+def _journaled(entries, journal: Journal) -> Iterator[dict]:
+    """Each finished shard journaled as it comes; its entry without the units."""
     for entry in entries:
         journal.append(entry)
-        reporter.advance(sum(1 for _, _, last in entry["units"] if last))
         yield {k: v for k, v in entry.items() if k != "units"}
 
 
@@ -185,56 +187,183 @@ def _run_and_journal(*job) -> list[dict]:
         journal.close()
 
 
+def _ignore(_: int) -> None:
+    pass
+
+
 def _job(ray, listing: Listing, search: FaceSearch, options: ModelOptions, layout, packed_ref, out: Path,
-         ray_cfg: RayConfig, archs: tuple[str, ...], actors: ActorShape):
-    """The finished shards, as they are written (the journal entries)."""
+         ray_cfg: RayConfig, archs: tuple[str, ...], actors: ActorShape, progress: Callable[[int], None] = _ignore):
+    """The finished shards, as they are written (the journal entries). The driver hands the listing's lines out
+    to the model actors a few at a time (each actor finds the faces of its lines on its own CPU and answers them:
+    no crop crosses the object store), and writes the answered units into shards."""
     from agegender_cli.archs import registry
 
-    # Faults are Ray's defaults (retry arguments are deprecated in Ray Data): a task whose worker dies is rerun,
-    # a model actor that dies is restarted and its batch given to it again.
-    context = ray.data.DataContext.get_current()  # our own progress bar and messages instead of Ray Data's
-    context.enable_progress_bars = context.print_on_execution_start = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
-    listed = ray.data.read_text(str(listing.folder), file_extensions=["jsonl"], num_cpus=DECODE_CPUS)
-    units = listed.map_batches(find_faces, batch_size=ray_cfg.images_per_task, batch_format="numpy",
-                               fn_kwargs={"search": search}, num_cpus=actors.cpus)
-    scored = units.map_batches(
-        ModelActor, batch_size=options.batch_size if actors.gpus else min(options.batch_size, ACTOR_BATCH),
-        batch_format="numpy",
-        # two batches in flight per actor, not four: the last ones are shared out instead of queueing behind one actor
-        compute=ray.data.ActorPoolStrategy(size=actors.count, max_tasks_in_flight_per_actor=2), num_gpus=actors.gpus,
-        num_cpus=actors.cpus,
-        # the packed weights travel as a reference inside a list: Ray hands the list over without fetching them
-        fn_constructor_kwargs={"archs": [registry.get(a) for a in archs], "options": options, "layout": layout,
-                               "packed": [packed_ref], "per_node": actors.per_node})
-    written = scored.map_batches(
-        write_records, batch_size=ray_cfg.shard_inputs, batch_format="numpy",
-        fn_kwargs={"out": str(out), "fmt": ray_cfg.format, "archs": archs}, num_cpus=DECODE_CPUS)
-    for row in written.iter_rows():
-        yield {"shard": str(row["shard"]), "units": json.loads(row["units"]), **json.loads(row["entry"])}
+    block = options.batch_size if actors.gpus else min(options.batch_size, ACTOR_BATCH)
+    # a GPU actor decodes its next lines on a second thread while the GPU answers the last ones; an actor whose
+    # process dies is started again (the calls it held are given again, see _Pool)
+    actor = ray.remote(ModelActor).options(num_cpus=actors.cpus, num_gpus=actors.gpus, max_restarts=-1,
+                                           max_concurrency=2 if actors.gpus else 1)
+    # the packed weights travel as a reference inside a list: Ray hands the list over without fetching them
+    arguments = ([registry.get(a) for a in archs], options, layout, [packed_ref], actors.per_node, search, block)
+    started = [actor.remote(*arguments) for _ in range(actors.count)]
+    try:
+        size = min(ray_cfg.images_per_task, block)
+        lines = _chunks(_listed_lines(listing), size, listing.to_do - 2 * IN_FLIGHT * actors.count * size)
+        answered: list[dict] = []
+        for units in _Pool(ray, started, search.limits.ray_stall_s).run(lines):
+            progress(sum(1 for unit in units if unit["last"]))
+            answered += units
+            while len(answered) >= ray_cfg.shard_inputs:
+                yield write_records(answered[:ray_cfg.shard_inputs], out, ray_cfg.format, archs)
+                del answered[:ray_cfg.shard_inputs]
+        if answered:
+            yield write_records(answered, out, ray_cfg.format, archs)
+    finally:
+        for model_actor in started:  # their CPUs (or GPUs) go back to the cluster now, not when the driver exits
+            ray.kill(model_actor)
 
 
-# --------------------------------------------------------------------------- CPU tasks: decode, detect, crop
+def _listed_lines(listing: Listing) -> Iterator[str]:
+    for part in sorted(listing.folder.glob("part-*.jsonl")):
+        with open(part, encoding="utf-8") as lines:
+            yield from (line.rstrip("\n") for line in lines if line.strip())
+
+
+def _chunks(lines: Iterable[str], size: int, until: int) -> Iterator[list[str]]:
+    """The lines `size` at a time, and a quarter of that after the first `until`: the last calls are short, so
+    that no actor is left alone at work while the others have finished."""
+    chunk: list[str] = []
+    for n, line in enumerate(lines):
+        chunk.append(line)
+        if len(chunk) >= (size if n < until else max(1, size // 4)):
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+@dataclass
+class _Call:
+    """Listing lines given to an actor, and the units it has answered of them so far."""
+
+    actor: object
+    lines: list[str]
+    tries: int = 1
+    answered: list[tuple[str, int, bool]] = dataclasses.field(default_factory=list)  # (input, chunk, last)
+
+    def rest(self) -> list[str]:
+        """The lines again, without the units answered before a fault: what a retry has left to do."""
+        left = []
+        for line in self.lines:
+            item = json.loads(line)
+            units = [(chunk, last) for key, chunk, last in self.answered if key == item["key"]]
+            if any(last for _, last in units):
+                continue
+            item["skip"] = sorted(set(item["skip"]) | {chunk for chunk, _ in units})
+            left.append(json.dumps(item))
+        return left
+
+
+class _Pool:
+    """The model actors, IN_FLIGHT calls queued on each (an actor never waits for the driver, and the last lines
+    are shared out); a call lost to a fault (a killed worker, a lost node) is given again to a live actor, less
+    what it had answered, up to MAX_TRIES times."""
+
+    def __init__(self, ray, actors: list, stall_s: float) -> None:
+        self.ray, self.stall_s = ray, stall_s
+        self.free = [a for a in actors for _ in range(IN_FLIGHT)]
+        self.running: dict = {}  # ObjectRefGenerator -> _Call
+        self.redo: list[_Call] = []
+
+    def run(self, chunks: Iterator[list[str]]) -> Iterator[list[dict]]:
+        """The answered units, a block at a time, as the actors hand them back."""
+        ray = self.ray
+        while True:
+            while self.free and (self.redo or (chunk := next(chunks, None)) is not None):
+                call = self.redo.pop() if self.redo else _Call(None, chunk)
+                call.actor = self.free.pop()
+                self.running[call.actor.run.remote(call.lines)] = call
+            if not self.running:
+                return
+            ready, _ = ray.wait(list(self.running), num_returns=1, timeout=self.stall_s)
+            if not ready:
+                raise AgeGenderError(f"no model actor answered for {self.stall_s:g} s (ray_stall_s; "
+                                     f"{raise_hint('ray_stall_s')}); the shards written so far are kept: rerun "
+                                     "with --resume")
+            for generator in ready:
+                call = self.running[generator]
+                try:
+                    units = ray.get(next(generator))
+                except StopIteration:
+                    del self.running[generator]
+                    self.free.append(call.actor)
+                    continue
+                except ray.exceptions.RayError as error:
+                    del self.running[generator]
+                    self._lost(call, error)
+                    continue
+                call.answered += [(u["input"], u["chunk"], u["last"]) for u in units]
+                yield units
+
+    def _lost(self, call: _Call, error: Exception) -> None:
+        if isinstance(error, self.ray.exceptions.RayTaskError):  # our code raised: another try would too
+            cause = getattr(error, "cause", None) or error
+            if isinstance(cause, AgeGenderError):
+                raise AgeGenderError(str(cause)) from error
+            raise AgeGenderError(f"a model actor failed: {type(cause).__name__}: {cause}") from error
+        if call.tries >= MAX_TRIES:
+            raise AgeGenderError(f"model actors were lost {MAX_TRIES} times on the same inputs (the first: "
+                                 f"{json.loads(call.lines[0])['name']}; {error}); the shards written so far are "
+                                 "kept: rerun with --resume") from error
+        self.free.append(call.actor)  # Ray starts it again (on another node where its own was lost)
+        if rest := call.rest():
+            self.redo.append(_Call(None, rest, call.tries + 1))
+
+
+# --------------------------------------------------------------------------- in each actor: decode, detect, crop
 
 
 @lru_cache(maxsize=4)
 def _detector(name: str, min_face: int, min_score: float, max_side: int):
-    """One detector per worker process (MTCNN loads its nets once, not once per task)."""
+    """One detector per worker process (MTCNN loads its nets once, not once per call)."""
     from agegender_cli.faces.detection import make_detector
 
     return make_detector(name, min_face=min_face, min_score=min_score, max_side=max_side)
 
 
-def find_faces(batch: Mapping[str, np.ndarray], search: FaceSearch) -> Iterator[dict[str, np.ndarray]]:
-    """Listing lines in; one row per unit of work: a photo, a run of `search.batch` frames of a video, or an input
-    that could not be read, with its records (models not yet run) and the crops of its faces. Rows are handed on
-    a few at a time and after each run of a video's frames: a long video is neither held whole nor lost whole."""
+@dataclass
+class Unit:
+    """One unit of work: a photo, a run of `FaceSearch.batch` frames of a video, or an input that could not be
+    read; its records (the models' answers still to add) and the crops of its faces, for each architecture."""
+
+    key: str  # the input's key and the chunk: what a shard's name is made of
+    input: str
+    chunk: int
+    last: bool  # the input's last unit: once it is journaled, the input is finished
+    records: list[dict]
+    frames: int
+    faces: int
+    crops: dict[str, list[np.ndarray]]
+
+
+@dataclass
+class Block:
+    """Units handed on at once, and the seconds spent decoding them and finding their faces."""
+
+    units: list[Unit]
+    decode_s: float
+    detect_s: float
+
+
+def find_faces(lines: Iterable[str], search: FaceSearch, block: int = UNITS_PER_BLOCK) -> Iterator[Block]:
+    """Listing lines in; their units out, `block` at a time and after each run of a video's frames: a long video
+    is neither held whole nor lost whole."""
     from agegender_cli.faces.inputs import Frame, read_video
 
     detector = _detector(search.detector, search.min_face, search.min_score, search.limits.detect_max_side)
     units = _Units(dict(search.framings), detector)
-    for line in batch["text"]:
-        item = json.loads(str(line))
+    for line in lines:
+        item = json.loads(line)
         path, name, skip = item["path"], item["name"], set(item["skip"])
         units.begin(item["key"], name, skip)
         if item["kind"] == "error":
@@ -253,7 +382,7 @@ def find_faces(batch: Mapping[str, np.ndarray], search: FaceSearch) -> Iterator[
             units.add(*held, not pending)
         if pending or held is None:
             units.add(chunk, pending, True)
-        if len(units) >= UNITS_PER_BLOCK or item["kind"] == "video":
+        if len(units.units) >= block or item["kind"] == "video":
             yield from units.flush()
     yield from units.flush()
 
@@ -266,13 +395,12 @@ def _image(path: str, limits: Limits):
 
 
 class _Units:
-    """The columns find_faces returns, filled a unit at a time."""
+    """The units find_faces hands on, gathered one at a time."""
 
     def __init__(self, framings: dict[str, str], detector) -> None:
         self.framings, self.detector = framings, detector
         self.key, self.name, self.skip = "", "", set()
-        self.columns_ = {name: [] for name in ("key", "input", "chunk", "last", "records", "frames", "faces")}
-        self.crops: dict[str, list[bytes]] = {arch: [] for arch in framings}
+        self.units: list[Unit] = []
         self.decode_s = self.detect_s = 0.0
 
     def begin(self, key: str, name: str, skip: set[int]) -> None:
@@ -310,51 +438,14 @@ class _Units:
             if not found:
                 rows.append(records.no_face_record(self.name, frame.index, frame.time))
         faces = sum(len(found) for found in found_in.values())
-        for column, value in (("key", f"{self.key}:{chunk:08d}"), ("input", self.key), ("chunk", chunk),
-                              ("last", last), ("records", json.dumps(rows)), ("frames", len(readable)),
-                              ("faces", faces)):
-            self.columns_[column].append(value)
-        for arch in self.framings:
-            self.crops[arch].append(_to_bytes(crops[arch]) if faces else b"")
+        self.units.append(Unit(f"{self.key}:{chunk:08d}", self.key, chunk, last, rows, len(readable), faces,
+                               {arch: list(crops[arch]) if faces else [] for arch in self.framings}))
 
-    def __len__(self) -> int:
-        return len(self.columns_["key"])
-
-    def flush(self) -> Iterator[dict[str, np.ndarray]]:
+    def flush(self) -> Iterator[Block]:
         """The units gathered so far, as one block (none when there are none); then start afresh."""
-        if len(self):
-            yield self.columns()
-            for values in (*self.columns_.values(), *self.crops.values()):
-                values.clear()
-            self.decode_s = self.detect_s = 0.0
-
-    def columns(self) -> dict[str, np.ndarray]:
-        kinds = {"key": object, "input": object, "chunk": np.int64, "last": bool, "records": object,
-                 "frames": np.int64, "faces": np.int64}
-        columns = {name: np.array(values, kinds[name]) for name, values in self.columns_.items()}
-        for arch, crops in self.crops.items():
-            columns[f"crop_{arch}"] = np.array(crops, object)
-        n = len(columns["key"])
-        columns["decode_s"] = np.full(n, self.decode_s / max(n, 1))
-        columns["detect_s"] = np.full(n, self.detect_s / max(n, 1))
-        return columns
-
-
-def _to_bytes(crops: list[np.ndarray]) -> bytes:
-    """A unit's crops for one architecture: one array where they share a shape (the usual case), else one each."""
-    buffer = io.BytesIO()
-    if len({c.shape for c in crops}) == 1:
-        np.save(buffer, np.stack(crops), allow_pickle=False)
-    else:
-        np.savez(buffer, *crops)
-    return buffer.getvalue()
-
-
-def _from_bytes(data: bytes) -> list[np.ndarray]:
-    loaded = np.load(io.BytesIO(data), allow_pickle=False)
-    if isinstance(loaded, np.ndarray):
-        return list(loaded)
-    return [loaded[f"arr_{i}"] for i in range(len(loaded.files))]
+        if self.units:
+            yield Block(self.units, self.decode_s, self.detect_s)
+            self.units, self.decode_s, self.detect_s = [], 0.0, 0.0
 
 
 # --------------------------------------------------------------------------- model actors
@@ -362,15 +453,18 @@ def _from_bytes(data: bytes) -> list[np.ndarray]:
 
 class ModelActor:
     """Loads every architecture once (weights unpacked from the object store on first use on a machine), on
-    its node's cores shared among the actors there, and completes the units' records with their answers."""
+    its node's cores shared among the actors there; finds the faces of the listing lines it is given and hands
+    back their units, answered, a block at a time."""
 
-    def __init__(self, archs: list, options: ModelOptions, layout, packed: list, per_node: int = 1) -> None:
+    def __init__(self, archs: list, options: ModelOptions, layout, packed: list, per_node: int, search: FaceSearch,
+                 block: int) -> None:
         import ray
 
         from agegender_cli.archs import registry
 
         began = time.perf_counter()
         self.started = time.time()
+        self.search, self.block = search, block
         self.node = ray.get_runtime_context().get_node_id()
         self.threads = _actor_threads(ray, self.node, per_node)
         _use_threads(self.threads)
@@ -384,31 +478,30 @@ class ModelActor:
         self.load_s = time.perf_counter() - began
         self.ready = time.time()
 
-    def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, lines: list[str]) -> Iterator[list[dict]]:
+        """The units of the lines, answered: plain values for the driver, a block at a time."""
+        for block in find_faces(lines, self.search, self.block):
+            yield self._answer(block)
+
+    def _answer(self, block: Block) -> list[dict]:
         began = time.perf_counter()
-        crops: dict[str, list[np.ndarray]] = {arch: [] for arch in self.predictors}
-        for arch in self.predictors:
-            for data in batch[f"crop_{arch}"]:
-                if len(data):
-                    crops[arch] += _from_bytes(bytes(data))
+        crops = {arch: [crop for unit in block.units for crop in unit.crops.get(arch, [])]
+                 for arch in self.predictors}
         first = next(iter(self.predictors))
         predictions = predict_all(self.predictors, crops) if crops[first] else {}
-        completed, n = [], 0
-        for unit in batch["records"]:
-            rows = json.loads(str(unit))
-            for row in rows:
+        n = 0
+        for unit in block.units:
+            for row in unit.records:
                 if row.get("status") == "face":
                     row.update(records.arch_outputs(predictions, n, self.paths))
                     n += 1
-            completed.append(json.dumps(rows))
-        size = len(batch["key"])
-        load_s, self.load_s = self.load_s, 0.0  # told once, with the actor's first batch
-        return {**{k: batch[k] for k in ("key", "input", "chunk", "last", "frames", "faces", "decode_s",
-                                         "detect_s")},
-                "records": np.array(completed, object),
-                "load_s": np.full(size, load_s / size), "infer_s": np.full(size, (time.perf_counter() - began) / size),
-                "batches": np.full(size, 1 / size), "ready": np.full(size, self.ready),
-                "started": np.full(size, self.started), "node": np.array([self.node] * size, object)}
+        size = len(block.units)
+        load_s, self.load_s = self.load_s, 0.0  # told once, with the actor's first block
+        shares = {"decode_s": block.decode_s / size, "detect_s": block.detect_s / size, "load_s": load_s / size,
+                  "infer_s": (time.perf_counter() - began) / size, "batches": 1 / size}
+        return [{"key": u.key, "input": u.input, "chunk": u.chunk, "last": u.last, "records": u.records,
+                 "frames": u.frames, "faces": u.faces, **shares, "started": self.started, "ready": self.ready,
+                 "node": self.node} for u in block.units]
 
 
 def _use_threads(threads: int) -> None:
@@ -435,32 +528,28 @@ def _actor_threads(ray, node: str, per_node: int) -> int:
     return max(1, int(cpus // max(1, per_node)))
 
 
-# --------------------------------------------------------------------------- CPU tasks: shards
+# --------------------------------------------------------------------------- on the driver: shards
 
 
-def write_records(batch: Mapping[str, np.ndarray], out: str, fmt: str, archs: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Write one shard of finished units; returns one row: its name, its units and its tallies (the journal's
-    entry, summed by the driver)."""
+def write_records(units: list[dict], out: Path, fmt: str, archs: tuple[str, ...]) -> dict:
+    """Write one shard of answered units; returns its journal entry: its name, its units and its tallies."""
     began = time.perf_counter()
-    order = sorted(range(len(batch["key"])), key=lambda i: str(batch["key"][i]))
-    keys = [str(batch["key"][i]) for i in order]
-    name = shards.shard_name(keys, fmt)
-    finished = [record for i in order for record in json.loads(str(batch["records"][i]))]
-    shards.write_shard(Path(out), name, finished, fmt, archs)
+    units = sorted(units, key=lambda unit: unit["key"])
+    name = shards.shard_name([unit["key"] for unit in units], fmt)
+    finished = [record for unit in units for record in unit["records"]]
+    shards.write_shard(out, name, finished, fmt, archs)
     tally = records.Tally(archs)
     for record in finished:
         tally.add(record)
-    errors = [r for r in finished if "error" in r]
-    units = [[str(batch["input"][i]), int(batch["chunk"][i]), bool(batch["last"][i])] for i in order]
-    timing = {stage: float(np.sum(batch[stage])) for stage in (*STAGES[:-1], "batches")}
+    timing = {stage: sum(unit[stage] for unit in units) for stage in (*STAGES[:-1], "batches")}
     timing["write_s"] = time.perf_counter() - began
-    timing["actor_started"] = float(np.min(batch["started"]))
-    timing["actor_ready"] = float(np.min(batch["ready"]))
-    timing["nodes"] = sorted({str(node) for node in batch["node"]})
-    entry = {"records": len(finished), "faces": int(np.sum(batch["faces"])), "frames": int(np.sum(batch["frames"])),
-             "errors": errors, "counts": tally.to_dict(), "timing": timing}
-    return {"shard": np.array([name], object), "units": np.array([json.dumps(units)], object),
-            "entry": np.array([json.dumps(entry)], object)}
+    timing["actor_started"] = min(unit["started"] for unit in units)
+    timing["actor_ready"] = min(unit["ready"] for unit in units)
+    timing["nodes"] = sorted({unit["node"] for unit in units})
+    return {"shard": name, "units": [[unit["input"], unit["chunk"], unit["last"]] for unit in units],
+            "records": len(finished), "faces": sum(unit["faces"] for unit in units),
+            "frames": sum(unit["frames"] for unit in units), "errors": [r for r in finished if "error" in r],
+            "counts": tally.to_dict(), "timing": timing}
 
 
 def _summary(entries: list[dict], archs: tuple[str, ...], listing: Listing) -> dict:
