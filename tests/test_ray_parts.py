@@ -3,6 +3,7 @@ streamed listing."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -271,3 +272,19 @@ def test_the_last_calls_are_short_so_that_no_actor_is_left_alone_at_work():
     assert [line for chunk in chunks for line in chunk] == lines
     assert [len(c) for c in chunks[:2]] == [16, 16] and max(len(c) for c in chunks[2:]) <= 5
     assert [len(c) for c in _chunks(iter(lines), 16, 200)] == [16] * 6 + [4]
+
+
+def test_a_local_ray_that_cannot_start_for_a_missing_token_file_says_so_in_one_line(tmp_path):
+    """RAY_AUTH_TOKEN_PATH left naming a file since removed (a stopped cluster's) stopped the run as an internal
+    error."""
+    import subprocess
+
+    listing = tmp_path / "paths.txt"
+    listing.write_text("")
+    env = {**os.environ, "RAY_AUTH_TOKEN_PATH": str(tmp_path / "gone-token"), "RAY_ADDRESS": ""}
+    done = subprocess.run([sys.executable, "-m", "agegender_cli", "predict", str(tmp_path / "photo.jpg"), "--ray",
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: cannot start a local Ray: RAY_AUTH_TOKEN_PATH is set but file cannot be opened")
+    assert "Traceback" not in done.stderr

@@ -89,14 +89,29 @@ def test_a_model_that_raises_dies_or_hangs_ends_the_job_in_one_line_and_frees_th
     try:
         cfg = PredictConfig(inputs=(str(photos),), archs=("misbehaving",), detector="none",
                             options=ModelOptions(batch_size=4))
-        with pytest.raises(AgeGenderError, match=said):
+        with pytest.raises(AgeGenderError, match=said) as caught:
             service.predict_on_ray(cfg, RayConfig(actors=2, out=tmp_path / "out"))
     finally:
         registry.unregister("misbehaving")
+    assert "\n" not in str(caught.value) and len(str(caught.value)) < 400, str(caught.value)
     assert time.monotonic() - began < 90
     while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() - began < 120:
         time.sleep(0.2)  # the job's actors are gone: their CPUs are back for the next job
     assert ray.available_resources().get("CPU", 0) == 2
+
+
+def test_what_ray_reports_of_a_dead_worker_goes_to_stderr_not_into_the_json_on_stdout(local_ray, photos, tmp_path):
+    marker = tmp_path / "die-once"
+    marker.touch()
+    registry.register(tiny_module.DyingOnce(marker))
+    try:
+        result = runner.invoke(app, ["predict", str(photos), "--detector", "none", "--arch", "dying", "--ray",
+                                     "--ray-actors", "2", "--batch-size", "4", "--out", str(tmp_path / "out"),
+                                     "--json"])
+    finally:
+        registry.unregister("dying")
+    assert not marker.exists() and result.exit_code == 1, result.output  # a worker died; two files unreadable
+    assert json.loads(result.stdout)["records"] == 26
 
 
 def test_cli_writes_parquet_shards_and_success_and_exits_1_on_a_bad_file(local_ray, photos, tmp_path, tiny_arch):

@@ -31,12 +31,17 @@ def import_ray():
 
 def connect(ray, ray_cfg: RayConfig, reporter: Reporter = SILENT) -> bool:
     """Join the cluster at the address, or start a local Ray; whether this run started it (and so stops it).
-    A Ray already initialised in this process (a notebook, a test) is used as it is."""
+    A Ray already initialised in this process (a notebook, a test) is used as it is. The workers' output stays
+    in the cluster's logs: Ray would print it on the driver's stdout, which holds the results (`--json`)."""
     if ray.is_initialized():
         return False
     if ray_cfg.address == "local":
         reporter.message("starting a local Ray")
-        ray.init(address="local", num_cpus=ray_cfg.local_cpus, include_dashboard=False, logging_level="WARNING")
+        try:
+            ray.init(address="local", num_cpus=ray_cfg.local_cpus, include_dashboard=False,
+                     logging_level="WARNING", log_to_driver=False)
+        except ray.exceptions.AuthenticationError as exc:  # e.g. RAY_AUTH_TOKEN_PATH naming a file since removed
+            raise AgeGenderError(f"cannot start a local Ray: {str(exc).strip().splitlines()[0]}") from None
         return True
     address = ray_cfg.address
     reachable(address)
@@ -45,7 +50,7 @@ def connect(ray, ray_cfg: RayConfig, reporter: Reporter = SILENT) -> bool:
     reporter.message(f"joining the Ray cluster at {address}" + (f" (token from {token})" if token else ""))
     for attempt in range(1, CLIENT_ATTEMPTS + 1):
         try:
-            _bounded(lambda: ray.init(address=address, logging_level="WARNING"), address)
+            _bounded(lambda: ray.init(address=address, logging_level="WARNING", log_to_driver=False), address)
             return True
         except (ConnectionError, RuntimeError, ValueError) as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -8,9 +8,11 @@ journals each one so that `--resume` continues a stopped job.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -82,42 +84,27 @@ def predict_on_ray(cfg: PredictConfig, ray_cfg: RayConfig, items: Iterable[Input
         raise AgeGenderError("no input: give image files, folders, globs, videos or - for paths on stdin")
     timing["listing_s"] = time.monotonic() - listed
     new: list[dict] = []
+    actors = ActorShape(0, 0, 0.0, 0)
     owned = False
-    try:
-        if listing.to_do:
-            begun = time.monotonic()
-            owned = connect(ray, ray_cfg, reporter)
-            timing["connect_s"] = time.monotonic() - begun
-            nodes = cpu_nodes(ray.nodes())
-            actors = actor_shape(ray.cluster_resources(), ray_cfg.actors, nodes, reporter)
-            packed_ref = ray.put(packed)
-            del packed
-            begun = time.monotonic()
-            job_epoch = time.time()
-            job = (listing, search, options, layout, packed_ref, out, ray_cfg, cfg.archs, actors)
-            if _through_ray_client(ray):
-                # the driver loop runs where the cluster is (the listing, shards and journal are read and
-                # written there), in a task
-                reporter.message("Ray Client: the job runs in a task on the cluster (no progress bar)")
-                # not retried: a rerun would journal its shards again
-                new = ray.get(ray.remote(num_cpus=DECODE_CPUS, max_retries=0)(_run_and_journal).remote(*job))
+    # Ray prints what its processes report (a worker that died) on stdout, which holds the results: not here
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            if listing.to_do:
+                begun = time.monotonic()
+                owned = connect(ray, ray_cfg, reporter)
+                timing["connect_s"] = time.monotonic() - begun
+                actors = actor_shape(ray.cluster_resources(), ray_cfg.actors, cpu_nodes(ray.nodes()), reporter)
+                job = (listing, search, options, layout, ray.put(packed), out, ray_cfg, cfg.archs, actors)
+                del packed
+                new = _run_job(ray, job, journal, reporter, timing)
             else:
-                reporter.start("inputs", listing.to_do)
-                new = list(_journaled(_job(ray, *job, progress=reporter.advance), journal))
-                reporter.finish()
-            timing["job_s"] = time.monotonic() - begun
-            if new:  # none where every unit listed had been finished (a video shorter than before)
-                timing["actor_started_s"] = min(e["timing"]["actor_started"] for e in new) - job_epoch
-                timing["actor_ready_s"] = min(e["timing"]["actor_ready"] for e in new) - job_epoch
-        else:
-            actors = ActorShape(0, 0, 0.0, 0)
-            reporter.message(f"every input was finished by an earlier run into {display(out)}")
-    finally:
-        journal.close()
-        if owned:
-            begun = time.monotonic()
-            ray.shutdown()
-            timing["ray_stop_s"] = time.monotonic() - begun
+                reporter.message(f"every input was finished by an earlier run into {display(out)}")
+        finally:
+            journal.close()
+            if owned:
+                begun = time.monotonic()
+                ray.shutdown()
+                timing["ray_stop_s"] = time.monotonic() - begun
     summary = _summary(done.entries + new, cfg.archs, listing)
     removed = shards.remove_other_shards(out, summary["shards"])
     if removed:
@@ -131,6 +118,26 @@ def predict_on_ray(cfg: PredictConfig, ray_cfg: RayConfig, items: Iterable[Input
                    timing={k: round(v, 3) for k, v in timing.items()})
     atomic_write_text(out / shards.SUCCESS, json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _run_job(ray, job: tuple, journal: Journal, reporter: Reporter, timing: dict) -> list[dict]:
+    """The job's journal entries, its times added to `timing`."""
+    begun = time.monotonic()
+    job_epoch = time.time()
+    if _through_ray_client(ray):
+        # the driver loop runs where the cluster is (the listing, shards and journal are read and written there)
+        reporter.message("Ray Client: the job runs in a task on the cluster (no progress bar)")
+        # not retried: a rerun would journal its shards again
+        new = ray.get(ray.remote(num_cpus=DECODE_CPUS, max_retries=0)(_run_and_journal).remote(*job))
+    else:
+        reporter.start("inputs", job[0].to_do)
+        new = list(_journaled(_job(ray, *job, progress=reporter.advance), journal))
+        reporter.finish()
+    timing["job_s"] = time.monotonic() - begun
+    if new:  # none where every unit listed had been finished (a video shorter than before)
+        timing["actor_started_s"] = min(e["timing"]["actor_started"] for e in new) - job_epoch
+        timing["actor_ready_s"] = min(e["timing"]["actor_ready"] for e in new) - job_epoch
+    return new
 
 
 def _job_settings(cfg: PredictConfig, ray_cfg: RayConfig, search: FaceSearch, layout) -> dict:
@@ -309,15 +316,21 @@ class _Pool:
         if isinstance(error, self.ray.exceptions.RayTaskError):  # our code raised: another try would too
             cause = getattr(error, "cause", None) or error
             if isinstance(cause, AgeGenderError):
-                raise AgeGenderError(str(cause)) from error
-            raise AgeGenderError(f"a model actor failed: {type(cause).__name__}: {cause}") from error
+                raise AgeGenderError(_last_line(cause)) from error
+            raise AgeGenderError(f"a model actor failed: {type(cause).__name__}: {_last_line(cause)}") from error
         if call.tries >= MAX_TRIES:
             raise AgeGenderError(f"model actors were lost {MAX_TRIES} times on the same inputs (the first: "
-                                 f"{json.loads(call.lines[0])['name']}; {error}); the shards written so far are "
-                                 "kept: rerun with --resume") from error
+                                 f"{json.loads(call.lines[0])['name']}; Ray: {type(error).__name__}, in its log); the "
+                                 "shards written so far are kept: rerun with --resume") from error
         self.free.append(call.actor)  # Ray starts it again (on another node where its own was lost)
         if rest := call.rest():
             self.redo.append(_Call(None, rest, call.tries + 1))
+
+
+def _last_line(error: BaseException) -> str:
+    """Ray's errors carry the remote traceback: its last line says what happened."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
 
 
 # --------------------------------------------------------------------------- in each actor: decode, detect, crop
