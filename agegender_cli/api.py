@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
@@ -36,7 +36,7 @@ CHANNELS = ("bgr", "rgb")
 P = PredictConfig()
 E = EvaluateConfig()
 
-__all__ = ["AgeGender", "AgeGenderError"]
+__all__ = ["AgeGender", "AgeGenderError", "draw"]
 
 
 class AgeGender:
@@ -135,16 +135,55 @@ class AgeGender:
         as cv2.imread gives it or "rgb"; also gray height x width, or 4 channels whose alpha is dropped), or a
         PIL image (its EXIF rotation applied, as for a file). A record is a dict with the fields of a
         `agegender predict --json` line: `file` is the path as given, None for an array or a PIL image; an
-        image without a face gives one record with `face` None and `note` "no face found"."""
+        image without a face gives one record with `face` None and `note` "no face found". In a list, a file
+        that cannot be read (missing, a folder, not an image) gives one record with `status` "error" and its
+        `error`, as on the command line, and the other images are answered; one image alone raises instead.
+        Folders, globs and videos: `predict_files`."""
         _check_choice("channels", channels, CHANNELS)
         many = isinstance(images, list | tuple)
         items = list(images) if many else [images]
         batch = self.config.options.batch_size
         results: list[list[dict]] = []
         for start in range(0, len(items), batch):
-            frames = [_frame(item, channels) for item in items[start:start + batch]]
-            results += self._loaded().records(frames)
+            frames = [_frame(item, channels, keep_going=many) for item in items[start:start + batch]]
+            results += self._records(frames)
         return results if many else results[0]
+
+    def predict_files(self, *inputs: str | os.PathLike[str], every: int = 1) -> Iterator[dict]:
+        """The records of image files, folders (walked as `agegender predict` walks them), globs and videos (one
+        frame in `every`), one at a time and in order, as `agegender predict --json` prints them; each file
+        is read once however often it is named. An input that cannot be read gives one record with `status`
+        "error" and its `error`, and the others go on. The models load with the first readable frame."""
+        from agegender_cli.faces.inputs import InputStream, iter_frames
+
+        _check_number("every", every, integer=True)
+        if every < 1:
+            raise AgeGenderError(f"every {every}: give 1 or more (1: every frame of a video)")
+        if not inputs:
+            raise AgeGenderError("no input: give image files, folders, globs or videos")
+        for spec in inputs:
+            if not isinstance(spec, str | os.PathLike):
+                raise AgeGenderError(f"input {spec!r}: give a path, a folder or a glob")
+            if os.fspath(spec) == "-":
+                raise AgeGenderError('input "-": paths on stdin are the command line\'s; give the paths')
+        pending: list[Frame] = []
+        for frame in iter_frames(InputStream([os.fspath(spec) for spec in inputs]), every=every):
+            pending.append(frame)
+            if len(pending) == self.config.options.batch_size:
+                yield from (record for rows in self._records(pending) for record in rows)
+                pending = []
+        yield from (record for rows in self._records(pending) for record in rows)
+
+    def _records(self, frames: Sequence[Frame]) -> list[list[dict]]:
+        """One list of records per frame; a frame that could not be read is one error record."""
+        from agegender_cli.faces.records import error_record
+        from agegender_cli.fileio import display
+
+        readable = [frame for frame in frames if frame.error is None]
+        answered = iter(self._loaded().records(readable) if readable else [])
+        return [next(answered) if frame.error is None else
+                [error_record(display(frame.source) if frame.source else frame.source, frame.index, frame.error)]
+                for frame in frames]
 
     def evaluate(
         self,
@@ -208,6 +247,20 @@ class AgeGender:
                               plots=_path_or_none(plots), report=_path_or_none(report), command_line=call)
 
 
+def draw(image: ImageInput, records: Sequence[dict], *, channels: Channels = "bgr") -> np.ndarray:
+    """A copy of the image with each face's box and its answers (a line per architecture) drawn on it, as
+    `agegender predict --annotate` draws them: `records` are `AgeGender.predict`'s (or `predict --json`'s) for
+    this image. The image is a path, a PIL image or a uint8 array in `channels` order; the copy comes back in
+    `channels` order (write a "bgr" one with cv2.imwrite)."""
+    from agegender_cli.faces.annotate import draw_records
+
+    _check_choice("channels", channels, CHANNELS)
+    if isinstance(records, dict) or not all(isinstance(r, dict) for r in records):
+        raise AgeGenderError("records: give the list of record dicts predict returned for this image")
+    drawn = draw_records(_frame(image, channels).image, records)
+    return drawn[:, :, ::-1].copy() if channels == "rgb" else drawn
+
+
 def _check_number(name: str, value: object, *, integer: bool = False) -> None:
     """An int (or, unless `integer`, a float) and finite: a string or None is a one-line AgeGenderError."""
     kinds = (int,) if integer else (int, float)
@@ -230,21 +283,29 @@ def _as_json(result: dict) -> dict:
     return json.loads(json.dumps(result, default=str))
 
 
-def _frame(item: object, channels: Channels) -> Frame:
-    """One input as a decoded BGR frame (no file written); a bad input raises AgeGenderError."""
+def _frame(item: object, channels: Channels, keep_going: bool = False) -> Frame:
+    """One input as a decoded BGR frame (no file written); a bad input raises AgeGenderError, or with
+    `keep_going` a file that cannot be read is a frame with its error."""
     import numpy as np
     from PIL import Image, ImageOps
 
-    from agegender_cli.faces.inputs import Frame, load_image
+    from agegender_cli.faces.inputs import Frame, read_image
     from agegender_cli.fileio import display
 
     if isinstance(item, str | os.PathLike):
         path = Path(item)
+        error = None
         if path.is_dir():
-            raise AgeGenderError(f"{display(path)}: a folder; give its image files (agegender predict reads folders)")
-        if not path.exists():
-            raise AgeGenderError(f"{display(path)}: no such file or folder")
-        return Frame(display(str(item)), None, load_image(item))
+            error = "a folder; give its image files (predict_files reads folders)"
+        elif not path.exists():
+            error = "no such file or folder"
+        if error is None:
+            image, error = read_image(str(item))
+        if error is None:
+            return Frame(display(str(item)), None, image)
+        if keep_going:
+            return Frame(display(str(item)), None, None, error)
+        raise AgeGenderError(f"{display(path)}: {error}")
     if isinstance(item, Image.Image):
         try:
             rgb = np.asarray(ImageOps.exif_transpose(item).convert("RGB"))

@@ -825,14 +825,10 @@ class _CsvSink:
 
 def _annotate(frame, relative: str, faces: list[dict], archs: tuple[str, ...], names, videos) -> None:
     """A photo's annotated copy as an image; a video's annotated frames into one video of the same kind."""
-    from agegender_cli.faces.annotate import draw_annotations, write_image_atomic
+    from agegender_cli.faces.annotate import draw_records, write_image_atomic
 
-    labelled = []
-    for face in faces:
-        lines = [f"{a}: {face[a]['gender']} {face[a]['gender_prob']:.0%}, {face[a]['age']}" for a in archs]
-        labelled.append((tuple(face["box"]), lines))
     name = Path(relative or Path(frame.source).name)
-    image = draw_annotations(frame.image, labelled)
+    image = draw_records(frame.image, faces, archs)
     if frame.index is None:
         write_image_atomic(names.path_for(name.with_name(f"{name.stem}.jpg")), image)
     else:

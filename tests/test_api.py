@@ -95,7 +95,6 @@ def test_gray_and_alpha_arrays_are_taken_as_bgr(tiny_arch):
 
 
 @pytest.mark.parametrize(("given", "message"), [
-    ("no/such.jpg", "no/such.jpg: no such file or folder"),
     (np.zeros((8, 8, 3), np.float32), "image array of dtype float32: give uint8 pixels (0-255)"),
     (np.zeros((8, 8, 2), np.uint8), "image array of shape (8, 8, 2): give height x width x 3 (BGR)"),
     (np.zeros((0, 8, 3), np.uint8), "image array of shape (0, 8, 3): the image is empty"),
@@ -106,6 +105,69 @@ def test_bad_inputs_raise_one_line_errors(tiny_arch, given, message):
     with pytest.raises(AgeGenderError) as caught:
         model.predict([make_image(0, 32), given])
     assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
+
+
+def test_in_a_list_a_file_that_cannot_be_read_is_one_error_record_and_the_others_are_answered(tiny_arch, tmp_path):
+    good = write_jpeg(tmp_path / "good.jpg", seed=1, size=48)
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    missing, broken = str(tmp_path / "missing.jpg"), str(tmp_path / "broken.jpg")
+    model = AgeGender(arch="tiny", detector="none")
+    answers = model.predict([str(good), missing, broken, tmp_path, make_image(2, 40)])
+    cli = _cli_records(str(good), missing, broken, "--arch", "tiny", "--detector", "none")
+    by_file = {r["file"]: r for r in cli}
+    assert answers[0] == [by_file[str(good)]] and answers[4][0]["status"] == "face"
+    assert answers[1] == [by_file[missing]] and answers[2] == [by_file[broken]]  # the command line's records
+    assert answers[3] == [{"file": str(tmp_path), "frame": None, "status": "error",
+                           "error": "a folder; give its image files (predict_files reads folders)"}]
+    with pytest.raises(AgeGenderError, match=re.escape(f"{missing}: no such file or folder")):
+        model.predict(missing)  # alone: nothing else to lose
+
+
+def test_predict_files_reads_folders_globs_and_videos_as_the_command_line_does(tiny_arch, tmp_path):
+    from test_inputs import write_video
+
+    photos = tmp_path / "photos"
+    for k in range(3):
+        write_jpeg(photos / f"sub{k % 2}" / f"p{k}.jpg", seed=k, size=40 + k)
+    (photos / "broken.jpg").write_bytes(b"not a jpeg")
+    clip = write_video(tmp_path / "clip.avi", 5)
+    inputs = [str(photos), str(tmp_path / "photos" / "sub*" / "*.jpg"), str(clip), str(tmp_path / "none*.png")]
+    model = AgeGender(arch="tiny", detector="none", batch_size=2)
+    records = list(model.predict_files(*inputs, every=2))
+    cli = _cli_records(*inputs, "--arch", "tiny", "--detector", "none", "--every", "2")
+    # the same records; the command line prints an error as soon as it meets it, the API keeps the inputs' order
+    assert sorted(records, key=json.dumps) == sorted(cli, key=json.dumps)
+    assert [r for r in records if r["status"] != "error"] == [r for r in cli if r["status"] != "error"]
+    assert records[0]["file"].endswith("broken.jpg") and records[-1]["file"].endswith("none*.png")
+    assert [r["frame"] for r in records if r["file"] == str(clip)] == [0, 2, 4]
+    assert sum(r["status"] == "error" for r in records) == 2  # the broken file, the glob matching nothing
+    with pytest.raises(AgeGenderError, match="paths on stdin are the command line's"):
+        next(model.predict_files("-"))
+    with pytest.raises(AgeGenderError, match="every 0: give 1 or more"):
+        next(model.predict_files(str(photos), every=0))
+
+
+def test_draw_puts_each_face_and_its_answers_on_a_copy_in_the_order_given(tiny_arch, tmp_path):
+    from agegender_cli.api import draw
+
+    image = np.full((120, 160, 3), 255, np.uint8)
+    image[30:90, 40:100] = (40, 80, 160)
+    records = [{"file": None, "frame": None, "status": "face", "face": 0, "box": [40, 30, 100, 90], "score": 1.0,
+                "tiny": {"gender": "female", "gender_prob": 0.8, "age": "25-32"}},
+               {"file": None, "frame": None, "status": "no_face", "face": None, "note": "no face found"}]
+    drawn = draw(image, records)
+    assert drawn.shape == image.shape and (image == 255).sum() > 0 and np.array_equal(image[0, 0], [255, 255, 255])
+    changed = np.any(drawn != image, axis=2)
+    assert changed[30, 40:100].any() and changed[90, 40:100].any()  # the box's edges
+    assert changed.sum() > 4 * 60 * 2  # more than the box: its label too
+    rgb = draw(image[:, :, ::-1].copy(), records, channels="rgb")
+    assert np.array_equal(rgb[:, :, ::-1], drawn)  # the copy comes back in the order given
+    assert np.array_equal(draw(image, records[1:]), image)  # no face: nothing drawn
+    path = tmp_path / "face.png"
+    cv2.imwrite(str(path), image)
+    assert np.array_equal(draw(path, records), drawn)
+    with pytest.raises(AgeGenderError, match="records: give the list of record dicts"):
+        draw(image, records[0])
 
 
 def test_bad_files_raise_the_command_lines_message(tiny_arch, tmp_path):
@@ -247,12 +309,16 @@ def test_real_models_give_the_command_lines_records_for_every_kind_of_input(mode
 
 
 @pytest.mark.integration
-def test_the_documented_python_example_runs(monkeypatch, capsys):
+def test_the_documented_python_example_runs(monkeypatch, capsys, tmp_path):
     text = (REPO / "docs" / "api.md").read_text()
     code = text.split("# Use from Python", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
-    monkeypatch.chdir(REPO)
+    (tmp_path / "examples").symlink_to(REPO / "examples")
+    monkeypatch.chdir(tmp_path)  # the example writes annotated.jpg where it runs
     scope: dict = {}
     exec(compile(code, "docs/api.md", "exec"), scope)  # noqa: S102 - the documentation's own example
     assert len(scope["faces"]) == 1 and scope["bgr"] == _in_memory(scope["faces"])
     assert [len(faces) for faces in scope["both"]] == [1, 1]
-    assert "no/such.jpg: no such file or folder" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "no/such.jpg: no such file or folder" in printed
+    assert "examples/grace_hopper.jpg None face" in printed and "clip.mp4 None error" in printed
+    assert cv2.imread("annotated.jpg").shape == cv2.imread(str(GRACE)).shape

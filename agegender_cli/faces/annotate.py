@@ -33,6 +33,19 @@ def draw_annotations(
     return out
 
 
+def draw_records(image: np.ndarray, records: Sequence[dict], archs: Sequence[str] | None = None) -> np.ndarray:
+    """A copy of the image with the face records' boxes and, for each, a line per architecture (those named, or
+    every answer a record holds); records without a face (no face found, an error) draw nothing."""
+    labelled = []
+    for record in records:
+        if record.get("face") is None or not record.get("box"):
+            continue
+        names = archs if archs is not None else [k for k, v in record.items() if isinstance(v, dict) and "gender" in v]
+        lines = [f"{a}: {record[a]['gender']} {record[a]['gender_prob']:.0%}, {record[a]['age']}" for a in names]
+        labelled.append((tuple(int(v) for v in record["box"]), lines))
+    return draw_annotations(image, labelled)
+
+
 class _Style:
     def __init__(self, scale: float, thickness: int) -> None:
         self.scale = scale
