@@ -74,6 +74,7 @@ def test_a_killed_actor_is_retried_and_no_record_is_lost_or_doubled(local_ray, p
 @pytest.mark.parametrize(("how", "stall_s", "said"), [
     ("raise", None, "a model actor failed: ValueError: the tiny model refuses these faces"),
     ("die", None, "model actors were lost 3 times on the same inputs"),
+    ("load", None, r"every model actor died \(.*the tiny model cannot load here"),
     ("hang", "4", r"no model actor answered for 4 s \(ray_stall_s; raise it with AGEGENDER_RAY_STALL_S=N\)"),
 ])
 def test_a_model_that_raises_dies_or_hangs_ends_the_job_in_one_line_and_frees_the_cluster(

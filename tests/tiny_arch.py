@@ -125,11 +125,16 @@ class MisbehavingPredictor(TinyPredictor):
 
 
 class Misbehaving(Tiny):
-    """A tiny architecture whose predictor raises, dies or hangs (for the Ray job's fault tests)."""
+    """A tiny architecture whose predictor raises, dies or hangs, or that cannot load (the Ray job's fault
+    tests)."""
 
     def __init__(self, how: str, name: str = "misbehaving") -> None:
         super().__init__(name)
         self.how = how
 
     def load_predictor(self, model, options, log):
+        if self.how == "load":
+            from agegender_cli.errors import AgeGenderError
+
+            raise AgeGenderError("the tiny model cannot load here")
         return MisbehavingPredictor(self.how)

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -279,6 +280,7 @@ class _Pool:
     def __init__(self, ray, actors: list, stall_s: float) -> None:
         self.ray, self.stall_s = ray, stall_s
         self.free = [a for a in actors for _ in range(IN_FLIGHT)]
+        self.live = {id(a) for a in actors}  # not dead for good (a restarting actor is live)
         self.running: dict = {}  # ObjectRefGenerator -> _Call
         self.redo: list[_Call] = []
 
@@ -303,7 +305,7 @@ class _Pool:
                     units = ray.get(next(generator))
                 except StopIteration:
                     del self.running[generator]
-                    self.free.append(call.actor)
+                    self._release(call.actor)
                     continue
                 except ray.exceptions.RayError as error:
                     del self.running[generator]
@@ -322,9 +324,19 @@ class _Pool:
             raise AgeGenderError(f"model actors were lost {MAX_TRIES} times on the same inputs (the first: "
                                  f"{json.loads(call.lines[0])['name']}; Ray: {type(error).__name__}, in its log); the "
                                  "shards written so far are kept: rerun with --resume") from error
-        self.free.append(call.actor)  # Ray starts it again (on another node where its own was lost)
+        if isinstance(error, self.ray.exceptions.ActorDiedError):  # for good (its start failed): not given again
+            self.live.discard(id(call.actor))
+            self.free = [actor for actor in self.free if id(actor) in self.live]
+            if not self.live:
+                raise AgeGenderError(f"every model actor died ({_last_line(error)}); the shards written so far are "
+                                     "kept: rerun with --resume") from error
+        self._release(call.actor)  # a restarting actor: Ray starts it again (elsewhere where its node was lost)
         if rest := call.rest():
             self.redo.append(_Call(None, rest, call.tries + 1))
+
+    def _release(self, actor) -> None:
+        if id(actor) in self.live:
+            self.free.append(actor)
 
 
 def _last_line(error: BaseException) -> str:
@@ -488,6 +500,7 @@ class ModelActor:
         self.predictors = registry.load_predictors([arch.name for arch in archs], local)
         _use_threads(self.threads)  # again: loading may have imported torch
         self.paths = records.run_paths(self.predictors)
+        self.answering = threading.Lock()
         self.load_s = time.perf_counter() - began
         self.ready = time.time()
 
@@ -501,7 +514,9 @@ class ModelActor:
         crops = {arch: [crop for unit in block.units for crop in unit.crops.get(arch, [])]
                  for arch in self.predictors}
         first = next(iter(self.predictors))
-        predictions = predict_all(self.predictors, crops) if crops[first] else {}
+        with self.answering:  # a GPU actor's two calls decode at once, and take turns on the models
+            predictions = predict_all(self.predictors, crops) if crops[first] else {}
+            load_s, self.load_s = self.load_s, 0.0  # told once, with the actor's first block
         n = 0
         for unit in block.units:
             for row in unit.records:
@@ -509,7 +524,6 @@ class ModelActor:
                     row.update(records.arch_outputs(predictions, n, self.paths))
                     n += 1
         size = len(block.units)
-        load_s, self.load_s = self.load_s, 0.0  # told once, with the actor's first block
         shares = {"decode_s": block.decode_s / size, "detect_s": block.detect_s / size, "load_s": load_s / size,
                   "infer_s": (time.perf_counter() - began) / size, "batches": 1 / size}
         return [{"key": u.key, "input": u.input, "chunk": u.chunk, "last": u.last, "records": u.records,
