@@ -76,8 +76,9 @@ def software() -> dict:
 
     from agegender_cli import __version__
 
-    found = {"agegender": __version__, "python": sys.version.split()[0]}
-    for package in ("numpy", "torch", "opencv-python", "scikit-learn", "matplotlib", "facenet-pytorch"):
+    found = {"agegender": __version__, "agegender commit": source_commit(), "python": sys.version.split()[0]}
+    for package in ("numpy", "torch", "onnxruntime", "opencv-python", "scikit-learn", "matplotlib",
+                    "facenet-pytorch"):
         try:
             found[package] = version(package)
         except PackageNotFoundError:
@@ -87,11 +88,31 @@ def software() -> dict:
     return found
 
 
-def pinned_command(command_line: str, models: dict) -> str:
+@cache
+def source_commit() -> str | None:
+    """The git commit of the agegender source that runs, "+ local changes" where its tracked files differ from it;
+    None for an installed package (its version says what it is) or where git does not answer within 3 s."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        return None
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=3, check=True).stdout.strip()
+        changed = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                 capture_output=True, text=True, timeout=3, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{head} + local changes" if changed else head
+
+
+def pinned_command(command_line: str, models: dict, settings: dict[str, str] | None = None) -> str:
     """The command line with the engine and precision that ran pinned (--engine, --precision appended where the
-    line left them to auto), so that a rerun on another machine runs the same path. On ONNX Runtime
-    `--precision auto` stays: what it gives each model (int8 where the model's shipped ranges passed their check)
-    depends only on the model files, whose hashes the provenance records."""
+    line left them to auto), and `settings` ({option: value}: the detector, the seed) where the line left them
+    to their defaults, so that a rerun on another machine, or after the defaults change, runs the same path.
+    On ONNX Runtime `--precision auto` stays: what it gives each model (int8 where the model's shipped ranges
+    passed their check) depends only on the model files, whose hashes the provenance records."""
     import shlex
 
     if not command_line:
@@ -108,4 +129,7 @@ def pinned_command(command_line: str, models: dict) -> str:
         extra += ["--engine", engines.pop()]
     if "--precision" not in given and len(precisions) == 1:
         extra += ["--precision", precisions.pop()]
+    for option, value in (settings or {}).items():
+        if option not in given:
+            extra += [option, value]
     return " ".join([command_line, *extra]) if extra else command_line

@@ -539,7 +539,8 @@ def run_provenance(evaluation: dict, cfg: EvaluateConfig) -> dict:
             "left_out_by_name": evaluation["left_out"],
             "images_sha256": records_digest(evaluation["records"])}
     return {"tool": {"name": "agegender", "version": __version__}, "command_line": cfg.command_line,
-            "rerun_command": pinned_command(cfg.command_line, models),
+            "rerun_command": pinned_command(cfg.command_line, models,
+                                            {"--detector": cfg.detector, "--seed": str(cfg.seed)}),
             "working_directory": display(os.getcwd()),
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "software": software(), "models": models, "data": data, "seed": cfg.seed,

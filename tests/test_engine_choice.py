@@ -143,6 +143,9 @@ def test_the_rerun_line_pins_the_engine_and_precision_that_ran() -> None:
     given = "agegender evaluate --arch caffenet --engine=opencv --precision fp32"
     assert pinned_command(given, {"caffenet": {"engine_choice": {"engine": "opencv", "precision": "fp32"}}}) == given
     assert pinned_command("", {"facenet": onnx}) == ""
+    settings = {"--detector": "auto", "--seed": "0"}
+    assert pinned_command("agegender compare --seed=3", {"facenet": onnx}, settings) == \
+        "agegender compare --seed=3 --engine onnx --precision auto --detector auto"
 
 
 def test_each_predict_record_names_the_engine_and_precision_that_answered() -> None:

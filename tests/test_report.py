@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from agegender_cli.evaluation.calibration import calibration
 from agegender_cli.evaluation.stats import gap_doubt
 
 runner = CliRunner()
+REPO = Path(__file__).resolve().parents[1]
 AGES = (1, 5, 10, 18, 28, 40, 50, 70)
 
 
@@ -166,6 +168,19 @@ def test_provenance_fields_of_a_compare_run(tiny_arch, faces, tmp_path, monkeypa
     assert sha256(model) in text and sha256(manifest) in text
     assert f"agegender {__version__}" in text
     assert "Images skipped | 1" in text and "unused.jpg" in text
+    # citable: what to cite, the commit and every version that decides the numbers, the detector pinned
+    references = text.split("## References", 1)[1]
+    for cited in ("UTKFace", "Levi, T. Hassner", "Schroff", "VGGFace2", "Multitask Cascaded", "Federici"):
+        assert cited in references
+    import onnxruntime
+
+    assert f"| onnxruntime | {onnxruntime.__version__} |" in text
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    assert f"| agegender commit | {commit.strip()}" in text
+    from agegender_cli.config import EvaluateConfig
+
+    rerun = text.split("Rerun:", 1)[1].splitlines()[0]
+    assert f"--detector {EvaluateConfig().detector}" in rerun and rerun.count("--seed") == 1  # defaults pinned
 
 
 def test_provenance_in_json(tiny_arch, faces, tmp_path):

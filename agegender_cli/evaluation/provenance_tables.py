@@ -16,8 +16,34 @@ def rerun_line(provenance: dict) -> str:
     return f"Rerun: `cd {provenance['working_directory']} && {command}`"
 
 
+REFERENCES = (
+    ("UTKFace", "Z. Zhang, Y. Song, H. Qi. Age Progression/Regression by Conditional Adversarial Autoencoder. "
+                "CVPR 2017. Data: susanqq.github.io/UTKFace (non-commercial research licence)."),
+    ("Levi-Hassner nets (caffenet)", "G. Levi, T. Hassner. Age and Gender Classification using Convolutional "
+                                     "Neural Networks. CVPR Workshops (AMFG) 2015."),
+    ("FaceNet (facenet)", "F. Schroff, D. Kalenichenko, J. Philbin. FaceNet: A Unified Embedding for Face "
+                          "Recognition and Clustering. CVPR 2015."),
+    ("VGGFace2 (facenet's backbone weights)", "Q. Cao, L. Shen, W. Xie, O. M. Parkhi, A. Zisserman. VGGFace2: A "
+                                              "Dataset for Recognising Faces across Pose and Age. FG 2018."),
+    ("MTCNN (face detection)", "K. Zhang, Z. Zhang, Z. Li, Y. Qiao. Joint Face Detection and Alignment Using "
+                               "Multitask Cascaded Convolutional Networks. IEEE Signal Processing Letters 23(10), "
+                               "2016."),
+    ("The protocol", "T. Federici, L. Fornetti. Comparison Between Two Biometric Architectures for Gender and "
+                     "Age Classification. Student report, Biometric Systems, Sapienza University of Rome: the "
+                     "8 age classes, the 70/10/20 split and the metrics this report follows."),
+    ("Software", "facenet-pytorch (T. Esler, github.com/timesler/facenet-pytorch), OpenCV, ONNX Runtime, "
+                 "PyTorch; versions under Provenance: software."),
+)
+
+
 def provenance_tables(provenance: dict) -> list[TableModel]:
-    return [run_table(provenance), models_table(provenance["models"]), software_table(provenance["software"])]
+    return [run_table(provenance), models_table(provenance["models"]), software_table(provenance["software"]),
+            references_table()]
+
+
+def references_table() -> TableModel:
+    """What to cite with these numbers: the data, the two architectures, the weights, the detector, the protocol."""
+    return TableModel("References", ("", "reference"), REFERENCES)
 
 
 def run_table(p: dict) -> TableModel:
