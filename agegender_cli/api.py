@@ -257,7 +257,12 @@ def draw(image: ImageInput, records: Sequence[dict], *, channels: Channels = "bg
     _check_choice("channels", channels, CHANNELS)
     if isinstance(records, dict) or not all(isinstance(r, dict) for r in records):
         raise AgeGenderError("records: give the list of record dicts predict returned for this image")
-    drawn = draw_records(_frame(image, channels).image, records)
+    frame = _frame(image, channels)
+    try:
+        drawn = draw_records(frame.image, records)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise AgeGenderError(f"records: a face record lacks a usable field ({type(exc).__name__}: {exc}); give "
+                             "the records predict returned for this image") from None
     return drawn[:, :, ::-1].copy() if channels == "rgb" else drawn
 
 

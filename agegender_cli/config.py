@@ -265,7 +265,7 @@ class RayConfig:
     format: str = "jsonl"  # one of SHARD_FORMATS
     resume: bool = False  # continue the job stopped in `out`: its finished shards are kept, the rest is done
     local_cpus: int | None = None  # CPUs of the local Ray (None: all of this machine's)
-    images_per_task: int = 16  # inputs one CPU task decodes and searches for faces; video frames per unit of work
+    images_per_task: int = 16  # inputs handed to a model actor at once; video frames per unit of work
     shard_inputs: int = 1_000  # photos (or runs of video frames) per shard: what a stop loses at most per writer
 
 

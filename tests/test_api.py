@@ -168,6 +168,8 @@ def test_draw_puts_each_face_and_its_answers_on_a_copy_in_the_order_given(tiny_a
     assert np.array_equal(draw(path, records), drawn)
     with pytest.raises(AgeGenderError, match="records: give the list of record dicts"):
         draw(image, records[0])
+    with pytest.raises(AgeGenderError, match="records: a face record lacks a usable field"):
+        draw(image, [{**records[0], "box": [40, 30]}])
 
 
 def test_bad_files_raise_the_command_lines_message(tiny_arch, tmp_path):

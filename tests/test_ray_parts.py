@@ -288,3 +288,19 @@ def test_a_local_ray_that_cannot_start_for_a_missing_token_file_says_so_in_one_l
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("error: cannot start a local Ray: RAY_AUTH_TOKEN_PATH is set but file cannot be opened")
     assert "Traceback" not in done.stderr
+
+
+def test_a_job_stopped_for_waiting_on_ray_resumes_with_a_longer_wait(tmp_path):
+    """The stall error says to raise AGEGENDER_RAY_STALL_S and rerun with --resume: the journal must take it."""
+    import dataclasses
+
+    from agegender_cli.config import Limits, PredictConfig, RayConfig
+    from agegender_cli.distributed.ray_predict import FaceSearch, _job_settings
+
+    def settings(limits: Limits) -> dict:
+        search = FaceSearch("none", 20, 0.9, 1, (("facenet", "utkface"),), limits, 16)
+        return _job_settings(PredictConfig(), RayConfig(), search, type("Layout", (), {"digest": "0" * 64})())
+
+    limits = Limits()
+    assert settings(limits) == settings(dataclasses.replace(limits, ray_stall_s=7200, ray_join_s=5))
+    assert settings(limits) != settings(dataclasses.replace(limits, detect_max_side=1000))

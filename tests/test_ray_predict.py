@@ -50,10 +50,13 @@ def _key(record: dict) -> tuple:
     return record["file"], -1 if record["frame"] is None else record["frame"], record.get("face") or 0
 
 
-def test_a_killed_actor_is_retried_and_no_record_is_lost_or_doubled(local_ray, photos, tmp_path):
+@pytest.mark.parametrize("comes_back", [True, False])
+def test_a_killed_actor_is_retried_and_no_record_is_lost_or_doubled(local_ray, photos, tmp_path, comes_back):
+    """An actor killed mid-run: Ray starts it again and it goes on; or it cannot start again (as on a lost node)
+    and the other actor does the rest."""
     marker = tmp_path / "die-once"
     marker.touch()
-    registry.register(tiny_module.DyingOnce(marker))
+    registry.register((tiny_module.DyingOnce if comes_back else tiny_module.DyingForGood)(marker))
     try:
         cfg = PredictConfig(inputs=(str(photos),), archs=("dying",), detector="none",
                             options=ModelOptions(batch_size=4))

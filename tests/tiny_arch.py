@@ -138,3 +138,36 @@ class Misbehaving(Tiny):
 
             raise AgeGenderError("the tiny model cannot load here")
         return MisbehavingPredictor(self.how)
+
+
+class DyingForGood(Tiny):
+    """A tiny architecture whose predictor kills its process once, after which that actor cannot load again: an
+    actor that Ray cannot start again (as on a lost node), for fault tests."""
+
+    def __init__(self, marker: Path, name: str = "dying") -> None:
+        super().__init__(name)
+        self.marker = marker
+
+    def load_predictor(self, model, options, log):
+        dead = self.marker.with_suffix(".dead")
+        if dead.exists() and dead.read_text() == _actor_id():
+            from agegender_cli.errors import AgeGenderError
+
+            raise AgeGenderError("this actor cannot start again")
+        return _DyingForGoodPredictor(self.marker)
+
+
+def _actor_id() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_actor_id() or ""
+
+
+class _DyingForGoodPredictor(DyingPredictor):
+    def predict(self, faces: Sequence[np.ndarray]) -> Prediction:
+        try:
+            self.marker.unlink()  # whoever removes the marker dies, and cannot start again
+        except FileNotFoundError:
+            return TinyPredictor.predict(self, faces)
+        self.marker.with_suffix(".dead").write_text(_actor_id())
+        os._exit(1)

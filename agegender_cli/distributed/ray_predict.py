@@ -129,7 +129,10 @@ def _run_job(ray, job: tuple, journal: Journal, reporter: Reporter, timing: dict
         # the driver loop runs where the cluster is (the listing, shards and journal are read and written there)
         reporter.message("Ray Client: the job runs in a task on the cluster (no progress bar)")
         # not retried: a rerun would journal its shards again
-        new = ray.get(ray.remote(num_cpus=DECODE_CPUS, max_retries=0)(_run_and_journal).remote(*job))
+        try:
+            new = ray.get(ray.remote(num_cpus=DECODE_CPUS, max_retries=0)(_run_and_journal).remote(*job))
+        except ray.exceptions.RayTaskError as error:  # the job's own one-line error, raised on the cluster
+            raise _one_line_error(error) from error
     else:
         reporter.start("inputs", job[0].to_do)
         new = list(_journaled(_job(ray, *job, progress=reporter.advance), journal))
@@ -148,7 +151,9 @@ def _job_settings(cfg: PredictConfig, ray_cfg: RayConfig, search: FaceSearch, la
     return {"archs": list(cfg.archs), "detector": cfg.detector, "min_face": cfg.min_face,
             "min_score": cfg.min_score, "every": cfg.every, "frames_per_unit": search.batch,
             "format": ray_cfg.format, "weights": layout.digest[:16], "engine": cfg.options.engine,
-            "precision": cfg.options.precision, "limits": dataclasses.asdict(search.limits), "version": __version__}
+            "precision": cfg.options.precision, "version": __version__,
+            # the limits that change records; how long to wait on Ray does not (a stalled job resumes with more)
+            "limits": {k: v for k, v in dataclasses.asdict(search.limits).items() if not k.startswith("ray_")}}
 
 
 def _earlier_work(journal: Journal, job: dict, resume: bool, reporter: Reporter) -> Done:
@@ -274,83 +279,144 @@ class _Call:
 
 class _Pool:
     """The model actors, IN_FLIGHT calls queued on each (an actor never waits for the driver, and the last lines
-    are shared out); a call lost to a fault (a killed worker, a lost node) is given again to a live actor, less
-    what it had answered, up to MAX_TRIES times."""
+    are shared out). A call lost to a fault (a killed worker, a lost node) is given again, less what it had
+    answered, up to MAX_TRIES times; the actor that lost it gets no more calls until it answers again (Ray
+    restarts it, on another node where its own was lost, or never where no node has room: the others go on)."""
 
     def __init__(self, ray, actors: list, stall_s: float) -> None:
         self.ray, self.stall_s = ray, stall_s
         self.free = [a for a in actors for _ in range(IN_FLIGHT)]
         self.live = {id(a) for a in actors}  # not dead for good (a restarting actor is live)
         self.running: dict = {}  # ObjectRefGenerator -> _Call
+        self.parked: dict[int, list] = {}  # an actor that lost a call -> its slots, until its ping answers
+        self.pings: dict = {}  # ObjectRef -> actor
+        self.ping_tries: dict[int, int] = {}
         self.redo: list[_Call] = []
+        self.ahead: list[list[str]] = []  # a chunk taken from the listing and not yet given
 
     def run(self, chunks: Iterator[list[str]]) -> Iterator[list[dict]]:
         """The answered units, a block at a time, as the actors hand them back."""
         ray = self.ray
         while True:
-            while self.free and (self.redo or (chunk := next(chunks, None)) is not None):
-                call = self.redo.pop() if self.redo else _Call(None, chunk)
+            while self.free and (call := self._next_call(chunks)) is not None:
                 call.actor = self.free.pop()
                 self.running[call.actor.run.remote(call.lines)] = call
             if not self.running:
-                return
-            ready, _ = ray.wait(list(self.running), num_returns=1, timeout=self.stall_s)
+                if not self.redo and self._next_chunk(chunks) is None:
+                    return  # done, whether or not an actor that lost a call has come back
+                if not self.pings:
+                    raise AgeGenderError("no model actor is left to run the job; the shards written so far are "
+                                         "kept: rerun with --resume")
+            ready, _ = ray.wait([*self.running, *self.pings], num_returns=1, timeout=self.stall_s)
             if not ready:
                 raise AgeGenderError(f"no model actor answered for {self.stall_s:g} s (ray_stall_s; "
                                      f"{raise_hint('ray_stall_s')}); the shards written so far are kept: rerun "
                                      "with --resume")
-            for generator in ready:
-                call = self.running[generator]
+            for waited in ready:
+                if waited in self.pings:
+                    self._pinged(waited)
+                    continue
+                call = self.running[waited]
                 try:
-                    units = ray.get(next(generator))
+                    units = ray.get(next(waited))
                 except StopIteration:
-                    del self.running[generator]
+                    del self.running[waited]
                     self._release(call.actor)
                     continue
                 except ray.exceptions.RayError as error:
-                    del self.running[generator]
+                    del self.running[waited]
                     self._lost(call, error)
                     continue
                 call.answered += [(u["input"], u["chunk"], u["last"]) for u in units]
                 yield units
 
+    def _next_chunk(self, chunks: Iterator[list[str]]) -> list[str] | None:
+        if not self.ahead and (chunk := next(chunks, None)) is not None:
+            self.ahead.append(chunk)
+        return self.ahead[0] if self.ahead else None
+
+    def _next_call(self, chunks: Iterator[list[str]]) -> _Call | None:
+        if self.redo:
+            return self.redo.pop()
+        if self._next_chunk(chunks) is None:
+            return None
+        return _Call(None, self.ahead.pop())
+
     def _lost(self, call: _Call, error: Exception) -> None:
-        if isinstance(error, self.ray.exceptions.RayTaskError):  # our code raised: another try would too
-            cause = getattr(error, "cause", None) or error
-            if isinstance(cause, AgeGenderError):
-                raise AgeGenderError(_last_line(cause)) from error
-            raise AgeGenderError(f"a model actor failed: {type(cause).__name__}: {_last_line(cause)}") from error
-        if call.tries >= MAX_TRIES:
-            raise AgeGenderError(f"model actors were lost {MAX_TRIES} times on the same inputs (the first: "
-                                 f"{json.loads(call.lines[0])['name']}; Ray: {type(error).__name__}, in its log); the "
-                                 "shards written so far are kept: rerun with --resume") from error
-        if isinstance(error, self.ray.exceptions.ActorDiedError):  # for good (its start failed): not given again
-            self.live.discard(id(call.actor))
-            self.free = [actor for actor in self.free if id(actor) in self.live]
+        exceptions = self.ray.exceptions
+        if isinstance(error, exceptions.RayTaskError):  # our code raised: another try would too
+            raise _one_line_error(error) from error
+        died = isinstance(error, exceptions.ActorDiedError)  # for good (its start failed): it never ran the call
+        if died:
+            self._drop(call.actor)
             if not self.live:
                 raise AgeGenderError(f"every model actor died ({_last_line(error)}); the shards written so far are "
                                      "kept: rerun with --resume") from error
-        self._release(call.actor)  # a restarting actor: Ray starts it again (elsewhere where its node was lost)
+        elif call.tries >= MAX_TRIES:
+            raise AgeGenderError(f"model actors were lost {MAX_TRIES} times on the same inputs (the first: "
+                                 f"{json.loads(call.lines[0])['name']}; Ray: {type(error).__name__}, in its log); the "
+                                 "shards written so far are kept: rerun with --resume") from error
+        else:
+            self._park(call.actor)
         if rest := call.rest():
-            self.redo.append(_Call(None, rest, call.tries + 1))
+            self.redo.append(_Call(None, rest, call.tries if died else call.tries + 1))
+
+    def _park(self, actor) -> None:
+        """The slot of a call the actor lost waits until the actor answers a ping (restarted)."""
+        if id(actor) not in self.parked:
+            self.parked[id(actor)] = []
+            self.pings[actor.ping.remote()] = actor
+        self.parked[id(actor)].append(actor)
+
+    def _pinged(self, ping) -> None:
+        actor = self.pings.pop(ping)
+        try:
+            self.ray.get(ping)
+        except self.ray.exceptions.RayError as error:
+            tries = self.ping_tries.get(id(actor), 0) + 1
+            if isinstance(error, self.ray.exceptions.ActorDiedError) or tries >= MAX_TRIES:
+                self._drop(actor)  # the others go on; with none left the job ends, saying so
+            else:
+                self.ping_tries[id(actor)] = tries
+                self.pings[actor.ping.remote()] = actor
+            return
+        self.ping_tries.pop(id(actor), None)
+        self.free += self.parked.pop(id(actor), [])
+
+    def _drop(self, actor) -> None:
+        self.live.discard(id(actor))
+        self.free = [a for a in self.free if id(a) in self.live]
+        self.parked.pop(id(actor), None)
 
     def _release(self, actor) -> None:
         if id(actor) in self.live:
-            self.free.append(actor)
+            if id(actor) in self.parked:
+                self.parked[id(actor)].append(actor)
+            else:
+                self.free.append(actor)
+
+
+def _one_line_error(error: BaseException) -> AgeGenderError:
+    """A RayTaskError (an error raised on the cluster, its remote traceback in its text) as one line."""
+    cause = getattr(error, "cause", None) or error
+    if isinstance(cause, AgeGenderError):
+        return AgeGenderError(_last_line(cause))
+    return AgeGenderError(f"a model actor failed: {type(cause).__name__}: {_last_line(cause)}")
 
 
 def _last_line(error: BaseException) -> str:
-    """Ray's errors carry the remote traceback: its last line says what happened."""
+    """Ray's errors carry the remote traceback: its last line says what happened (without our error's name)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[-1] if lines else type(error).__name__
+    return lines[-1].removeprefix(f"{AgeGenderError.__module__}.AgeGenderError: ") if lines else type(error).__name__
 
 
 # --------------------------------------------------------------------------- in each actor: decode, detect, crop
 
 
-@lru_cache(maxsize=4)
-def _detector(name: str, min_face: int, min_score: float, max_side: int):
-    """One detector per worker process (MTCNN loads its nets once, not once per call)."""
+@lru_cache(maxsize=8)
+def _detector(name: str, min_face: int, min_score: float, max_side: int, thread: int):
+    """One detector per thread of a worker (MTCNN loads its nets once, not once per call; OpenCV's cascade keeps
+    the image it searches in its own state, so a GPU actor's two threads must not share one)."""
     from agegender_cli.faces.detection import make_detector
 
     return make_detector(name, min_face=min_face, min_score=min_score, max_side=max_side)
@@ -385,7 +451,8 @@ def find_faces(lines: Iterable[str], search: FaceSearch, block: int = UNITS_PER_
     is neither held whole nor lost whole."""
     from agegender_cli.faces.inputs import Frame, read_video
 
-    detector = _detector(search.detector, search.min_face, search.min_score, search.limits.detect_max_side)
+    detector = _detector(search.detector, search.min_face, search.min_score, search.limits.detect_max_side,
+                         threading.get_ident())
     units = _Units(dict(search.framings), detector)
     for line in lines:
         item = json.loads(line)
@@ -503,6 +570,10 @@ class ModelActor:
         self.answering = threading.Lock()
         self.load_s = time.perf_counter() - began
         self.ready = time.time()
+
+    def ping(self) -> bool:
+        """Answers once the actor is up (again)."""
+        return True
 
     def run(self, lines: list[str]) -> Iterator[list[dict]]:
         """The units of the lines, answered: plain values for the driver, a block at a time."""

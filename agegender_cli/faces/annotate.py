@@ -42,7 +42,10 @@ def draw_records(image: np.ndarray, records: Sequence[dict], archs: Sequence[str
             continue
         names = archs if archs is not None else [k for k, v in record.items() if isinstance(v, dict) and "gender" in v]
         lines = [f"{a}: {record[a]['gender']} {record[a]['gender_prob']:.0%}, {record[a]['age']}" for a in names]
-        labelled.append((tuple(int(v) for v in record["box"]), lines))
+        box = tuple(int(v) for v in record["box"])
+        if len(box) != 4:
+            raise ValueError(f"box {record['box']!r}: give x1, y1, x2, y2")
+        labelled.append((box, lines))
     return draw_annotations(image, labelled)
 
 
