@@ -41,10 +41,10 @@ def test_shards_read_back_as_the_records_written(tmp_path, fmt):
 
 def test_only_shards_not_kept_are_removed(tmp_path):
     ours, stale = shards.shard_name(["a"], "jsonl"), shards.shard_name(["b"], "parquet")
-    half = f".{ours}.k3j4h5.tmp"
-    for name in (ours, stale, half, "part-notahash.jsonl", "photo.jpg", shards.SUCCESS):
+    half, journal, success = f".{ours}.k3j4h5.tmp", "._journal.jsonl.a1b2c3.tmp", f".{shards.SUCCESS}.x9y8.tmp"
+    for name in (ours, stale, half, journal, success, "part-notahash.jsonl", "photo.jpg", shards.SUCCESS):
         (tmp_path / name).write_text("x")
-    assert shards.remove_other_shards(tmp_path, [ours]) == [stale, half]
+    assert sorted(shards.remove_other_shards(tmp_path, [ours])) == sorted([stale, half, journal, success])
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([ours, "part-notahash.jsonl", "photo.jpg",
                                                                  shards.SUCCESS])
 

@@ -15,7 +15,8 @@ from agegender_cli.labels import AGE_CLASSES
 SUCCESS = "_SUCCESS"
 EXTENSIONS = {"jsonl": ".jsonl", "parquet": ".parquet"}
 SHARD_NAME = re.compile(r"part-[0-9a-f]{16}\.(jsonl|parquet)")
-HALF_WRITTEN = re.compile(r"\.part-[0-9a-f]{16}\.(jsonl|parquet)\..+\.tmp")  # a temp file of a killed writer
+# a temp file of a writer killed half-way: a shard's, the journal's, _SUCCESS's
+HALF_WRITTEN = re.compile(r"\.(part-[0-9a-f]{16}\.(jsonl|parquet)|_journal\.jsonl|_SUCCESS)\..+\.tmp")
 
 
 def shard_name(keys: Iterable[str], fmt: str) -> str:
