@@ -207,9 +207,9 @@ class ActorShape:
 
 
 ACTOR_CPUS = 0.95  # reserved by a model actor: Ray places at most one per CPU of a node (up to 19 CPUs), spread
-# over the nodes, and each leaves room for decoding tasks
-DECODE_CPUS = 0.01  # reserved by a decoding or writing task: next to nothing, so that one always finds room; it
-# shares the cores with the actors, as local predict's decoding threads share them with its models
+# over the nodes, and each leaves room for the driver's task below
+DRIVER_TASK_CPUS = 0.01  # reserved by the task that runs the job's driver loop through Ray Client: next to nothing, so
+# that it finds room on a cluster full of actors; it hands out lines and writes shards, and barely uses a core
 ACTOR_MEMORY = 1 << 30  # both models in one actor (ONNX Runtime, fp32): about 0.7 GiB resident, rounded up
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from agegender_cli.archs.base import predict_all
 from agegender_cli.config import Limits, ModelOptions, PredictConfig, RayConfig
 from agegender_cli.distributed import shards, weights
-from agegender_cli.distributed.cluster import DECODE_CPUS, ActorShape, actor_shape, connect, cpu_nodes, import_ray
+from agegender_cli.distributed.cluster import DRIVER_TASK_CPUS, ActorShape, actor_shape, connect, cpu_nodes, import_ray
 from agegender_cli.distributed.journal import Done, Journal
 from agegender_cli.distributed.listing import Listing, refuse_input_folder, write_listing
 from agegender_cli.errors import AgeGenderError
@@ -44,7 +44,7 @@ STAGES = ("decode_s", "detect_s", "load_s", "infer_s", "write_s")  # seconds the
 
 @dataclass(frozen=True)
 class FaceSearch:
-    """What the CPU tasks need to turn a path into records and crops: all plain values, sent to every task."""
+    """What a model actor needs to turn a listing line into records and crops: plain values, sent to each."""
 
     detector: str
     min_face: int
@@ -130,7 +130,7 @@ def _run_job(ray, job: tuple, journal: Journal, reporter: Reporter, timing: dict
         reporter.message("Ray Client: the job runs in a task on the cluster (no progress bar)")
         # not retried: a rerun would journal its shards again
         try:
-            new = ray.get(ray.remote(num_cpus=DECODE_CPUS, max_retries=0)(_run_and_journal).remote(*job))
+            new = ray.get(ray.remote(num_cpus=DRIVER_TASK_CPUS, max_retries=0)(_run_and_journal).remote(*job))
         except ray.exceptions.RayTaskError as error:  # the job's own one-line error, raised on the cluster
             raise _one_line_error(error) from error
     else:
