@@ -45,8 +45,10 @@ class AgeGender:
     `arch`: "both" (every architecture), "facenet", "caffenet", or a comma-separated list; `detector`: one of
     config.DETECTORS (the default of `agegender predict`); `device`, `precision`, `engine`: as the command line's
     options (`engine` picks how the caffenet nets run); `models`: {arch: model file or folder}, or one path when
-    one architecture runs; None: the bundled models. The models load on first use (or on `load()`) and stay loaded.
-    Every failure raises AgeGenderError with the command line's one-line message.
+    one architecture runs; None: the bundled models; keywords named by the architectures' weight options (such as
+    `backbone_weights`, `caffe_weights`: registry.weight_options()): the weights to run with, as the command line's
+    `--backbone-weights`. The models load on first use (or on `load()`) and stay loaded. Every failure raises
+    AgeGenderError with the command line's one-line message.
     """
 
     def __init__(
@@ -61,8 +63,7 @@ class AgeGender:
         min_face: int = P.min_face,
         min_score: float = P.min_score,
         batch_size: int = P.options.batch_size,
-        backbone_weights: str | os.PathLike[str] | None = None,
-        caffe_weights: str | os.PathLike[str] | None = None,
+        **weights: str | os.PathLike[str] | None,
     ) -> None:
         from agegender_cli.archs import registry
 
@@ -76,7 +77,11 @@ class AgeGender:
         if not (isinstance(arch, str) or (isinstance(arch, Sequence) and arch
                                           and all(isinstance(a, str) for a in arch))):
             raise AgeGenderError(f"arch {arch!r}: give \"both\", an architecture name, or a list of names")
-        for name, value in (("backbone_weights", backbone_weights), ("caffe_weights", caffe_weights)):
+        declared = [w.name for w in registry.weight_options()]
+        for name, value in weights.items():
+            if name not in declared:
+                raise AgeGenderError(f"AgeGender() got an unknown argument {name!r}; the architectures' weights are "
+                                     f"{', '.join(declared)}")
             if value is not None and not isinstance(value, str | os.PathLike):
                 raise AgeGenderError(f"{name} {value!r}: give a file path or None")
         if min_face < 1 or not 0.0 <= min_score <= 1.0 or batch_size < 1:
@@ -91,8 +96,8 @@ class AgeGender:
             given = [str(models)]
         options = ModelOptions(
             models=registry.parse_models(given, archs), engine=engine, precision=precision, device=device,
-            batch_size=batch_size, backbone_weights=_path_or_none(backbone_weights),
-            caffe_weights=_path_or_none(caffe_weights))
+            batch_size=batch_size,
+            weights=tuple((name, Path(value)) for name, value in weights.items() if value is not None))
         self.config = PredictConfig(archs=archs, detector=detector, min_face=min_face, min_score=min_score,
                                     options=options)
         self._models: FaceModels | None = None

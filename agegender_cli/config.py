@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from agegender_cli.faces.detectors import NAMES as DETECTOR_NAMES
@@ -28,10 +28,6 @@ ENGINES = ("auto", "onnx", "torch", "opencv")  # auto: onnx on a CPU in fp32, el
 PRECISIONS = ("auto", "bf16", "fp32", "int8")
 TRAIN_PRECISIONS = ("auto", "bf16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
-BACKBONES = ("vggface2", "casia-webface")
-UNFREEZE_POINTS = ("last_linear", "block8", "repeat_3")  # the backbone trains from this block on
-HEADS = ("linear", "mlp")
-SELECT_BY = ("loss", "accuracy")
 LABEL_FORMATS = ("auto", "csv", "fairface", "adience")
 MAX_SEED = 2**32 - 1  # numpy and torch both take it; larger seeds fail inside them
 AUGMENTATIONS = ("geometric", "wild")  # training views: data/augment.py
@@ -125,78 +121,6 @@ PREPROCESS_PRESETS = {"paper": PreprocessConfig(), "none": PreprocessConfig.none
 
 
 @dataclass(frozen=True)
-class FacenetTrainConfig:
-    """Architecture A: InceptionResnetV1 backbone with gender and age heads."""
-
-    manifest: Path = DEFAULT_MANIFEST
-    out: Path = DEFAULT_RUNS_DIR / "facenet"
-    backbone: str = "vggface2"  # or "casia-webface"
-    backbone_weights: Path | None = None
-    preprocess: str = "paper"  # "paper" or "none"
-    # "last_linear" is the report's recipe; deeper options unfreeze whole blocks too.
-    unfreeze: str = "last_linear"  # last_linear | block8 | repeat_3
-    head: str = "linear"  # linear | mlp
-    hidden: int = 256
-    dropout: float = 0.3
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    epochs: int = 30
-    patience: int = 5
-    batch_size: int = 64
-    views: int = 4  # augmented views per training image cached when features are cached
-    feature_cache: bool = True
-    label_smoothing: float = 0.0
-    select: str = "loss"  # best-val checkpoint by "loss" (the report) or "accuracy" (gender + age)
-    device: str = "auto"
-    precision: str = "auto"  # one of PRECISIONS
-    seed: int = 0
-    resume: bool = False
-    image_size: int = 160
-    plot_format: str = "png"  # the training curves' format, one of PLOT_FORMATS
-    detector: str = "none"  # how faces are framed: none (the images are face crops), auto, mtcnn or haar
-    pick: str = "largest"  # which found face of a photo is its labelled one (PICK_RULES; LFW: centre)
-    augment: str = "geometric"  # or "wild": the detector's jitter, blur, low resolution, JPEG, colour
-
-
-@dataclass(frozen=True)
-class CaffenetTrainConfig:
-    """Architecture B: the two Levi-Hassner nets, trained in PyTorch, exported to Caffe."""
-
-    manifest: Path = DEFAULT_MANIFEST
-    out: Path = DEFAULT_RUNS_DIR / "caffenet"
-    tasks: tuple[str, ...] = ("gender", "age")
-    init: Path | None = None  # a trained model folder to start from (fine-tuning); None: from scratch
-    lr: float = 1e-4
-    weight_decay: float = 5e-4
-    epochs: int = 60
-    batch_size: int = 64
-    resize: int = 256
-    crop: int = 227
-    detector: str = "none"  # how faces are framed: none (the images are face crops), auto, mtcnn or haar
-    pick: str = "largest"  # which found face of a photo is its labelled one (PICK_RULES; LFW: centre)
-    augment: str = "geometric"  # or "wild": the detector's jitter, blur, low resolution, JPEG, colour
-    device: str = "auto"
-    precision: str = "auto"
-    seed: int = 0
-    resume: bool = False
-    plot_format: str = "png"  # the training curves' format, one of PLOT_FORMATS
-
-
-FUSED_PARTS = ("facenet", "caffenet")  # the architectures whose answers `fused` combines, in the weights' order
-
-
-@dataclass(frozen=True)
-class FusedTrainConfig:
-    """`agegender train --arch fused`: the weights that combine facenet's and caffenet's answers, fitted on val."""
-
-    manifest: Path = DEFAULT_MANIFEST
-    out: Path = DEFAULT_RUNS_DIR / "fused"
-    detector: str = "none"  # how the val faces are framed (none: crops; auto, mtcnn, haar: found in photos)
-    pick: str = "largest"  # which found face of a photo is its labelled one (PICK_RULES)
-    resume: bool = False  # nothing to resume: the fit takes seconds once the parts have answered
-
-
-@dataclass(frozen=True)
 class YearsTrainConfig:
     """`agegender train --years`: a years head added to a trained model, its class heads untouched."""
 
@@ -207,7 +131,7 @@ class YearsTrainConfig:
     batch_size: int = 64
     workers: int = 2
     seed: int = 0
-    detector: str = "none"  # how faces are framed, as the class heads were trained (FacenetTrainConfig.detector)
+    detector: str = "none"  # how faces are framed, as the class heads were trained
     pick: str = "largest"  # which found face of a photo is its labelled one (PICK_RULES; LFW: centre)
 
 
@@ -216,8 +140,9 @@ class ModelOptions:
     """Which trained models run, and how: shared by predict, evaluate and compare."""
 
     models: tuple[tuple[str, Path], ...] = ()  # (architecture, model file or folder); default: bundled
-    caffe_weights: Path | None = None  # folder with the original Levi-Hassner .caffemodel files, or "original"
-    backbone_weights: Path | None = None  # InceptionResnetV1 backbone .pt/.pb for offline use
+    # (name, file or folder): the weights architectures were given by the options they declare (archs/entry.py's
+    # WeightOption: --backbone-weights, --caffe-weights)
+    weights: tuple[tuple[str, Path], ...] = ()
     # onnx (ONNX Runtime, CPU, fp32: both architectures exported once into the cache; no torch import after that),
     # torch (PyTorch; caffenet by its twin: cv2.dnn's probabilities within 2e-5 in fp32), opencv (caffenet by cv2.dnn,
     # the reference; facenet then in PyTorch) or auto (on a CPU the engine measured fastest here for the work,
@@ -232,6 +157,15 @@ class ModelOptions:
     def model_for(self, arch: str) -> Path | None:
         """The model file or folder given for `arch`, or None for the bundled one."""
         return dict(self.models).get(arch)
+
+    def weight(self, name: str) -> Path | None:
+        """The weights given by the option `name`, or None."""
+        return dict(self.weights).get(name)
+
+    def with_weight(self, name: str, path: Path | None) -> ModelOptions:
+        """These options with the weights `name` given (None: not given)."""
+        weights = {**dict(self.weights), name: path}
+        return replace(self, weights=tuple((k, v) for k, v in weights.items() if v is not None))
 
 
 @dataclass(frozen=True)

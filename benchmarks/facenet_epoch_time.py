@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from agegender_cli.archs.facenet.backbone import load_backbone, resolve_backbone
+from agegender_cli.archs.facenet.config import FacenetTrainConfig
 from agegender_cli.archs.facenet.model import build
 from agegender_cli.archs.facenet.train import _epoch_batches, extract_features, load_images
-from agegender_cli.config import FacenetTrainConfig
 from agegender_cli.data.utkface import read_manifest
 from agegender_cli.progress import SILENT
 from agegender_cli.runtime import pick_device

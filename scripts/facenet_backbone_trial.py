@@ -32,9 +32,9 @@ from torch import nn
 
 from agegender_cli.archs.base import class_weights
 from agegender_cli.archs.facenet.backbone import load_backbone, resolve_backbone
+from agegender_cli.archs.facenet.config import FacenetTrainConfig
 from agegender_cli.archs.facenet.model import AgeGenderTail, build
 from agegender_cli.archs.facenet.train import epoch_batches, evaluate_tail, record_labels, trunk_features
-from agegender_cli.config import FacenetTrainConfig
 from agegender_cli.data.utkface import read_manifest
 from agegender_cli.fileio import atomic_write_text
 from agegender_cli.labels import AGE_CLASSES

@@ -18,6 +18,7 @@ import torch
 
 from agegender_cli.archs.caffenet import original as caffe_weights
 from agegender_cli.archs.caffenet.caffemodel import _field, _key, _varint, export_caffemodel, twin_from_caffemodel
+from agegender_cli.archs.caffenet.config import CaffenetTrainConfig
 from agegender_cli.archs.caffenet.deploy import NET_NAMES, NUM_CLASSES, blob_from_faces, net_files
 from agegender_cli.archs.caffenet.net import (
     ORIGINAL_AGE_CLASSES,
@@ -31,7 +32,6 @@ from agegender_cli.archs.caffenet.net import (
 from agegender_cli.archs.caffenet.original import resolve_caffe_weights
 from agegender_cli.archs.caffenet.predictor import CaffenetPredictor
 from agegender_cli.archs.caffenet.train import CHECKPOINT, HISTORY, train_caffenet
-from agegender_cli.config import CaffenetTrainConfig
 from agegender_cli.errors import AgeGenderError
 from agegender_cli.labels import AGE_CLASSES, GENDERS
 

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from agegender_cli.archs.base import class_weights
+from agegender_cli.archs.facenet.config import FacenetTrainConfig
 from agegender_cli.archs.facenet.model import build, standardize
-from agegender_cli.config import DatasetConfig, FacenetTrainConfig
+from agegender_cli.config import DatasetConfig
 from agegender_cli.data.augment import make_view, view_matrix
 from agegender_cli.data.utkface import build_dataset
 

@@ -37,5 +37,5 @@ def test_no_two_modules_import_each_other():
 
 def test_the_checker_sees_an_import_inside_a_function():
     imported = _imports()
-    assert "agegender_cli.evaluation.report_html" in imported["agegender_cli.service"]  # imported in a function
+    assert "agegender_cli.evaluation.report_html" in imported["agegender_cli.service.evaluate"]  # in a function
     assert "agegender_cli.archs.fused.predictor" in imported["agegender_cli.archs.fused.fit"]

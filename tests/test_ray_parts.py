@@ -116,7 +116,7 @@ def test_weights_are_unpacked_once_per_machine_and_the_options_point_at_them(tmp
     (model / "sub").mkdir(parents=True)
     (model / "age_net.caffemodel").write_bytes(b"age")
     (model / "sub" / "note.txt").write_bytes(b"nested")
-    options = ModelOptions(models=(("caffenet", model),), backbone_weights=backbone, batch_size=8)
+    options = ModelOptions(models=(("caffenet", model),), weights=(("backbone_weights", backbone),), batch_size=8)
     layout, packed = weights.pack(options)
     fetched = []
 
@@ -127,10 +127,11 @@ def test_weights_are_unpacked_once_per_machine_and_the_options_point_at_them(tmp
     local = weights.unpack(layout, fetch, options)
     again = weights.unpack(layout, fetch, options)
     assert local == again and fetched == [1]  # the second actor on the machine finds the copy
-    assert local.backbone_weights.read_bytes() == b"backbone bytes" and local.backbone_weights.name == "vggface2.pt"
+    shipped_backbone = local.weight("backbone_weights")
+    assert shipped_backbone.read_bytes() == b"backbone bytes" and shipped_backbone.name == "vggface2.pt"
     shipped = local.model_for("caffenet")
     assert (shipped / "age_net.caffemodel").read_bytes() == b"age" and (shipped / "sub" / "note.txt").is_file()
-    assert shipped.is_relative_to(tmp_path / "home") and local.batch_size == 8 and local.caffe_weights is None
+    assert shipped.is_relative_to(tmp_path / "home") and local.batch_size == 8 and local.weight("caffe_weights") is None
     nothing, _ = weights.pack(ModelOptions())
     assert weights.unpack(nothing, fetch, ModelOptions()) == ModelOptions() and fetched == [1]
 

@@ -118,3 +118,56 @@ def test_an_unknown_arch_is_named_as_the_arch_option():
         result = CliRunner().invoke(app, [*command, "--arch", "resnet"])
         said = " ".join(result.output.split())
         assert result.exit_code == 2 and "--arch" in said and "--model" not in said and "resnet" in said
+
+
+LAUNCHER = """
+import sys
+sys.path.insert(0, {tests!r})
+from tiny_arch import Tiny
+from agegender_cli.archs import registry
+registry.register(Tiny())  # the one registry line that adds an architecture
+from agegender_cli.cli.app import main
+sys.argv[0] = "agegender"
+main()
+"""
+
+
+def test_a_new_architecture_is_one_folder_and_one_registry_line_and_every_command_runs_it(labelled, tmp_path):
+    """tests/tiny_arch/ is a folder like archs/facenet/: its entry declares its training config, a training option
+    and a weights option of its own; registered by one line, every command runs it and offers its options."""
+    import subprocess
+    import sys
+
+    launcher = tmp_path / "agegender_with_tiny.py"
+    launcher.write_text(LAUNCHER.format(tests=str(Path(__file__).parent)))
+
+    def agegender(*args: str) -> subprocess.CompletedProcess:
+        done = subprocess.run([sys.executable, str(launcher), *args], capture_output=True, text=True, timeout=300,
+                              cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        return done
+
+    weights = tmp_path / "tiny.bin"
+    weights.write_bytes(bytes([255]))  # biases every face to female
+    manifest = tmp_path / "ds" / "manifest.csv"
+    agegender("dataset", str(labelled), "--out", str(manifest.parent), "--json")
+    agegender("preprocess", "--manifest", str(manifest), "--split", "train", "--out", str(tmp_path / "pre"), "--json")
+    trained = json.loads(agegender("train", "--arch", "tiny", "--manifest", str(manifest), "--out",
+                                   str(tmp_path / "run"), "--epochs", "2", "--brightness-bins", "5", "--json").stdout)
+    assert Path(trained["checkpoint"]).read_text() == "tiny 5" and trained["epochs_run"] == 2
+    rows = [json.loads(line) for line in agegender("predict", str(labelled), "--arch", "tiny", "--detector", "none",
+                                                   "--tiny-weights", str(weights), "--json").stdout.splitlines()]
+    assert len(rows) == 16 and {row["tiny"]["gender"] for row in rows} == {"female"}
+    evaluated = json.loads(agegender("evaluate", "--arch", "tiny", "--manifest", str(manifest), "--split", "all",
+                                     "--model", trained["checkpoint"], "--bootstrap", "20", "--json").stdout)
+    assert evaluated["arch"] == "tiny" and evaluated["n"] == 16
+    compared = json.loads(agegender("compare", "--arch", "tiny", "--manifest", str(manifest), "--split", "all",
+                                    "--bootstrap", "20", "--json").stdout)
+    assert compared["tiny"]["n"] == 16
+    declared = json.loads(agegender("info", "--json").stdout)["architectures"]["tiny"]
+    assert declared["weight_options"] == ["--tiny-weights"] and declared["train_options"] == ["--brightness-bins"]
+    assert "--tiny-weights" in agegender("predict", "--help").stdout
+    # what is not its own is refused in its name: facenet's training options and weights
+    refused = subprocess.run([sys.executable, str(launcher), "train", "--arch", "tiny", "--unfreeze", "block8"],
+                             capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert refused.returncode == 2 and "--unfreeze does not apply to --arch tiny" in " ".join(refused.stderr.split())

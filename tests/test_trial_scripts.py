@@ -11,7 +11,7 @@ import torch
 from conftest import load_file
 from torch import nn
 
-from agegender_cli.config import FacenetTrainConfig
+from agegender_cli.archs.facenet.config import FacenetTrainConfig
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 

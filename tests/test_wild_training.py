@@ -13,7 +13,7 @@ import pytest
 import torch
 from test_own_datasets import chips_in_photos, faces, run_dataset, save
 
-from agegender_cli.config import FacenetTrainConfig
+from agegender_cli.archs.facenet.config import FacenetTrainConfig
 from agegender_cli.data.augment import make_view, photo_like
 from agegender_cli.data.chips import chip_matrix, locate_records
 from agegender_cli.data.utkface import read_manifest

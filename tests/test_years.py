@@ -172,10 +172,10 @@ def test_dataset_gaps_keep_adds_gap_ages_without_moving_class_faces(tmp_path: Pa
 
 def test_years_metrics_cover_gap_faces(tmp_path: Path) -> None:
     """Records with a gap age (--gaps keep) reach the years metrics, in their own age-class row."""
-    from agegender_cli import service
     from agegender_cli.archs.base import Prediction
     from agegender_cli.config import EvaluateConfig
     from agegender_cli.data.utkface import records_from_folder
+    from agegender_cli.service.scoring import add_years
 
     source = _utk_folder(tmp_path / "utk", [1, 5, 10, 18, 28, 40, 50, 70, 22, 35])
     records, _ = records_from_folder(source, gaps="keep")
@@ -183,7 +183,7 @@ def test_years_metrics_cover_gap_faces(tmp_path: Path) -> None:
     years = np.array([r.age + 2.0 for r in records], np.float32)
     evaluation = {"records": records, "results": {"x": {}}, "predictions": {"x": Prediction(
         np.tile([0.6, 0.4], (10, 1)), np.tile(np.eye(8)[4], (10, 1)), years)}}
-    service._add_years(evaluation, EvaluateConfig(bootstrap=50))
+    add_years(evaluation, EvaluateConfig(bootstrap=50))
     metrics = evaluation["results"]["x"]["years"]
     assert metrics["n"] == 10 and metrics["mae"] == pytest.approx(2.0) and metrics["cs5"] == 1.0
     assert metrics["per_age_class"]["between classes"]["n"] == 2

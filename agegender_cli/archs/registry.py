@@ -1,4 +1,5 @@
-"""The only place that knows the architectures by name: --arch parsing, predictors, trainers, framings."""
+"""The only place that knows the architectures by name: --arch parsing, predictors, trainers, framings, and what
+each declares (its training options, weight options and capabilities: archs/entry.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agegender_cli.archs import caffenet, facenet, fused
+from agegender_cli.archs.entry import INT8, ONNX, Entry, Knob, WeightOption
 from agegender_cli.config import ModelOptions
 from agegender_cli.errors import AgeGenderError
 
@@ -19,7 +21,9 @@ _REGISTRY: dict[str, Architecture] = {}
 
 
 def register(arch: Architecture) -> Architecture:
-    """Add an architecture (a later one with the same name replaces the earlier)."""
+    """Add an architecture (a later one with the same name replaces the earlier): an archs/entry.py Entry."""
+    if not isinstance(arch, Entry):
+        raise TypeError(f"{arch!r}: a registry entry subclasses agegender_cli.archs.entry.Entry")
     _REGISTRY[arch.name] = arch
     return arch
 
@@ -80,20 +84,25 @@ def load_predictor(name: str, options: ModelOptions | None = None, log: Log | No
     options = options or ModelOptions()
     say = log or (lambda _message: None)
     arch = get(name)
-    if parts := tuple(getattr(arch, "parts", ())):  # a composite: its parts first, then it on them
-        return arch.compose({part: load_predictor(part, options, say) for part in parts}, options.model_for(name),
-                            options, say)
+    if arch.parts:  # a composite: its parts first, then it on them
+        return arch.compose({part: load_predictor(part, options, say) for part in arch.parts},
+                            options.model_for(name), options, say)
+    _check_capabilities(arch, options)
     return arch.load_predictor(options.model_for(name), options, say)
+
+
+def _check_capabilities(arch: Entry, options: ModelOptions) -> None:
+    """--precision int8 and --engine onnx only for an architecture that declares them."""
+    if options.precision == "int8" and not arch.can(INT8):
+        raise AgeGenderError(f"--precision int8: {arch.name} has no int8 model; use auto, fp32 or bf16")
+    if options.engine == "onnx" and not arch.can(ONNX):
+        raise AgeGenderError(f"--engine onnx: {arch.name} does not run on ONNX Runtime; use auto or torch")
 
 
 def resolve_weights(name: str, options: ModelOptions, log: Log | None = None) -> ModelOptions:
     """`options` with the weight files `name` would fetch or convert resolved to local files now (the options as
     they are for an architecture without such files), so that they can be shipped to machines offline."""
-    arch = get(name)
-    resolve = getattr(arch, "resolve_weights", None)
-    if resolve is None:
-        return options
-    return resolve(options.model_for(name), options, log or (lambda _message: None))
+    return get(name).resolve_weights(options.model_for(name), options, log or (lambda _message: None))
 
 
 def framing(name: str, detector: str, options: ModelOptions) -> str:
@@ -134,8 +143,27 @@ def load_predictors(wanted: Sequence[str], options: ModelOptions | None = None, 
 
 def composite_parts(name: str, wanted: Sequence[str]) -> tuple[str, ...]:
     """The parts of a composite architecture when every one of them is among `wanted` (else ())."""
-    parts = tuple(getattr(get(name), "parts", ()))
+    parts = get(name).parts
     return parts if parts and set(parts) <= set(wanted) else ()
+
+
+def weight_options() -> tuple[WeightOption, ...]:
+    """Every registered architecture's weight options, each name once (`--NAME` of the commands and the API)."""
+    return tuple({w.name: w for arch in _REGISTRY.values() for w in arch.weight_options}.values())
+
+
+def knobs() -> tuple[Knob, ...]:
+    """Every registered architecture's own training options, each name once (`train --NAME`)."""
+    return tuple({k.name: k for arch in _REGISTRY.values() for k in arch.knobs}.values())
+
+
+def capable(name: str, capability: str) -> bool:
+    return get(name).can(capability)
+
+
+def resume_files() -> dict[str, str]:
+    """The file each architecture's trainer leaves to resume from, by architecture."""
+    return {name: arch.resume_file for name, arch in _REGISTRY.items() if arch.resume_file}
 
 
 register(facenet.ARCH)

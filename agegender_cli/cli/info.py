@@ -43,6 +43,9 @@ def info_tables(result: dict) -> list[Table]:
                                f"{where.get('manifest', '?')}, {where.get('faces', 0):,} faces)")
     elif fused:
         setup.add_row("fused", fused["error"])
+    for name, arch in result.get("architectures", {}).items():
+        own = ", ".join(arch["capabilities"] + arch["weight_options"] + arch["train_options"]) or "nothing more"
+        setup.add_row(f"--arch {name}", f"{arch['summary']}; {own}")
     cache = result["cache"]
     setup.add_row("cache", f"{cache['path']} ({cache['from']}{'' if cache['exists'] else '; not created yet'})")
     files = Table(title="Weights (bundled: in the package; cache: under the cache folder)")

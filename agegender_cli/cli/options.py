@@ -44,10 +44,6 @@ Models = Annotated[
     typer.Option("--model", metavar="[ARCH=]PATH", help="A trained model, ARCH=PATH (repeatable), or PATH when one "
                                                         "architecture runs. Default: the bundled models."),
 ]
-CaffeWeights = Annotated[
-    Path | None, typer.Option(help="Folder with the original Levi-Hassner .caffemodel files, or 'original'.")
-]
-BackboneWeights = Annotated[Path | None, typer.Option(help="InceptionResnetV1 backbone .pt/.pb (offline use).")]
 DeviceName, PrecisionName, TrainPrecisionName = choice(DEVICES), choice(PRECISIONS), choice(TRAIN_PRECISIONS)
 
 
@@ -202,22 +198,30 @@ def parse_archs(value: str, *, one: bool = False) -> tuple[str, ...]:
     return archs
 
 
+def weight_parameters(defaults: ModelOptions | None = None) -> list[inspect.Parameter]:
+    """One `--NAME PATH` option per weight option the registered architectures declare (archs/entry.py)."""
+    defaults = defaults or ModelOptions()
+    return [inspect.Parameter(w.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=defaults.weight(w.name),
+                              annotation=Annotated[Path | None, typer.Option(w.flag, help=w.help)])
+            for w in registry.weight_options()]
+
+
 def with_model_options(defaults: ModelOptions) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Give a command the model options (--model, --caffe-weights, --backbone-weights, --engine, --device, --precision,
-    --batch-size) with `defaults`; the command receives them as one ModelOptions, `--model` checked against
-    its --arch."""
+    """Give a command the model options (--model, the architectures' weight options such as --backbone-weights,
+    --engine, --device, --precision, --batch-size) with `defaults`; the command receives them as one ModelOptions,
+    `--model` checked against its --arch."""
 
     def template(
         model: Models = None,
-        caffe_weights: CaffeWeights = defaults.caffe_weights,
-        backbone_weights: BackboneWeights = defaults.backbone_weights,
         engine: Engine = defaults.engine,
         device: Device = defaults.device,
         precision: Precision = defaults.precision,
         batch_size: BatchSize = defaults.batch_size,
     ) -> None: ...
 
-    shared = list(inspect.signature(template, eval_str=True).parameters.values())
+    model, *rest = inspect.signature(template, eval_str=True).parameters.values()
+    weights = weight_parameters(defaults)
+    shared = [model, *weights, *rest]
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "options"]
@@ -226,12 +230,13 @@ def with_model_options(defaults: ModelOptions) -> Callable[[Callable[..., Any]],
         @functools.wraps(command)
         def wrapper(**kwargs: Any) -> Any:
             values = {p.name: kwargs.pop(p.name) for p in shared}
+            given = tuple((p.name, path) for p in weights if (path := values.pop(p.name)) is not None)
             archs = parse_archs(kwargs["arch"])  # a bad --arch is named as such, before --model is read
             try:
                 models = registry.parse_models(values.pop("model") or [], archs)
             except AgeGenderError as exc:
                 raise typer.BadParameter(str(exc), param_hint="--model") from None
-            return command(options=ModelOptions(models=models, **values), **kwargs)
+            return command(options=ModelOptions(models=models, weights=given, **values), **kwargs)
 
         set_parameters(wrapper, own[:at] + shared + own[at:])
         return wrapper

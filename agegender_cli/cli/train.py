@@ -1,28 +1,21 @@
 """`agegender train`: train one architecture on a manifest's train split, chosen on val."""
 
+import dataclasses
+import functools
+import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from agegender_cli.archs import registry
+from agegender_cli.archs.entry import Knob
 from agegender_cli.cli import options as o
 from agegender_cli.cli.common import RichReporter, fail_cleanly, print_json, stdout
-from agegender_cli.config import (
-    AUGMENTATIONS,
-    BACKBONES,
-    DEFAULT_MANIFEST,
-    EVAL_DETECTORS,
-    HEADS,
-    PREPROCESS_PRESETS,
-    SELECT_BY,
-    UNFREEZE_POINTS,
-    YearsTrainConfig,
-)
+from agegender_cli.config import AUGMENTATIONS, DEFAULT_MANIFEST, EVAL_DETECTORS, YearsTrainConfig
 from agegender_cli.errors import AgeGenderError
 
-Backbone, Preprocess, Unfreeze = o.choice(BACKBONES), o.choice(tuple(PREPROCESS_PRESETS)), o.choice(UNFREEZE_POINTS)
-Head, SelectBy = o.choice(HEADS), o.choice(SELECT_BY)
 TrainDetector, Augment = o.choice(EVAL_DETECTORS), o.choice(AUGMENTATIONS)
 
 
@@ -42,7 +35,38 @@ def _option(help_text: str, field: str, **kwargs: Any) -> Any:
     return typer.Option(help=help_text + _default(field), show_default=False, **kwargs)
 
 
+def _knob_parameter(knob: Knob) -> inspect.Parameter:
+    """`--NAME` for an architecture's own training option; None (not given) leaves its config's default."""
+    kwargs: dict[str, Any] = {}
+    kind: Any = o.choice(knob.choices) if knob.choices else knob.kind
+    if knob.kind in (int, float):
+        kwargs.update({k: v for k, v in (("min", knob.low), ("max", knob.high)) if v is not None})
+    if knob.kind is float:
+        kwargs["callback"] = o.positive if knob.positive else o.finite
+    option = _option(knob.help, knob.name, **kwargs)
+    return inspect.Parameter(knob.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+                             annotation=Annotated[kind | None, option])
+
+
+def with_architecture_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give `train` every registered architecture's own training options, and the weight options a trainer takes
+    (archs/entry.py), before its --years; the command receives their values as `own` (None: not given)."""
+    trained = {f.name for name in registry.names() for f in dataclasses.fields(registry.get(name).train_config)}
+    declared = [_knob_parameter(k) for k in registry.knobs()] + [p for p in o.weight_parameters() if p.name in trained]
+    params = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "own"]
+    at = next(i for i, p in enumerate(params) if p.name == "years")
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        own = {p.name: kwargs.pop(p.name) for p in declared}
+        return command(own=own, **kwargs)
+
+    o.set_parameters(wrapper, params[:at] + declared + params[at:])
+    return wrapper
+
+
 @fail_cleanly
+@with_architecture_options
 def train(
     arch: o.OneArch = o.FIRST_ARCH,
     manifest: o.Manifest = DEFAULT_MANIFEST,
@@ -58,19 +82,6 @@ def train(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Train anew in an --out that already holds a run "
                                                                 "(its files are replaced).")] = False,
     init: Annotated[Path | None, typer.Option(help="Start from this trained model folder (fine-tuning).")] = None,
-    backbone: Annotated[Backbone | None, _option("Pretrained backbone.", "backbone")] = None,
-    backbone_weights: o.BackboneWeights = None,
-    preprocess: Annotated[Preprocess | None, _option("paper (the report's) or none.", "preprocess")] = None,
-    unfreeze: Annotated[Unfreeze | None, _option("Backbone block from which on it trains.", "unfreeze")] = None,
-    head: Annotated[Head | None, _option("Heads: linear or mlp.", "head")] = None,
-    hidden: Annotated[int | None, _option("MLP hidden units.", "hidden", min=1, max=65_536)] = None,
-    dropout: Annotated[float | None, _option("MLP dropout.", "dropout", min=0.0, max=1.0, callback=o.finite)] = None,
-    patience: Annotated[int | None, _option("Early-stopping patience (epochs).", "patience", min=1)] = None,
-    views: Annotated[int | None, _option("Augmented views cached per training image.", "views", min=1, max=64)] = None,
-    feature_cache: Annotated[bool | None, _option("Train on cached trunk features.", "feature_cache")] = None,
-    label_smoothing: Annotated[float | None, _option("Label smoothing.", "label_smoothing", min=0.0, max=1.0,
-                                                     callback=o.finite)] = None,
-    select: Annotated[SelectBy | None, _option("Best-val epoch by loss or accuracy.", "select")] = None,
     plot_format: Annotated[o.PlotFormatName | None, _option("Training curves' format: png, svg or pdf.",
                                                             "plot_format")] = None,
     detector: Annotated[TrainDetector | None, _option(
@@ -87,6 +98,7 @@ def train(
                                                         "with an age, gap ages included; its class outputs stay "
                                                         "as they are.")] = False,
     as_json: o.Json = False,
+    own: dict[str, Any] | None = None,
 ) -> None:
     """Train an architecture on the train split; best-val checkpoint, curves, resumable."""
     from agegender_cli import service
@@ -101,11 +113,8 @@ def train(
     if years:
         return _train_years(name, manifest, init, out, batch_size, seed, overwrite, as_json, detector, pick)
     given = dict(manifest=manifest, out=out, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                 device=device, precision=precision, seed=seed, resume=resume or None, init=init, backbone=backbone,
-                 backbone_weights=backbone_weights, preprocess=preprocess, unfreeze=unfreeze, head=head,
-                 hidden=hidden, dropout=dropout, patience=patience, views=views, feature_cache=feature_cache,
-                 label_smoothing=label_smoothing, select=select, plot_format=plot_format, detector=detector,
-                 pick=pick, augment=augment)
+                 device=device, precision=precision, seed=seed, resume=resume or None, init=init,
+                 plot_format=plot_format, detector=detector, pick=pick, augment=augment, **(own or {}))
     try:
         cfg = registry.train_config(name, given)
     except AgeGenderError as exc:

@@ -20,15 +20,14 @@ class WeightLayout:
     """Which ModelOptions paths were packed, under which names; small, sent to every worker with the options."""
 
     digest: str  # of all packed bytes: the folder they are unpacked into on each machine
-    entries: tuple[tuple[str, str], ...]  # (slot, file or folder name); slot: "backbone", "caffe" or "model-ARCH"
+    entries: tuple[tuple[str, str], ...]  # (slot, file or folder name); slot: "model-ARCH" or "weights-NAME"
 
 
 def _slots(options: ModelOptions) -> dict[str, Path]:
+    """Every file or folder the options name: the models given, and the weights given by the architectures' weight
+    options (ModelOptions.weights)."""
     slots = {f"model-{arch}": Path(path) for arch, path in options.models}
-    if options.backbone_weights is not None:
-        slots["backbone"] = Path(options.backbone_weights)
-    if options.caffe_weights is not None:
-        slots["caffe"] = Path(options.caffe_weights)
+    slots.update({f"weights-{name}": Path(path) for name, path in options.weights})
     return slots
 
 
@@ -66,8 +65,8 @@ def unpack(layout: WeightLayout, fetch, options: ModelOptions) -> ModelOptions:
         _write_all(target, fetch(), layout)
     paths = {slot: target / slot / name for slot, name in layout.entries}
     models = tuple((arch, paths.get(f"model-{arch}", Path(path))) for arch, path in options.models)
-    return replace(options, models=models, backbone_weights=paths.get("backbone", options.backbone_weights),
-                   caffe_weights=paths.get("caffe", options.caffe_weights))
+    weights = tuple((name, paths.get(f"weights-{name}", Path(path))) for name, path in options.weights)
+    return replace(options, models=models, weights=weights)
 
 
 def _write_all(target: Path, packed: dict[str, Files], layout: WeightLayout) -> None:

@@ -17,9 +17,9 @@ from torch import nn
 
 from agegender_cli.archs.base import MISSING_LABEL, TrainResult, class_weights, labelled_loss
 from agegender_cli.archs.caffenet.caffemodel import export_caffemodel, twin_from_caffemodel
+from agegender_cli.archs.caffenet.config import CaffenetTrainConfig
 from agegender_cli.archs.caffenet.deploy import NET_NAMES, NUM_CLASSES, check_model_folder, net_files, resize_face
 from agegender_cli.archs.caffenet.net import INPUT_SIZE, LeviHassnerNet, deploy_prototxt, mean_subtract
-from agegender_cli.config import CaffenetTrainConfig
 from agegender_cli.errors import AgeGenderError
 from agegender_cli.faces.inputs import load_image
 from agegender_cli.fileio import atomic_torch_save, atomic_write_text

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agegender_cli.config import ASSETS_DIR, FacenetTrainConfig
+from agegender_cli.archs.entry import INT8, ONNX, YEARS, Entry
+from agegender_cli.archs.facenet.config import BACKBONE_WEIGHTS, KNOBS, FacenetTrainConfig
+from agegender_cli.config import ASSETS_DIR
 from agegender_cli.errors import AgeGenderError
 
 if TYPE_CHECKING:
@@ -14,28 +15,33 @@ if TYPE_CHECKING:
     from agegender_cli.config import ModelOptions
 
 
-class Facenet:
+class Facenet(Entry):
     """The registry entry; torch is imported only when a model is loaded or trained."""
 
     name = "facenet"
     summary = "InceptionResnetV1 trunk (VGGFace2) + gender and age heads, PyTorch / ONNX Runtime"
     train_config = FacenetTrainConfig
+    knobs = KNOBS
+    weight_options = (BACKBONE_WEIGHTS,)
+    capabilities = frozenset({YEARS, INT8, ONNX})
+    resume_file = "progress.pt"
     bundled = ASSETS_DIR / "facenet.pt"
 
     def load_predictor(self, model: Path | None, options: ModelOptions, log: Log) -> Predictor:
         from agegender_cli.runtime import choose_engine
 
         choice = choose_engine(options.engine, options.device, options.precision, options.workload)
+        backbone_weights = options.weight(BACKBONE_WEIGHTS.name)
         if choice.engine == "onnx":
             from agegender_cli.archs.facenet.onnx_predictor import FacenetOnnxPredictor
 
-            predictor = FacenetOnnxPredictor(model or self.bundled, backbone_weights=options.backbone_weights,
+            predictor = FacenetOnnxPredictor(model or self.bundled, backbone_weights=backbone_weights,
                                              precision=choice.precision, batch_size=options.batch_size, log=log)
         else:
             from agegender_cli.archs.facenet.predictor import FacenetPredictor
 
             # --engine opencv is caffenet's: facenet then runs in PyTorch
-            predictor = FacenetPredictor(model or self.bundled, backbone_weights=options.backbone_weights,
+            predictor = FacenetPredictor(model or self.bundled, backbone_weights=backbone_weights,
                                          device=options.device, precision=choice.precision,
                                          batch_size=options.batch_size, log=log)
         predictor.engine_choice = choice
@@ -47,7 +53,8 @@ class Facenet:
         from agegender_cli.archs.facenet.backbone import resolve_backbone
 
         name = backbone_name(model or self.bundled)
-        return replace(options, backbone_weights=resolve_backbone(name, options.backbone_weights, log=log).path)
+        given = options.weight(BACKBONE_WEIGHTS.name)
+        return options.with_weight(BACKBONE_WEIGHTS.name, resolve_backbone(name, given, log=log).path)
 
     def framing(self, detector: str, options: ModelOptions) -> str:
         from agegender_cli.faces.detection import DEFAULT_FRAMING

@@ -12,8 +12,9 @@ import numpy as np
 import torch
 
 from agegender_cli.archs.base import Prediction
+from agegender_cli.archs.facenet.config import HEADS
 from agegender_cli.archs.facenet.model import FORMAT, UNFREEZE_CHOICES, build, standardize
-from agegender_cli.config import HEADS, PreprocessConfig
+from agegender_cli.config import PreprocessConfig
 from agegender_cli.data.augment import make_view
 from agegender_cli.data.preprocessing import preprocess
 from agegender_cli.errors import AgeGenderError

@@ -13,9 +13,10 @@ import torch
 from torch import nn
 
 from agegender_cli.archs.base import MISSING_LABEL, TrainResult, class_weights, labelled_loss
+from agegender_cli.archs.facenet.config import FacenetTrainConfig
 from agegender_cli.archs.facenet.model import FORMAT, build, standardize
 from agegender_cli.cache import cache_dir
-from agegender_cli.config import PREPROCESS_PRESETS, FacenetTrainConfig
+from agegender_cli.config import PREPROCESS_PRESETS
 from agegender_cli.data.augment import make_view
 from agegender_cli.data.preprocessing import config_key, preprocess
 from agegender_cli.data.utkface import Record, read_manifest

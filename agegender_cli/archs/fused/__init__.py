@@ -6,17 +6,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agegender_cli.archs.entry import Entry
 from agegender_cli.archs.facenet import ARCH as FACENET
-from agegender_cli.config import ASSETS_DIR, FUSED_PARTS, FusedTrainConfig
+from agegender_cli.archs.fused.config import PARTS, FusedTrainConfig
+from agegender_cli.config import ASSETS_DIR
 
 if TYPE_CHECKING:
     from agegender_cli.archs.base import Log, Predictor, Trainer
     from agegender_cli.config import ModelOptions
 
-PARTS = FUSED_PARTS
-
-
-class Fused:
+class Fused(Entry):
     """The registry entry: a composite of PARTS. The registry loads the parts (each once where they run too) and
     compose() builds the fused predictor on them; it has no load_predictor of its own."""
 

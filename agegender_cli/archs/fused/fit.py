@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from agegender_cli.archs.base import TrainResult
+from agegender_cli.archs.fused.config import PARTS, FusedTrainConfig
 from agegender_cli.archs.fused.predictor import FORMAT, fuse
-from agegender_cli.config import FUSED_PARTS as PARTS
-from agegender_cli.config import EvaluateConfig, FusedTrainConfig
+from agegender_cli.config import EvaluateConfig
 from agegender_cli.fileio import atomic_write_text, display
 from agegender_cli.progress import SILENT, Reporter
 
