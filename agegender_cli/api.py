@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -26,6 +25,7 @@ if TYPE_CHECKING:  # numpy and PIL are imported when an image arrives, not with 
     import numpy as np
     from PIL.Image import Image as PILImage
 
+    from agegender_cli.evaluation.result import Evaluation
     from agegender_cli.faces.inputs import Frame
     from agegender_cli.service import FaceModels
 
@@ -200,14 +200,15 @@ class AgeGender:
         bootstrap: int = E.bootstrap,
         seed: int = E.seed,
         plots: str | os.PathLike[str] | None = None,
-    ) -> dict:
-        """The dict `agegender evaluate --json` prints, with the loaded models: one architecture's metrics at the
-        top level, several under "results". `images`: a folder of UTKFace-named images instead of the
-        manifest's split; `detector`: one of config.EVAL_DETECTORS ("none": the images are face crops)."""
+    ) -> Evaluation:
+        """What `agegender evaluate` finds, with the loaded models: an Evaluation (frozen dataclasses: fields such as
+        `.results["facenet"].gender.accuracy`; `.to_json()` is the dict `evaluate --json` prints, result schema 1,
+        docs/outputs.md). `images`: a folder of UTKFace-named images instead of the manifest's split; `detector`:
+        one of config.EVAL_DETECTORS ("none": the images are face crops)."""
         from agegender_cli import service
 
         cfg = self._evaluate_config(manifest, split, images, detector, bootstrap, seed, plots, None, "evaluate")
-        return _as_json(service.evaluate(cfg, predictors=self._loaded().predictors))
+        return service.evaluate(cfg, predictors=self._loaded().predictors)
 
     def compare(
         self,
@@ -220,13 +221,14 @@ class AgeGender:
         seed: int = E.seed,
         plots: str | os.PathLike[str] | None = None,
         report: str | os.PathLike[str] | None = None,
-    ) -> dict:
-        """The dict `agegender compare --json` prints, with the loaded models: each architecture's metrics,
-        McNemar's tests between them, and with `report` a Markdown (.md) or HTML (.html) report written."""
+    ) -> Evaluation:
+        """What `agegender compare` finds, with the loaded models: the Evaluation `evaluate` returns, the paired
+        tests between the architectures in `.tests`, and with `report` a Markdown (.md) or HTML (.html) report
+        written (`.report`)."""
         from agegender_cli import service
 
         cfg = self._evaluate_config(manifest, split, images, detector, bootstrap, seed, plots, report, "compare")
-        return _as_json(service.compare(cfg, predictors=self._loaded().predictors))
+        return service.compare(cfg, predictors=self._loaded().predictors)
 
     def _evaluate_config(self, manifest, split, images, detector, bootstrap, seed, plots, report,
                          method: str) -> EvaluateConfig:
@@ -286,11 +288,6 @@ def _check_choice(name: str, value: object, allowed: Sequence[str]) -> None:
 
 def _path_or_none(value: str | os.PathLike[str] | None) -> Path | None:
     return None if value is None else Path(value)
-
-
-def _as_json(result: dict) -> dict:
-    """The result as `--json` prints it: plain dicts, lists, strings and numbers."""
-    return json.loads(json.dumps(result, default=str))
 
 
 def _frame(item: object, channels: Channels, keep_going: bool = False) -> Frame:

@@ -35,6 +35,9 @@ EVAL_DETECTORS = DETECTOR_NAMES  # evaluate, compare and train: the same detecto
 PICK_RULES = ("largest", "centre")  # which found face of a labelled photo without a box is the labelled one
 PLOT_FORMATS = ("png", "svg", "pdf")  # figures of evaluate, compare, train and predict --summary-plot
 PLOT_DPI = 200  # raster resolution of PNG figures
+# figures are drawn at the size they print in a two-column paper (a full-width figure 7.0 in, one column 3.4 in),
+# with text of PAPER_FONT_PT (cell numbers and tick labels one point less): readable at print size
+PAPER_WIDTH_IN, COLUMN_WIDTH_IN, PAPER_FONT_PT = 7.0, 3.4, 8
 HTML_SUFFIXES = (".html", ".htm")  # --report with one of these writes HTML, anything else Markdown
 CALIBRATION_BINS = 15  # equal-width confidence bins of the expected calibration error
 MIN_GROUP_N = 20  # a group gap whose smaller group has fewer faces is marked uncertain
@@ -222,7 +225,7 @@ class EvaluateConfig:
     overwrite: bool = False  # --report may replace a file agegender did not write
     bootstrap: int = 1000
     seed: int = 0
-    plot_format: str = "png"  # one of PLOT_FORMATS
+    plot_format: str = "svg"  # one of PLOT_FORMATS; vector by default: the figures go into papers
     normalize: bool = False  # confusion figures and tables: shares of each true class instead of counts
     calibration_bins: int = CALIBRATION_BINS
     min_group_n: int = MIN_GROUP_N

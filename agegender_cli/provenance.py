@@ -85,6 +85,9 @@ def software() -> dict:
             found[package] = None
     found["platform"] = platform.platform()
     found["machine"] = platform.machine()
+    from agegender_cli.cpu import this_cpu
+
+    found["cpu"] = this_cpu().label  # the CPU kind decides the engine auto runs, and engines differ in the last digits
     return found
 
 

@@ -90,9 +90,9 @@ def evaluate_task(run: Callable, cfg: EvaluateConfig, count: int) -> Callable[[]
     """`run` (service.evaluate or service.compare) on `cfg`, checked to have scored every image."""
     def task() -> None:
         result = run(cfg)
-        failed = len(result["failed"])
-        if failed or sum(result["skipped"].values()):
-            raise RuntimeError(f"{run.__name__} left out images ({failed} unreadable, skipped {result['skipped']})"
+        failed = len(result.failed)
+        if failed or sum(result.skipped.values()):
+            raise RuntimeError(f"{run.__name__} left out images ({failed} unreadable, skipped {dict(result.skipped)})"
                                f" of {count}: the rates would not be of the same work")
     return task
 

@@ -66,7 +66,9 @@ def test_evaluate_gives_what_evaluate_json_prints(tiny_arch, tiny_utkface):
     result = runner.invoke(app, ["evaluate", "--arch", "tiny", "--images", str(tiny_utkface), "--bootstrap", "10",
                                  "--json"])
     cli = json.loads(result.stdout)
-    ours = AgeGender(arch="tiny", detector="none").evaluate(images=tiny_utkface, bootstrap=10)
+    evaluation = AgeGender(arch="tiny", detector="none").evaluate(images=tiny_utkface, bootstrap=10)
+    assert evaluation.results["tiny"].n == cli["results"]["tiny"]["n"] and evaluation.schema == cli["schema"] == 1
+    ours = evaluation.to_json()
     assert set(ours) == set(cli)
     volatile = {"date", "command_line", "rerun_command", "working_directory"}
     assert {k: v for k, v in ours["provenance"].items() if k not in volatile} == \

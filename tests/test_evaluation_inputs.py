@@ -33,13 +33,14 @@ def test_evaluate_counts_skipped_images_by_reason(tiny_arch, tiny_utkface):
                                  "--bootstrap", "10"])
     assert result.exit_code == 1, result.output  # the corrupt JPEG could not be read
     data = json.loads(result.stdout)
-    assert data["skipped"] == expected and data["n"] == 192
+    assert data["skipped"] == expected and data["results"]["tiny"]["n"] == 192
     left_out = {Path(item["file"]).name: item["reason"] for item in data["provenance"]["data"]["left_out_by_name"]}
     assert "between the age classes" in left_out["35_0_0_20170101000000000.jpg"]
     assert "malformed" in left_out["hello.jpg"]
     result = runner.invoke(app, ["compare", "--arch", "tiny", "--images", str(tiny_utkface), "--bootstrap", "10"])
     assert "skipped 5 images: 1 age between the classes (gap_age), 2 not a UTKFace name (bad_name), 1 not an " \
            "image (not_image), 1 unreadable (unreadable)" in " ".join(result.stderr.split())
+    assert "skipped " in result.stderr and "25_1_0_20170101000000002.jpg" in result.stderr  # the unreadable, named
 
 
 def test_nothing_skipped_says_nothing(tiny_arch, tmp_path):
@@ -51,6 +52,49 @@ def test_nothing_skipped_says_nothing(tiny_arch, tmp_path):
     data = json.loads(runner.invoke(app, ["evaluate", "--arch", "tiny", "--images", str(tmp_path), "--json",
                                           "--bootstrap", "10"]).stdout)
     assert not any(data["skipped"].values()) and data["training_overlap"] == {}  # tiny keeps no fingerprints
+
+
+def test_the_report_counts_every_image_once_and_names_the_gap_ages_the_manifest_left_out(tiny_arch, tmp_path):
+    """A report said "0 skipped" while gap-age faces were dropped: now a "Data and coverage" table counts each
+    image once by what happened to it, and the ages --gaps drop left out of the manifest are said (stderr too)."""
+    from conftest import write_jpeg
+
+    for k, age in enumerate((1, 5, 10, 18, 28, 40, 50, 70, 3, 35, 22, 7)):  # 3, 35, 22, 7: between the classes
+        write_jpeg(tmp_path / "faces" / f"{age}_{k % 2}_1_2017010{k % 9}1234567{k % 10}.jpg", seed=k, size=32)
+    (tmp_path / "faces" / "unreadable_0_1_20170101123456789.jpg").write_bytes(b"x")
+    assert runner.invoke(app, ["dataset", str(tmp_path / "faces"), "--out", str(tmp_path / "ds")]).exit_code == 0
+    manifest, report = tmp_path / "ds" / "manifest.csv", tmp_path / "report.md"
+    result = runner.invoke(app, ["compare", "--arch", "tiny", "--manifest", str(manifest), "--split", "all",
+                                 "--report", str(report), "--bootstrap", "10", "--json"])
+    assert result.exit_code == 0, result.output
+    cover = json.loads(result.stdout)["coverage"]
+    assert cover["counts"] == {"gender_and_age": 8} and cover["seen"] == 8 == cover["scored"]
+    assert cover["manifest_build"] == {"gaps": "drop", "gap_age": 4}
+    said = " ".join(result.stderr.split())
+    assert "4 images with an age between the classes were left out of" in said and "--gaps keep" in said
+    text = report.read_text()
+    assert "Data and coverage" in text and "4 images with an age between the classes were left out" in text
+    assert "Protocol: deviations from the student report" in text and "## References" in text
+
+    assert runner.invoke(app, ["dataset", str(tmp_path / "faces"), "--out", str(tmp_path / "kept"), "--gaps",
+                               "keep"]).exit_code == 0
+    result = runner.invoke(app, ["compare", "--arch", "tiny", "--manifest", str(tmp_path / "kept" / "manifest.csv"),
+                                 "--split", "all", "--bootstrap", "10", "--json"])
+    cover = json.loads(result.stdout)["coverage"]
+    assert cover["counts"] == {"gender_and_age": 8, "years_only": 4} and cover["years_faces"] == 12
+    assert "left out of" not in result.stderr
+
+
+def test_a_dataset_json_agegender_did_not_write_is_kept(tmp_path):
+    from conftest import write_jpeg
+
+    write_jpeg(tmp_path / "faces" / "28_0_1_20170101123456789.jpg", size=32)
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "dataset.json").write_text('{"mine": true}')
+    result = runner.invoke(app, ["dataset", str(tmp_path / "faces"), "--out", str(tmp_path / "ds")])
+    assert result.exit_code == 1 and "dataset.json is not one agegender wrote" in " ".join(result.output.split())
+    assert (tmp_path / "ds" / "dataset.json").read_text() == '{"mine": true}'
+    assert not (tmp_path / "ds" / "manifest.csv").exists()
 
 
 def test_pixel_hash_matches_the_same_pixels_under_any_name_and_lossless_format(tmp_path):
@@ -136,4 +180,4 @@ def test_a_manifest_row_listed_twice_counts_once(tiny_arch, tmp_path):
                                  "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["n"] == 4 and data["skipped"]["listed_twice"] == 2
+    assert data["results"]["tiny"]["n"] == 4 and data["skipped"]["listed_twice"] == 2

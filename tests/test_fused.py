@@ -116,9 +116,9 @@ def test_train_fused_fits_weights_on_val_and_compare_tests_it_against_each_part(
                                    "--json"])
     assert compared.exit_code == 0, compared.output
     result = json.loads(compared.stdout)
-    assert {"facenet", "caffenet", "fused"} <= set(result)
-    assert {"fused vs facenet", "fused vs caffenet"} <= set(result["mcnemar"]) or \
-        {"facenet vs fused", "caffenet vs fused"} <= set(result["mcnemar"])
+    assert {"facenet", "caffenet", "fused"} <= set(result["results"])
+    assert {"fused vs facenet", "fused vs caffenet"} <= set(result["tests"]) or \
+        {"facenet vs fused", "caffenet vs fused"} <= set(result["tests"])
 
 
 def test_class_and_years_that_disagree_are_marked():

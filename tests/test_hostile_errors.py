@@ -183,7 +183,7 @@ def test_evaluate_exits_1_when_images_failed(tiny_arch, tmp_path):
     for extra in ([], ["--json"]):
         result = runner.invoke(app, ["evaluate", "--arch", "tiny", "--images", str(folder), *extra])
         assert result.exit_code == 1, result.output
-    assert json.loads(result.stdout)["n"] == 8
+    assert json.loads(result.stdout)["results"]["tiny"]["n"] == 8
 
 
 def test_stdin_paths_are_processed_as_they_arrive(tiny_arch, tmp_path):

@@ -145,7 +145,7 @@ def test_a_manifest_naming_a_device_or_a_pipe_is_refused_per_row(tiny_arch, tmp_
                                  "--json"])
     assert result.exit_code == 1, result.output
     data = json.loads(result.stdout)
-    assert data["n"] == 4
+    assert data["results"]["tiny"]["n"] == 4
     reasons = {Path(f["file"]).name: f["error"] for f in data["failed"]}
     assert "not a regular file" in reasons["zero"] and "not a regular file" in reasons["pipe.jpg"]
     image, error = read_image("/dev/zero")

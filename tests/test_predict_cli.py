@@ -132,7 +132,9 @@ def test_evaluate_json_schema_for_both_archs(small_set):
     for arch in ("facenet", "caffenet"):
         result = runner.invoke(app, ["evaluate", "--arch", arch, "--images", str(small_set), "--json"])
         assert result.exit_code == 0, result.output
-        data = json.loads(result.stdout)
+        envelope = json.loads(result.stdout)
+        assert envelope["schema"] == 1 and envelope["command"] == "evaluate" and list(envelope["results"]) == [arch]
+        data = envelope["results"][arch]
         assert data["arch"] == arch and data["n"] == 40
         assert set(data["gender"]) >= {"accuracy", "auc"} and len(data["age"]["confusion"]) == 8
         assert set(data["age"]) >= {"accuracy", "one_off", "mean_error", "std_error", "confusion"}
@@ -143,8 +145,9 @@ def test_evaluate_table_and_plots(small_set, tmp_path):
                                  str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "Table 5.1" in result.stdout and "Table 5.4" in result.stdout
-    assert {p.name for p in tmp_path.iterdir()} >= {"roc_gender.png", "confusion_age.png",
-                                                    "age_error_distribution.png", "reliability_age.png"}
+    # vector by default: the figures go into papers
+    assert {p.name for p in tmp_path.iterdir()} >= {"roc_gender.svg", "confusion_age.svg",
+                                                    "age_error_distribution.svg", "reliability_age.svg"}
 
 
 def test_compare_json_and_markdown_report(small_set, tmp_path):
@@ -152,8 +155,10 @@ def test_compare_json_and_markdown_report(small_set, tmp_path):
     result = runner.invoke(app, ["compare", "--images", str(small_set), "--json", "--report", str(report),
                                  "--bootstrap", "200"])
     assert result.exit_code == 0, result.output
-    data = json.loads(result.stdout)
-    assert {"facenet", "caffenet", "mcnemar"} <= set(data)
+    envelope = json.loads(result.stdout)
+    assert envelope["schema"] == 1 and envelope["command"] == "compare" and envelope["report"] == str(report)
+    data = {**envelope["results"], "tests": envelope["tests"], "provenance": envelope["provenance"]}
+    assert {"facenet", "caffenet"} <= set(envelope["results"])
     assert data["facenet"]["n"] == data["caffenet"]["n"] == 40
     low, high = data["facenet"]["ci95"]["gender"]["accuracy"]
     assert low <= data["facenet"]["gender"]["accuracy"] <= high
@@ -170,13 +175,13 @@ def test_compare_json_and_markdown_report(small_set, tmp_path):
     caffe = {Path(f["path"]).name: f["sha256"] for f in models["caffenet"]["files"]}
     assert caffe["age_net.caffemodel"] == sha256_file(get("caffenet").bundled / "age_net.caffemodel")
     assert "14,349 train" in models["facenet"]["training_data"]  # from the model card
-    assert set(data["mcnemar"]["facenet vs caffenet"]) == {"gender", "age", "years"}  # years: Wilcoxon
-    assert data["mcnemar"]["facenet vs caffenet"]["years"]["n"] == data["facenet"]["years"]["n"] == 40
+    assert set(data["tests"]["facenet vs caffenet"]) == {"gender", "age", "years"}  # years: Wilcoxon
+    assert data["tests"]["facenet vs caffenet"]["years"]["n"] == data["facenet"]["years"]["n"] == 40
     assert "race" in data["facenet"]["groups"]
     text = report.read_text()
     assert "## Accuracy, AUC and calibration" in text and "McNemar" in text and "## Provenance: models" in text
     assert "## Age in years" in text and "Wilcoxon" in text
-    assert "![Figure 1](report_figures/roc_gender.png)" in text
+    assert "![Figure 1](report_figures/roc_gender.svg)" in text
 
 
 def test_compare_tables(small_set):

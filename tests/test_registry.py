@@ -28,14 +28,15 @@ def tiny():
 def test_evaluate_compare_and_predict_run_a_registered_architecture(tiny, labelled):
     result = runner.invoke(app, ["evaluate", "--arch", "tiny", "--images", str(labelled), "--json"])
     assert result.exit_code == 0, result.output
-    data = json.loads(result.stdout)
+    data = json.loads(result.stdout)["results"]["tiny"]
     assert data["arch"] == "tiny" and data["n"] == 16 and data["model"] == "tiny model None"
 
     result = runner.invoke(app, ["compare", "--arch", "tiny,tiny2", "--images", str(labelled), "--json",
                                  "--bootstrap", "50"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert set(data["mcnemar"]) == {"tiny vs tiny2"} and data["tiny"]["n"] == data["tiny2"]["n"] == 16
+    assert set(data["tests"]) == {"tiny vs tiny2"}
+    assert data["results"]["tiny"]["n"] == data["results"]["tiny2"]["n"] == 16
 
     result = runner.invoke(app, ["predict", str(labelled), "--detector", "none", "--arch", "tiny", "--json"])
     assert result.exit_code == 0, result.output
@@ -160,10 +161,10 @@ def test_a_new_architecture_is_one_folder_and_one_registry_line_and_every_comman
     assert len(rows) == 16 and {row["tiny"]["gender"] for row in rows} == {"female"}
     evaluated = json.loads(agegender("evaluate", "--arch", "tiny", "--manifest", str(manifest), "--split", "all",
                                      "--model", trained["checkpoint"], "--bootstrap", "20", "--json").stdout)
-    assert evaluated["arch"] == "tiny" and evaluated["n"] == 16
+    assert evaluated["results"]["tiny"]["n"] == 16
     compared = json.loads(agegender("compare", "--arch", "tiny", "--manifest", str(manifest), "--split", "all",
                                     "--bootstrap", "20", "--json").stdout)
-    assert compared["tiny"]["n"] == 16
+    assert compared["results"]["tiny"]["n"] == 16
     declared = json.loads(agegender("info", "--json").stdout)["architectures"]["tiny"]
     assert declared["weight_options"] == ["--tiny-weights"] and declared["train_options"] == ["--brightness-bins"]
     assert "--tiny-weights" in agegender("predict", "--help").stdout

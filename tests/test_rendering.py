@@ -18,6 +18,7 @@ from agegender_cli.cli.common import ResultConsole
 from agegender_cli.cli.dataset import counts_table
 from agegender_cli.cli.predict import closing_line, faces_table, summary_table
 from agegender_cli.cli.tables import rich_table
+from agegender_cli.evaluation.result import ModelResult, PairTests
 from agegender_cli.evaluation.tables import groups_table, mcnemar_table, report_tables
 from agegender_cli.formatting import plural, with_interval
 from agegender_cli.labels import AGE_CLASSES, GENDERS
@@ -38,20 +39,26 @@ def face_row(file: str, face: int, **extra) -> dict:
             "facenet": out, "caffenet": dict(out, gender="male", gender_prob=0.55), **extra}
 
 
-def arch_result(shift: float) -> dict:
+def arch_result(shift: float) -> ModelResult:
     """A hand-made evaluation result whose numbers say which architecture they belong to."""
     per_class = {"precision": 0.9, "recall": 0.8, "f1": 0.85, "miss_rate": 0.2, "fall_out": 0.1, "support": 5}
     groups = {name: {"n": n, "gender_accuracy": 0.9 - shift, "age_accuracy": 0.5 - shift, "one_off": 0.8 - shift,
                      "ci95": {"gender_accuracy": [0.8 - shift, 0.95 - shift]}}
               for name, n in (("White", 1200), ("Black", 600), ("Others", 7))}
     gap = {"metric": "gender_accuracy", "best_group": "White", "worst_group": "Others", "gap": 0.12 + shift,
-           "n_best": 1200, "n_worst": 7, "ci95": [-0.031, 0.302], "doubt": "n = 7 < 20"}
-    gender = {"accuracy": 0.9251 - shift, "auc": 0.97, "per_class": {g: per_class for g in GENDERS}}
-    return {"n": 1807, "gender": gender,
-            "age": {"accuracy": 0.5, "one_off": 0.8, "macro_f1": 0.45, "mean_error": 0.7, "std_error": 0.9,
-                    "per_class": {a: per_class for a in AGE_CLASSES}, "confusion": np.eye(8, dtype=int).tolist()},
-            "ci95": {"gender": {"accuracy": [0.915 - shift, 0.935 - shift]}},
-            "groups": {"race": {"metrics": groups, "largest_gap": {"gender_accuracy": gap, "age_accuracy": None}}}}
+           "best": 0.9, "worst": 0.78 - shift, "n_best": 1200, "n_worst": 7, "ci95": [-0.031, 0.302],
+           "doubt": "n = 7 < 20", "uncertain": True}
+    gender = {"n": 1807, "accuracy": 0.9251 - shift, "auc": 0.97, "roc": None,
+              "per_class": {g: per_class for g in GENDERS}, "confusion": [[900, 100], [35, 772]],
+              "confusion_row_normalised": [[0.9, 0.1], [0.04, 0.96]]}
+    eye = np.eye(8, dtype=int).tolist()
+    return ModelResult.from_json({
+        "arch": "x", "model": "a hand-made model", "n": 1807, "gender": gender,
+        "age": {"n": 1807, "accuracy": 0.5, "one_off": 0.8, "macro_f1": 0.45, "mean_error": 0.7, "std_error": 0.9,
+                "error_hist": [5, 3, 0, 0, 0, 0, 0, 0], "per_class": {a: per_class for a in AGE_CLASSES},
+                "confusion": eye, "confusion_row_normalised": eye},
+        "ci95": {"gender": {"accuracy": [0.915 - shift, 0.935 - shift]}, "age": {}},
+        "groups": {"race": {"metrics": groups, "largest_gap": {"gender_accuracy": gap, "age_accuracy": None}}}})
 
 
 def test_faces_table_at_80_columns_folds_instead_of_cutting_and_drops_the_box():
@@ -77,8 +84,9 @@ def test_faces_table_names_files_by_basename_and_video_frames_by_time():
 def test_report_tables_at_narrow_widths_lose_nothing(width):
     results = {"facenet": arch_result(0.0), "caffenet": arch_result(0.1)}
     tables = [*report_tables(results), groups_table(results, "race"),
-              mcnemar_table({"facenet vs caffenet": {"gender": {"b": 30, "c": 12, "statistic": 7.7,
-                                                                "p_value": 0.0055, "method": "chi2"}}})]
+              mcnemar_table({"facenet vs caffenet": PairTests.from_json({
+                  "gender": {"b": 30, "c": 12, "statistic": 7.7, "p_value": 0.0055, "method": "chi2"},
+                  "age": {"b": 3, "c": 1, "statistic": 1.0, "p_value": 0.625, "method": "exact binomial"}})})]
     text = "".join(rendered(rich_table(t), width) for t in tables)
     assert "…" not in text and max(map(len, text.splitlines())) <= width
     flat = text.replace("\n", "").replace(" ", "").replace("│", "").replace("┃", "")

@@ -130,7 +130,8 @@ def test_evaluate_json_carries_intervals_calibration_and_provenance(tiny_arch, f
     result = runner.invoke(app, ["evaluate", "--arch", "tiny", "--manifest", str(faces / "manifest.csv"), "--json",
                                  "--bootstrap", "200", "--normalize"])
     assert result.exit_code == 0, result.output
-    data = json.loads(result.stdout)
+    envelope = json.loads(result.stdout)
+    data = {**envelope["results"]["tiny"], "provenance": envelope["provenance"]}
     assert set(data["ci95"]["gender"]) == {"accuracy", "auc", "ece"}
     assert set(data["ci95"]["age"]) == {"accuracy", "one_off", "macro_f1", "mean_error", "std_error", "ece"}
     low, high = data["ci95"]["age"]["accuracy"]
@@ -211,10 +212,28 @@ def test_html_report_is_self_contained(tiny_arch, faces, tmp_path):
     page = report.read_text()
     assert page.startswith("<!DOCTYPE html>") and "Provenance: run" in page and "Accuracy per race" in page
     sources = re.findall(r'(?:src|href|data)="([^"]*)"', page)
-    assert len(sources) == 6 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert len(sources) == 6 and all(s.startswith("data:image/svg+xml;base64,") for s in sources)  # vector
     assert "http://" not in page and "https://" not in page and "<link" not in page and "<script" not in page
     assert page.count("<figcaption>") == 6 and "n = 32 faces" in page
     assert sorted(p.name for p in tmp_path.iterdir()) == ["faces", "report.html"]  # no figures folder
+
+
+def test_figures_are_vector_and_sized_to_print_in_a_two_column_paper(tiny_arch, faces, tmp_path):
+    """Figures were as wide as 22 inches with 8-point numbers (unreadable once printed), each of another width; now
+    each is one column (3.4 in) or the page (7.0 in) wide as drawn, in SVG by default, no text under 7 points."""
+    from agegender_cli.config import COLUMN_WIDTH_IN, PAPER_WIDTH_IN
+
+    result = runner.invoke(app, ["compare", "--arch", "tiny,tiny", "--manifest", str(faces / "manifest.csv"),
+                                 "--plots", str(tmp_path / "figures"), "--bootstrap", "20"])
+    assert result.exit_code == 0, result.output
+    figures = sorted((tmp_path / "figures").iterdir())
+    assert len(figures) == 6 and {f.suffix for f in figures} == {".svg"}
+    for figure in figures:
+        text = figure.read_text()
+        width = float(re.search(r'<svg[^>]* width="([0-9.]+)pt"', text).group(1)) / 72
+        assert width == pytest.approx(PAPER_WIDTH_IN) or width == pytest.approx(COLUMN_WIDTH_IN), figure.name
+        sizes = [float(s) for s in re.findall(r"font-size: ?([0-9.]+)px", text)]
+        assert sizes and min(sizes) >= 7, figure.name
 
 
 def test_markdown_report_links_figures_relative_to_itself(tiny_arch, faces, tmp_path):
@@ -224,7 +243,7 @@ def test_markdown_report_links_figures_relative_to_itself(tiny_arch, faces, tmp_
     assert result.exit_code == 0, result.output
     text = report.read_text()
     links = re.findall(r"!\[Figure \d+\]\(([^)]+)\)", text)
-    assert links[0] == "report_figures/roc_gender.png" and len(links) == 6
+    assert links[0] == "report_figures/roc_gender.svg" and len(links) == 6
     assert all((report.parent / link).is_file() for link in links)
     assert "*Figure 6.* Reliability diagrams of the age class task of tiny" in text
     for metric in ("Gender AUC", "Gender ECE", "Age macro-F1", "Age class error mean", "Age ECE"):

@@ -337,3 +337,20 @@ def test_preprocess_says_the_folder_it_really_wrote(tmp_path):
         assert result.exit_code == 0, result.output
         assert f"1 of 1 image written to {(tmp_path / 'real').resolve()}" in result.stderr
     assert json.loads(result.stdout)["out"] == str((tmp_path / "real").resolve())
+
+
+def test_the_compare_summary_example_reads_the_json_of_today(tmp_path):
+    """examples/compare_to_json_summary.sh failed on its own f-strings and read compare's old top-level keys."""
+    faces = tmp_path / "faces"
+    for k, age in enumerate((1, 5, 10, 18, 28, 40, 50, 70) * 2):
+        write_jpeg(faces / f"{age}_{k % 2}_{k % 5}_2017010{k % 9}12345678{k % 10}.jpg", seed=k, size=64)
+    subprocess.run([str(AGEGENDER), "dataset", str(faces), "--out", str(tmp_path / "ds"), "-q"], check=True,
+                   timeout=300)
+    script = Path(__file__).resolve().parents[1] / "examples" / "compare_to_json_summary.sh"
+    env = {**os.environ, "PATH": f"{AGEGENDER.parent}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(["bash", str(script), str(tmp_path / "ds" / "manifest.csv"), "all"], capture_output=True,
+                          text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split()[0] for line in lines[:3]] == ["facenet", "caffenet", "fused"]
+    assert "facenet vs caffenet: gender p=" in done.stdout

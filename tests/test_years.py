@@ -226,7 +226,7 @@ def test_train_years_then_predict_and_evaluate_show_years(tmp_path: Path) -> Non
     evaluated = runner.invoke(app, ["evaluate", "--arch", "caffenet", "--model", str(model), "--manifest",
                                     str(ds / "manifest.csv"), "--split", "test", "--json", "--bootstrap", "50"])
     assert evaluated.exit_code == 0, evaluated.output
-    metrics = json.loads(evaluated.stdout)
+    metrics = json.loads(evaluated.stdout)["results"]["caffenet"]
     n_test = sum(1 for r in csv.DictReader((ds / "manifest.csv").open()) if r["split"] == "test")
     n_class = sum(1 for r in csv.DictReader((ds / "manifest.csv").open()) if r["split"] == "test" and r["age_class"])
     assert metrics["years"]["n"] == n_test and metrics["gender"]["n"] == n_class

@@ -6,7 +6,7 @@ from typing import Annotated
 import typer
 
 from agegender_cli.cli import options as o
-from agegender_cli.cli.common import RichReporter, command_line, errors, fail_cleanly, print_json, show_table, stdout
+from agegender_cli.cli.common import RichReporter, command_line, fail_cleanly, print_json, show_table, stdout
 from agegender_cli.cli.tables import rich_table
 from agegender_cli.config import EvaluateConfig, ModelOptions
 
@@ -50,24 +50,17 @@ def compare(
                          command_line=command_line(), detector=detector, pick=pick, overwrite=overwrite)
     result = service.compare(cfg, RichReporter())
     if as_json:
-        print_json(result)
+        print_json(result.to_json())
         o.exit_if_failed(result)
         return
-    results = {a: result[a] for a in archs}
     if show_table():
-        for table in report_tables(results, confusion=False):
+        for table in report_tables(result.results, confusion=False):
             stdout.print(rich_table(table))
-        if result["mcnemar"]:
-            stdout.print(rich_table(mcnemar_table(result["mcnemar"])))
-            years_test = wilcoxon_table(result["mcnemar"])
+        if result.tests:
+            stdout.print(rich_table(mcnemar_table(result.tests)))
+            years_test = wilcoxon_table(result.tests)
             if years_test is not None:
                 stdout.print(rich_table(years_test))
-        for group in next(iter(results.values()))["groups"]:
-            stdout.print(rich_table(groups_table(results, group)))
-    o.print_detection(result.get("detection"))
-    o.print_skipped(result.get("skipped"))
-    for failure in result["failed"]:
-        errors.print(f"[red]skipped[/] {failure['error']}", highlight=False)
-    if result.get("report"):  # a message (stderr, silent under -q): stdout holds only the tables
-        RichReporter().message(f"report: {result['report']}")
-    o.exit_if_failed(result)
+        for group in next(iter(result.results.values())).groups:
+            stdout.print(rich_table(groups_table(result.results, group)))
+    o.print_after_evaluation(result)

@@ -5,7 +5,7 @@ from typing import Annotated
 import typer
 
 from agegender_cli.cli import options as o
-from agegender_cli.cli.common import RichReporter, command_line, errors, fail_cleanly, print_json, show_table, stdout
+from agegender_cli.cli.common import RichReporter, command_line, fail_cleanly, print_json, show_table, stdout
 from agegender_cli.cli.tables import rich_table
 from agegender_cli.config import EvaluateConfig, ModelOptions
 
@@ -16,7 +16,7 @@ M = D.options
 @fail_cleanly
 @o.with_model_options(M)
 def evaluate(
-    arch: o.Archs = o.FIRST_ARCH,
+    arch: o.Archs = "both",
     manifest: o.Manifest = D.manifest,
     split: o.Split = D.split,
     images: o.Images = D.images,
@@ -45,19 +45,12 @@ def evaluate(
                          command_line=command_line(), detector=detector, pick=pick, overwrite=overwrite)
     result = service.evaluate(cfg, RichReporter())
     if as_json:
-        print_json(result)
+        print_json(result.to_json())
         o.exit_if_failed(result)
         return
-    results = {archs[0]: result} if len(archs) == 1 else result["results"]
     if show_table():
-        for table in report_tables(results, normalize=normalize):
+        for table in report_tables(result.results, normalize=normalize):
             stdout.print(rich_table(table))
-        for group in next(iter(results.values()))["groups"]:
-            stdout.print(rich_table(groups_table(results, group)))
-    o.print_detection(result.get("detection"))
-    o.print_skipped(result.get("skipped"))
-    for failure in result["failed"]:
-        errors.print(f"[red]skipped[/] {failure['error']}", highlight=False)
-    for path in result.get("plots", []):  # messages (stderr, silent under -q): stdout holds only the tables
-        RichReporter().message(f"figure: {path}")
-    o.exit_if_failed(result)
+        for group in next(iter(result.results.values())).groups:
+            stdout.print(rich_table(groups_table(result.results, group)))
+    o.print_after_evaluation(result)

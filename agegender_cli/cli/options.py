@@ -3,11 +3,12 @@
 import functools
 import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
+from rich.markup import escape
 
 from agegender_cli.archs import registry
 from agegender_cli.config import (
@@ -28,13 +29,16 @@ from agegender_cli.errors import AgeGenderError
 from agegender_cli.faces.detectors import summaries as detector_summaries
 from agegender_cli.formatting import plural
 
+if TYPE_CHECKING:
+    from agegender_cli.evaluation.result import Detection, Evaluation
+
 
 def choice(values: tuple[str, ...]) -> Any:
     """A str type that only takes `values` (Typer shows them and refuses others with exit code 2)."""
     return Literal[values]  # Literal[("a", "b")] is Literal["a", "b"]
 
 
-FIRST_ARCH = registry.names()[0]  # evaluate's default: the first registered architecture
+FIRST_ARCH = registry.names()[0]  # train's default: the first registered architecture
 ARCH_HELP = f"Architectures: {', '.join(registry.names())}, comma-separated, or both."
 
 Archs = Annotated[str, typer.Option("--arch", help=ARCH_HELP)]
@@ -150,19 +154,19 @@ def set_parameters(wrapper: Callable[..., Any], parameters: list[inspect.Paramet
     wrapper.__annotations__ = {p.name: p.annotation for p in parameters if p.annotation is not p.empty}
 
 
-def print_detection(detection: dict | None) -> None:
+def print_detection(detection: "Detection | None") -> None:
     """One line on how many labelled faces the detector found in the photos (evaluate/compare --detector)."""
     if not detection:
         return
     from agegender_cli.cli.common import stdout
 
-    recall = "-" if detection["recall"] is None else f"{100 * detection['recall']:.2f}%"
-    whole = f", {plural(detection['taken_whole'], 'photo')} taken whole as a face crop" if detection["taken_whole"] \
+    recall = "-" if detection.recall is None else f"{100 * detection.recall:.2f}%"
+    whole = f", {plural(detection.taken_whole, 'photo')} taken whole as a face crop" if detection.taken_whole \
         else ""
-    missed = len(detection["missed"])
-    pick = " nearest the centre" if detection.get("pick") == "centre" else ""
-    stdout.print(f"detection ({detection['detector']}): the labelled face{pick} was found in {detection['found']:,} of "
-                 f"{plural(detection['photos'], 'photo')}, recall {recall}{whole}; "
+    missed = len(detection.missed)
+    pick = " nearest the centre" if detection.pick == "centre" else ""
+    stdout.print(f"detection ({detection.detector}): the labelled face{pick} was found in {detection.found:,} of "
+                 f"{plural(detection.photos, 'photo')}, recall {recall}{whole}; "
                  f"{plural(missed, 'other photo')} left out of the metrics (--json: detection.missed)")
 
 
@@ -171,7 +175,7 @@ SKIP_WORDS = {"gap_age": "age between the classes", "bad_name": "not a UTKFace n
               "other": "other"}
 
 
-def print_skipped(skipped: dict[str, int] | None) -> None:
+def print_skipped(skipped: Mapping[str, int] | None) -> None:
     """One stderr line: how many images were left out of the metrics, and why (--json: skipped)."""
     if not skipped or not any(skipped.values()):
         return
@@ -181,9 +185,26 @@ def print_skipped(skipped: dict[str, int] | None) -> None:
     stderr.print(f"skipped {sum(skipped.values())} images: {reasons}", highlight=False, soft_wrap=True)
 
 
-def exit_if_failed(result: dict) -> None:
+def print_after_evaluation(result: "Evaluation") -> None:
+    """What evaluate and compare say after their tables: the detection line, what was skipped (each unreadable
+    file by name), and where the figures and the report went (messages: stderr, silent under -q)."""
+    from agegender_cli.cli.common import RichReporter, errors
+
+    print_detection(result.detection)
+    print_skipped(result.skipped)
+    for failure in result.failed:  # each named, with what to do in its error
+        said = failure.error if failure.file in failure.error else f"{failure.file}: {failure.error}"
+        errors.print(f"[red]skipped[/] {escape(said)}", highlight=False, soft_wrap=True)
+    for figure in result.figures:
+        RichReporter().message(f"figure: {figure.path}")
+    if result.report:
+        RichReporter().message(f"report: {result.report}")
+    exit_if_failed(result)
+
+
+def exit_if_failed(result: "Evaluation") -> None:
     """Exit code 1 when some images could not be read (the results cover the others)."""
-    if result.get("failed"):
+    if result.failed:
         raise typer.Exit(1)
 
 

@@ -35,7 +35,8 @@ def predict(
     annotate: Annotated[Path | None, typer.Option(
         help="Write annotated copies here: photos as JPEG, each video as one video of its kind.")] = D.annotate,
     csv: Annotated[Path | None, typer.Option(help="Also write one CSV row per face; - for stdout.")] = D.csv,
-    summary: Annotated[bool, typer.Option(help="Counts of gender x age class over all faces.")] = D.summary,
+    summary: Annotated[bool, typer.Option("--summary", help="Counts of gender x age class over all faces "
+                                                            "(--json: the last line).")] = D.summary,
     summary_plot: Annotated[Path | None, typer.Option(
         help="Bar chart of the summary, in the format its suffix names (.png, .svg, .pdf).")] = D.summary_plot,
     overwrite: Annotated[bool, typer.Option(
@@ -98,8 +99,10 @@ def predict(
         stdout.print(faces_table(rows, archs, folders=input_folders(inputs), width=stdout.width))
         if len(rows) >= 10_000:
             stderr.print("table shows the first 10,000 rows; use --json or --csv for all")
-    if summary or summary_plot:
-        (stderr if as_json or csv_to_stdout else stdout).print(summary_table(result, archs))
+    if summary and as_json:  # the last JSON line, after the face records: the summary, result schema 1
+        sys.stdout.write(json.dumps(service.predict_summary(cfg, result).to_json()) + "\n")
+    elif summary or summary_plot:
+        (stderr if csv_to_stdout else stdout).print(summary_table(result, archs))
     _print_counts(result)
 
 
@@ -150,7 +153,7 @@ def _predict_on_ray(cfg: PredictConfig, ray_cfg: RayConfig, as_json: bool) -> No
     from agegender_cli import service
 
     result = service.predict_on_ray(cfg, ray_cfg, RichReporter())
-    if as_json:
+    if as_json:  # the job's summary, as _SUCCESS holds it (its counts: the summary's)
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
     if cfg.summary or cfg.summary_plot:
         (stderr if as_json else stdout).print(summary_table(result, cfg.archs))

@@ -194,6 +194,47 @@ def _refuse_foreign_manifest(path: Path) -> None:
                              "another --out (the file stays as it is)")
 
 
+BUILD_RECORD = "dataset.json"  # beside manifest.csv: how it was built and what the build left out, by kind
+_BUILD_MARK = "agegender dataset"
+
+
+def write_build_record(path: Path, gaps: str, seed: int, usable: int, skipped: Sequence[Skipped]) -> None:
+    """What `agegender dataset` left out of the manifest itself (by SKIP_KINDS), so that an evaluation on it can
+    say what it never saw (the gap ages under --gaps drop are in no split)."""
+    import json
+
+    from agegender_cli.fileio import atomic_write_text
+
+    left_out = Counter(s.kind for s in skipped)
+    atomic_write_text(path, json.dumps({"written_by": _BUILD_MARK, "gaps": gaps, "seed": seed, "usable": usable,
+                                        "left_out": {kind: left_out[kind] for kind in SKIP_KINDS}}, indent=1) + "\n")
+
+
+def _refuse_foreign_build_record(path: Path) -> None:
+    if path.exists() and read_build_record(path.parent / "manifest.csv") is None:
+        raise AgeGenderError(f"--out {display(path.parent)}: its {BUILD_RECORD} is not one agegender wrote; choose "
+                             "another --out (the file stays as it is)")
+
+
+def read_build_record(manifest: Path) -> dict | None:
+    """The build record beside a manifest, or None (a manifest older than it, or a file agegender did not write)."""
+    import json
+
+    path = Path(manifest).parent / BUILD_RECORD
+    try:
+        if path.stat().st_size > 1 << 20:  # a few hundred bytes when agegender wrote it
+            return None
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("written_by") != _BUILD_MARK:
+        return None
+    left_out = record.get("left_out")
+    if not isinstance(left_out, dict) or not all(isinstance(n, int) and n >= 0 for n in left_out.values()):
+        return None
+    return {"gaps": str(record.get("gaps")), **{str(k): n for k, n in left_out.items()}}
+
+
 def read_manifest(path: Path, split: str | None = None, *, both_labels: bool = False) -> list[Record]:
     """Records of a manifest written by `agegender dataset`, optionally one split (and, with `both_labels`,
     only images that have a gender and an age class); every field is checked (the file may come from anyone),
@@ -429,7 +470,9 @@ def build_dataset(cfg: DatasetConfig, progress: Callable[[str], None] | None = N
         say(f"{len(preset)} images keep the dataset's own split ({', '.join(sorted(given))})")
     records = stratified_split(records, fractions, cfg.seed, fixed)
     manifest = cfg.out / "manifest.csv"
+    _refuse_foreign_build_record(cfg.out / BUILD_RECORD)
     write_manifest(records, manifest)
+    write_build_record(cfg.out / BUILD_RECORD, cfg.gaps, cfg.seed, len(records), skipped)
     if duplicates["list"]:
         split_of = {r.path: r.split for r in records}
         for group in duplicates["list"]:

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from agegender_cli.config import PLOT_DPI, PLOT_FORMATS
+from agegender_cli.config import COLUMN_WIDTH_IN, PAPER_FONT_PT, PAPER_WIDTH_IN, PLOT_DPI, PLOT_FORMATS
 from agegender_cli.fileio import atomic_write
 from agegender_cli.labels import AGE_CLASSES, GENDERS
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+
+    from agegender_cli.evaluation.result import TaskCalibration
 
 LOSS_KEYS = ("train_loss", "val_loss")
 ACCURACY_KEYS = ("train_gender_acc", "val_gender_acc", "train_age_acc", "val_age_acc")
@@ -24,6 +27,33 @@ SERIES_WORDS = {"acc": "accuracy", "loss": "loss", "train": "train", "val": "val
 Interval = tuple[float, float] | Sequence[float] | None
 
 
+def _grid(panels: int, most: int) -> tuple[int, int]:
+    """(columns, rows) for `panels` panels, at most `most` a row."""
+    columns = max(1, min(panels, most))
+    return columns, -(-max(panels, 1) // columns)
+
+
+# text at print size: the figures are drawn as large as they print (PAPER_WIDTH_IN, COLUMN_WIDTH_IN)
+PAPER_TEXT = {"font.size": PAPER_FONT_PT, "axes.titlesize": PAPER_FONT_PT, "axes.labelsize": PAPER_FONT_PT,
+              "xtick.labelsize": PAPER_FONT_PT - 1, "ytick.labelsize": PAPER_FONT_PT - 1,
+              "legend.fontsize": PAPER_FONT_PT - 1, "legend.title_fontsize": PAPER_FONT_PT - 1,
+              "figure.titlesize": PAPER_FONT_PT + 1}
+
+
+def _paper_text(draw: Callable[..., Any]) -> Callable[..., Any]:
+    """`draw` with its text set in PAPER_TEXT's sizes (text takes its size when it is created)."""
+
+    @functools.wraps(draw)
+    def drawn(*args: Any, **kwargs: Any) -> Any:
+        from matplotlib import rc_context
+
+        with rc_context(PAPER_TEXT):
+            return draw(*args, **kwargs)
+
+    return drawn
+
+
+@_paper_text
 def plot_roc(
     curves: Mapping[str, tuple],
     path: str | os.PathLike,
@@ -31,13 +61,14 @@ def plot_roc(
     n: int | None = None,
 ) -> Path:
     """ROC curves of one or several architectures on one axes, each labelled with its AUC and, when the
-    curve tuple (fpr, tpr, auc[, ci95]) has one, the AUC's 95% interval; `n` faces in the title."""
-    fig = _figure((5.5, 5))
+    curve tuple (fpr, tpr, auc[, ci95]) has one, the AUC's 95% interval; `n` faces in the title. One column
+    wide."""
+    fig = _figure((COLUMN_WIDTH_IN, COLUMN_WIDTH_IN + 0.2))
     ax = fig.add_subplot()
     for name, (fpr, tpr, auc, *rest) in curves.items():
         ci = rest[0] if rest else None
         label = f"{name}: AUC n/a" if auc is None else f"{name}: AUC {auc:.3f}" + _interval(ci, "{:.3f}")
-        ax.plot(fpr, tpr, lw=2, label=label)
+        ax.plot(fpr, tpr, lw=1.5, label=label)
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="chance")
     ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="False positive rate", ylabel="True positive rate",
            title=_with_n(title, n))
@@ -45,6 +76,7 @@ def plot_roc(
     return _save(fig, path)
 
 
+@_paper_text
 def plot_confusions(
     matrices: Mapping[str, np.ndarray | Sequence[Sequence[int]]],
     class_names: Sequence[str],
@@ -52,8 +84,9 @@ def plot_confusions(
     path: str | os.PathLike,
     normalize: bool = False,
 ) -> Path:
-    """Confusion matrices (rows true, columns predicted) side by side, one shared colour scale and one
-    labelled colour bar; counts or (normalize) row shares in the cells, each true class's size on the axis."""
+    """Confusion matrices (rows true, columns predicted) in rows of up to two (three for two classes) at full
+    page width, one shared colour scale and one labelled colour bar; counts or (normalize) row shares in the
+    cells, each true class's size on the axis."""
     from matplotlib.colors import Normalize
 
     from agegender_cli.evaluation.metrics import confusion_shares
@@ -62,9 +95,13 @@ def plot_confusions(
     shown = {name: confusion_shares(m) if normalize else m for name, m in counts.items()}
     top = 1.0 if normalize else max((float(m.max()) for m in shown.values() if m.size), default=1.0) or 1.0
     scale = Normalize(vmin=0.0, vmax=top)
-    side = max(4.0, 0.62 * len(class_names) + 2.2)
-    fig = _figure((side * len(shown) + 1.2, side))
-    axes = np.atleast_1d(fig.subplots(1, len(shown), squeeze=False)[0])
+    columns, rows = _grid(len(shown), 3 if len(class_names) <= 2 else 2)
+    side = PAPER_WIDTH_IN / columns
+    fig = _figure((PAPER_WIDTH_IN, rows * side * (0.75 if len(class_names) <= 2 else 1.0) + 0.3))
+    grid = fig.subplots(rows, columns, squeeze=False).ravel()
+    for spare in grid[len(shown):]:
+        spare.set_axis_off()
+    axes = grid[:len(shown)]
     image = None
     ticks = np.arange(len(class_names))
     for ax, (name, values) in zip(axes, shown.items(), strict=True):
@@ -76,54 +113,59 @@ def plot_confusions(
         for (row, col), value in np.ndenumerate(values):
             color = "white" if value > top / 2 else "black"
             text = f"{value:.2f}" if normalize else f"{int(value):,}"
-            ax.text(col, row, text, ha="center", va="center", color=color, fontsize=8)
+            ax.text(col, row, text, ha="center", va="center", color=color, fontsize=PAPER_FONT_PT - 1)
     label = "Share of the true class (rows sum to 1)" if normalize else "Faces"
-    fig.colorbar(image, ax=list(axes), fraction=0.046 / len(axes), pad=0.02, label=label)
+    fig.colorbar(image, ax=list(grid), fraction=0.04, pad=0.02, label=label)
     fig.suptitle(title)
     return _save(fig, path)
 
 
+@_paper_text
 def plot_reliability(
-    calibrations: Mapping[str, Mapping],
+    calibrations: Mapping[str, TaskCalibration],
     path: str | os.PathLike,
     title: str,
     cis: Mapping[str, Interval] | None = None,
 ) -> Path:
-    """Reliability diagrams side by side: accuracy against mean confidence per equal-width bin (bars), the
-    gap to the diagonal shaded, the faces per bin below; the ECE (with its 95% interval) and n above."""
-    fig = _figure((4.6 * len(calibrations) + 0.4, 5.6))
-    grid = fig.add_gridspec(2, len(calibrations), height_ratios=(3, 1))
-    for column, (name, calibration) in enumerate(calibrations.items()):
-        top = fig.add_subplot(grid[0, column])
-        bottom = fig.add_subplot(grid[1, column], sharex=top)
-        bins = calibration["bins"]
-        centres = np.array([(b["low"] + b["high"]) / 2 for b in bins])
-        width = bins[0]["high"] - bins[0]["low"] if bins else 1.0
-        filled = [i for i, b in enumerate(bins) if b["n"]]
-        accuracy = np.array([bins[i]["accuracy"] for i in filled])
-        confidence = np.array([bins[i]["confidence"] for i in filled])
+    """Reliability diagrams in rows of up to two at full page width: accuracy against mean confidence per
+    equal-width bin (bars), the gap to the diagonal shaded, the faces per bin below; the ECE (with its 95%
+    interval) and n above."""
+    columns, rows = _grid(len(calibrations), 2)
+    fig = _figure((PAPER_WIDTH_IN, rows * 3.9 + 0.3))
+    grid = fig.add_gridspec(2 * rows, columns, height_ratios=(3, 1) * rows)
+    for index, (name, calibration) in enumerate(calibrations.items()):
+        row, column = divmod(index, columns)
+        top = fig.add_subplot(grid[2 * row, column])
+        bottom = fig.add_subplot(grid[2 * row + 1, column], sharex=top)
+        bins = calibration.bins
+        centres = np.array([(b.low + b.high) / 2 for b in bins])
+        width = bins[0].high - bins[0].low if bins else 1.0
+        filled = [i for i, b in enumerate(bins) if b.n]
+        accuracy = np.array([bins[i].accuracy for i in filled])
+        confidence = np.array([bins[i].confidence for i in filled])
         top.bar(centres[filled], accuracy, width * 0.95, color="tab:blue", edgecolor="navy", label="accuracy")
         top.bar(centres[filled], confidence - accuracy, width * 0.95, bottom=accuracy, color="tab:red",
                 alpha=0.3, hatch="//", edgecolor="tab:red", label="gap to confidence")
         top.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfect calibration")
-        ece = calibration["ece"]
+        ece = calibration.ece
         ece_text = "n/a" if ece is None else f"{ece:.3f}" + _interval((cis or {}).get(name), "{:.3f}")
         top.set(xlim=(0, 1), ylim=(0, 1), ylabel="Accuracy",
-                title=f"{name}: ECE {ece_text}\nn = {calibration['n']:,}, {calibration['n_bins']} bins")
-        top.legend(loc="upper left", fontsize=8)
+                title=f"{name}: ECE {ece_text}\nn = {calibration.n:,}, {calibration.n_bins} bins")
+        top.legend(loc="upper left", fontsize=PAPER_FONT_PT - 1)
         top.tick_params(labelbottom=False)
-        bottom.bar(centres, [b["n"] for b in bins], width * 0.95, color="grey")
+        bottom.bar(centres, [b.n for b in bins], width * 0.95, color="grey")
         bottom.set(xlabel="Confidence (probability of the predicted class)", ylabel="Faces")
         _integer_ticks(bottom, "y", most=3)
     fig.suptitle(title)
     return _save(fig, path)
 
 
+@_paper_text
 def plot_error_distribution(
     hists: Mapping[str, Sequence[int]], path: str | os.PathLike, title: str = "Age-class error distribution"
 ) -> Path:
     """Grouped bars of how many faces were off by 0, 1, 2, ... age classes, one colour per architecture."""
-    fig = _figure((7, 4.5))
+    fig = _figure((PAPER_WIDTH_IN, 2.8))
     ax = fig.add_subplot()
     length = max((len(h) for h in hists.values()), default=len(AGE_CLASSES))
     x = np.arange(length)
@@ -139,6 +181,7 @@ def plot_error_distribution(
     return _save(fig, path)
 
 
+@_paper_text
 def plot_training_curves(
     history: Sequence[Mapping[str, float]],
     path: str | os.PathLike,
@@ -147,7 +190,7 @@ def plot_training_curves(
 ) -> Path:
     """Loss and accuracy per epoch in two panels (integer epoch ticks, readable names); keys absent from the
     history are skipped; a dotted line marks each best epoch (per task, or one for all)."""
-    fig = _figure((11, 4.5))
+    fig = _figure((PAPER_WIDTH_IN, 3.0))
     loss_ax, acc_ax = fig.subplots(1, 2)
     for ax, keys, label in ((loss_ax, LOSS_KEYS, "Loss"), (acc_ax, ACCURACY_KEYS, "Accuracy")):
         _mark_best(ax, best_epochs or {})
@@ -177,24 +220,30 @@ def plot_summary_bars(
     return _save(summary_figure({title: counts}), path, fmt)
 
 
+@_paper_text
 def summary_figure(panels: Mapping[str, Mapping | np.ndarray], title: str | None = None) -> Figure:
     """One panel of grouped bars (faces per age class, one bar per gender) for each model, side by side on
     one count scale, each titled by its key with its number of faces."""
     tables = {name: _count_table(counts) for name, counts in panels.items()}
-    fig = _figure((8 if len(tables) == 1 else 6.5 * len(tables), 4.5))
-    axes = fig.subplots(1, len(tables), sharey=True, squeeze=False)[0]
+    columns, rows = _grid(len(tables), 2)
+    fig = _figure((PAPER_WIDTH_IN, 3.0 * rows))
+    grid = fig.subplots(rows, columns, sharey=True, squeeze=False).ravel()
+    for spare in grid[len(tables):]:
+        spare.set_axis_off()
+    axes = grid[:len(tables)]
     x = np.arange(len(AGE_CLASSES))
     width = 0.8 / len(GENDERS)
     for ax, (name, table) in zip(axes, tables.items(), strict=True):
         for index, gender in enumerate(GENDERS):
             offset = (index - (len(GENDERS) - 1) / 2) * width
             bars = ax.bar(x + offset, table[index], width, label=gender)
-            ax.bar_label(bars, fontsize=7)
+            ax.bar_label(bars, fontsize=PAPER_FONT_PT - 2)
         ax.set_xticks(x, AGE_CLASSES)
         _integer_ticks(ax, "y")
         ax.set(xlabel="Age class", title=f"{name} (n = {int(table.sum()):,})")
         ax.legend()
-    axes[0].set_ylabel("Faces")
+    for ax in grid[::columns]:
+        ax.set_ylabel("Faces")
     if title:
         fig.suptitle(title)
     return fig

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from agegender_cli.evaluation.result import Failure, Provenance
 from agegender_cli.evaluation.tables import TableModel
 
 SKIPPED_SHOWN = 50  # the report lists this many skipped images by name; the JSON lists them all
 
 
-def rerun_line(provenance: dict) -> str:
-    command = (provenance.get("rerun_command") or provenance.get("command_line")
+def rerun_line(provenance: Provenance) -> str:
+    command = (provenance.rerun_command or provenance.command_line
                or "(not recorded: the run did not come from the command line)")
-    return f"Rerun: `cd {provenance['working_directory']} && {command}`"
+    return f"Rerun: `cd {provenance.working_directory} && {command}`"
 
 
 REFERENCES = (
@@ -36,8 +38,38 @@ REFERENCES = (
 )
 
 
-def provenance_tables(provenance: dict) -> list[TableModel]:
-    return [run_table(provenance), models_table(provenance["models"]), software_table(provenance["software"]),
+# How this project's protocol differs from the student report's (the References' "The protocol"); shown in every
+# report so that a reader comparing the numbers knows what changed
+DEVIATIONS = (
+    ("Images", "UTKFace, one random 70/10/20 split (scikit-learn's train_test_split)",
+     "`agegender dataset`: both UTKFace folders, a stratified 70/10/20 split by gender and age class in which every "
+     "copy of one photo stays in one split (the copies found by their pixels), so that no test face was seen in "
+     "training under another name"),
+    ("Ages between the classes", "dropped (3, 7, 14, 21-24, 33-37, 44-47, 54-59)",
+     "dropped by default (`--gaps drop`); `--gaps keep` scores them in years, `--gaps nearest` moves them to the "
+     "nearer class; the coverage table above says which the manifest used and how many it left out"),
+    ("facenet", "InceptionResnetV1 (VGGFace2) with gender and age heads, trained on grayscale + blur + CLAHE + "
+     "Gabor images, lr 1e-4, early stopping (patience 5)",
+     "the same trunk and heads; the bundled model trains on colour crops (`--preprocess none`: the report's "
+     "preprocessing, `--preprocess paper`, gave val gender 0.773 against 0.917), on cached augmented views "
+     "of a frozen trunk, with an age-in-years head beside the classes"),
+    ("caffenet", "the original Levi-Hassner caffemodels (trained on Adience) run by OpenCV's dnn module",
+     "the same two nets (227x227 BGR, the same mean), run by OpenCV's dnn module from .prototxt + .caffemodel; "
+     "the bundled weights are trained by this project on UTKFace's train split (the original files are not "
+     "reachable), with facenet as a teacher"),
+    ("Statistics", "point values",
+     "every headline number with its 95% interval, McNemar's test of each pair, calibration (ECE), accuracy per "
+     "race, gender and age group with the largest gap, age in years (MAE, CS@5); the age F1 is the macro mean"),
+)
+
+
+def deviations_table() -> TableModel:
+    """What a reader must know before comparing these numbers with the student report's."""
+    return TableModel("Protocol: deviations from the student report", ("", "the report", "here"), DEVIATIONS)
+
+
+def provenance_tables(provenance: Provenance) -> list[TableModel]:
+    return [run_table(provenance), models_table(provenance.models), software_table(provenance.software),
             references_table()]
 
 
@@ -46,27 +78,26 @@ def references_table() -> TableModel:
     return TableModel("References", ("", "reference"), REFERENCES)
 
 
-def run_table(p: dict) -> TableModel:
-    data = p["data"]
-    manifest = data.get("manifest")
-    reasons = Counter(_reason(s["error"]) for s in data["skipped"])
+def run_table(p: Provenance) -> TableModel:
+    data = p.data
+    manifest = data.manifest
+    reasons = Counter(_reason(s.error) for s in data.skipped)
     rows = [
-        ("Tool", f"{p['tool']['name']} {p['tool']['version']}"),
-        ("Command line", f"`{p['command_line']}`" if p.get("command_line") else "-"),
-        ("Working directory", f"`{p['working_directory']}`"),
-        ("Date (UTC)", p["date"]),
-        ("Images", f"`{data['images_folder']}` (a folder)" if data.get("images_folder") else f"split {data['split']}"),
+        ("Tool", f"{p.tool['name']} {p.tool['version']}"),
+        ("Command line", f"`{p.command_line}`" if p.command_line else "-"),
+        ("Working directory", f"`{p.working_directory}`"),
+        ("Date (UTC)", p.date),
+        ("Images", f"`{data.images_folder}` (a folder)" if data.images_folder else f"split {data.split}"),
         ("Manifest", f"`{manifest['path']}`, sha256 `{manifest['sha256']}`" if manifest else "-"),
-        ("Images used", f"{data['used']:,} of {data['listed']:,} listed"),
-        ("Images skipped", f"{len(data['skipped']):,}" + (": " + "; ".join(f"{n} {r}" for r, n in reasons.items())
-                                                          if reasons else "")),
-        ("Images and labels used, sha256", f"`{data['images_sha256']}`"),
-        ("Seed", str(p["seed"])),
-        ("Bootstrap", f"{p['bootstrap']['resamples']} resamples, {p['bootstrap']['level']:.0%} "
-                      f"{p['bootstrap']['method']}"),
-        ("Calibration", f"ECE over {p['calibration_bins']} equal-width bins of the predicted class's probability"),
+        ("Images used", f"{data.used:,} of {data.listed:,} listed"),
+        ("Images skipped", f"{len(data.skipped):,}" + (": " + "; ".join(f"{n} {r}" for r, n in reasons.items())
+                                                       if reasons else "")),
+        ("Images and labels used, sha256", f"`{data.images_sha256}`"),
+        ("Seed", str(p.seed)),
+        ("Bootstrap", f"{p.bootstrap.resamples} resamples, {p.bootstrap.level:.0%} {p.bootstrap.method}"),
+        ("Calibration", f"ECE over {p.calibration_bins} equal-width bins of the predicted class's probability"),
         ("Group gaps", f"uncertain when the interval includes 0 or the smaller group has fewer than "
-                       f"{p['min_group_n']} faces"),
+                       f"{p.min_group_n} faces"),
     ]
     return TableModel("Provenance: run", ("", "value"), tuple(rows))
 
@@ -76,7 +107,8 @@ def _reason(error: str) -> str:
     return error.split(": ", 1)[-1] if ": " in error else error
 
 
-def models_table(models: dict) -> TableModel:
+def models_table(models: Mapping[str, Mapping]) -> TableModel:
+    """What each model's predictor tells of itself (free-form: Predictor.provenance())."""
     archs = list(models)
     fields = (("Model", lambda m: m.get("description")),
               ("Files (sha256)", _files),
@@ -122,13 +154,13 @@ def _trained(model: dict) -> str | None:
            f"{t.get('seed')}" + (f"; val {val}" if val else "")
 
 
-def software_table(software: dict) -> TableModel:
+def software_table(software: Mapping[str, str | None]) -> TableModel:
     return TableModel("Provenance: software", ("", "version"),
                       tuple((name, str(version or "-")) for name, version in software.items()))
 
 
-def skipped_table(skipped: list[dict]) -> TableModel:
-    rows = tuple((f"`{s['file']}`", s["error"]) for s in skipped[:SKIPPED_SHOWN])
+def skipped_table(skipped: Sequence[Failure]) -> TableModel:
+    rows = tuple((f"`{s.file}`", s.error) for s in skipped[:SKIPPED_SHOWN])
     more = len(skipped) - SKIPPED_SHOWN
     note = f"... and {more:,} more (all of them in `--json`: provenance.data.skipped)" if more > 0 else ""
     return TableModel("Images skipped", ("image", "reason"), rows, note=note)

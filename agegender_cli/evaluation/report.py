@@ -4,10 +4,13 @@ every number comes from the results, nothing is written by hand."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from agegender_cli.evaluation.provenance_tables import provenance_tables, rerun_line, skipped_table
+from agegender_cli.evaluation.coverage import coverage_table
+from agegender_cli.evaluation.provenance_tables import deviations_table, provenance_tables, rerun_line, skipped_table
+from agegender_cli.evaluation.result import Coverage, Figure, ModelResult, PairTests, Provenance
 from agegender_cli.evaluation.tables import TableModel, groups_table, mcnemar_table, report_tables
 from agegender_cli.evaluation.years_tables import wilcoxon_table
 
@@ -31,29 +34,34 @@ class FigureRef:
 Block = Text | TableModel | FigureRef
 
 
-def report_blocks(results: dict, mcnemar: dict, provenance: dict, figures: list[dict],
-                  normalize: bool = False) -> list[Block]:
-    """The whole comparison in reading order: what was run on what, the tables with their intervals, the
-    statistics, per-group accuracy and gaps, the provenance needed to cite and rerun it, the figures."""
-    data = provenance["data"]
-    skipped = len(data["skipped"])
+def report_blocks(results: Mapping[str, ModelResult], tests: Mapping[str, PairTests], provenance: Provenance,
+                  figures: Sequence[Figure], coverage: Coverage | None = None, normalize: bool = False
+                  ) -> list[Block]:
+    """The whole comparison in reading order: what was run on what, every image counted by what happened to it,
+    the tables with their intervals, the statistics, per-group accuracy and gaps, the provenance needed to cite and
+    rerun it, the figures."""
+    data = provenance.data
+    skipped = len(data.skipped)
     blocks: list[Block] = [Text(
-        f"Images: `{data['source']}`: {data['used']:,} faces used of {data['listed']:,} listed"
+        f"Images: `{data.source}`: {data.used:,} faces used of {data.listed:,} listed"
         f"{f', {skipped:,} skipped (see below)' if skipped else ''}. Every headline number carries its 95% "
         f"interval: Wilson's for the shares of faces (accuracies, one-off), else a bootstrap "
-        f"({provenance['bootstrap']['resamples']} resamples, seed {provenance['seed']}); "
+        f"({provenance.bootstrap.resamples} resamples, seed {provenance.seed}); "
         f"the provenance section holds the hashes and the command line that regenerate this report."),
         Text(rerun_line(provenance))]
+    if coverage is not None:
+        blocks.append(coverage_table(coverage))
+    blocks.append(deviations_table())
     blocks += report_tables(results, confusion=False, normalize=normalize)
-    if mcnemar:
-        blocks.append(mcnemar_table(mcnemar))
-        blocks += [table for table in (wilcoxon_table(mcnemar),) if table is not None]
-    groups = next(iter(results.values())).get("groups", {})
+    if tests:
+        blocks.append(mcnemar_table(tests))
+        blocks += [table for table in (wilcoxon_table(tests),) if table is not None]
+    groups = next(iter(results.values())).groups
     blocks += [groups_table(results, group) for group in groups]
     blocks += provenance_tables(provenance)
     if skipped:
-        blocks.append(skipped_table(data["skipped"]))
-    blocks += [FigureRef(k, f["path"], f["caption"]) for k, f in enumerate(figures, 1)]
+        blocks.append(skipped_table(data.skipped))
+    blocks += [FigureRef(k, f.path, f.caption) for k, f in enumerate(figures, 1)]
     return blocks
 
 

@@ -95,6 +95,8 @@ def largest_gap(group_dict: Mapping[str, Mapping], key: str, min_n: int = 1) -> 
             "best": None,
             "worst": None,
             "gap": None,
+            "n_best": None,
+            "n_worst": None,
         }
     best = max(values, key=values.__getitem__)
     worst = min(values, key=values.__getitem__)

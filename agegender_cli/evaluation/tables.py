@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
+from agegender_cli.evaluation.result import Gap, ModelResult, PairTests
 from agegender_cli.evaluation.table_model import TableModel
 from agegender_cli.formatting import METRIC_ROWS, num, pct, with_interval
 from agegender_cli.labels import AGE_CLASSES, GENDERS
@@ -20,30 +23,27 @@ HEADLINE = (
 )
 
 
-def _headline_value(result: dict, task: str, metric: str) -> float | None:
-    if metric == "ece":
-        return (result.get("calibration") or {}).get(task, {}).get("ece")
-    return result[task][metric]
+Results = Mapping[str, ModelResult]  # by architecture
 
 
-def accuracy_table(results: dict) -> TableModel:
+def accuracy_table(results: Results) -> TableModel:
     """Table 5.1: accuracies, AUC, age-class error and calibration error, each with its 95% interval where the
     result has one (`ci95`); ECE rows only when the results carry calibration."""
     archs = list(results)
-    calibrated = all("calibration" in results[a] for a in archs)
+    calibrated = all(results[a].calibration for a in archs)
     rows = []
     for label, task, metric, share in HEADLINE:
         if metric == "ece" and not calibrated:
             continue
         cells = []
         for a in archs:
-            ci = (results[a].get("ci95") or {}).get(task, {}).get(metric)
-            cells.append(with_interval(_headline_value(results[a], task, metric), ci, share=share))
+            ci = results[a].ci95.of(task, metric) if results[a].ci95 else None
+            cells.append(with_interval(results[a].headline(task, metric), ci, share=share))
         rows.append((label, *cells))
-    rows.append(("Images", *(str(results[a]["n"]) for a in archs)))
-    bins = next((r["calibration"]["gender"]["n_bins"] for r in results.values() if "calibration" in r), None)
+    rows.append(("Images", *(str(results[a].n) for a in archs)))
+    bins = next((r.calibration.gender.n_bins for r in results.values() if r.calibration), None)
     notes = ["Table 5.1 of the report."]
-    if any("ci95" in r for r in results.values()):
+    if any(r.ci95 for r in results.values()):
         notes.append("In brackets: 95% interval (accuracies and one-off: Wilson's score interval; the rest: "
                      "percentile bootstrap, paired resamples of the faces).")
     if bins:
@@ -53,26 +53,27 @@ def accuracy_table(results: dict) -> TableModel:
                       note=" ".join(notes))
 
 
-def gender_table(results: dict) -> TableModel:
+def gender_table(results: Results) -> TableModel:
     """Table 5.2: precision, recall, F, FNR, FPR per gender."""
     header = ("", *(f"{a} {g}" for a in results for g in GENDERS))
-    rows = tuple((label, *(pct(r["gender"]["per_class"][g][key]) for r in results.values() for g in GENDERS))
+    rows = tuple((label, *(pct(getattr(r.gender.per_class[g], key)) for r in results.values() for g in GENDERS))
                  for key, label in METRIC_ROWS)
     return TableModel("Gender: precision, recall and error rates per class", header, rows,
                       note="Table 5.2 of the report.")
 
 
-def age_table(results: dict, arch: str) -> TableModel:
+def age_table(results: Results, arch: str) -> TableModel:
     """Table 5.4: the same metrics per age class, with the support."""
-    per_class = results[arch]["age"]["per_class"]
+    per_class = results[arch].age.per_class
     header = ("class", *(label for _, label in METRIC_ROWS), "n")
-    rows = tuple((name, *(pct(per_class[name][key]) for key, _ in METRIC_ROWS), str(per_class[name]["support"]))
+    rows = tuple((name, *(pct(getattr(per_class[name], key)) for key, _ in METRIC_ROWS), str(per_class[name].support))
                  for name in AGE_CLASSES)
     return TableModel(f"Age classes: precision, recall and error rates of {arch}", header, rows,
                       note="Table 5.4 of the report; n: faces of the class.")
 
 
-def confusion_table(matrix: list[list[int]], names: list[str], title: str, normalize: bool = False) -> TableModel:
+def confusion_table(matrix: Sequence[Sequence[int]], names: list[str], title: str, normalize: bool = False
+                    ) -> TableModel:
     """Rows true, columns predicted: counts, or (normalize) each true class's shares, rows summing to 1."""
     from agegender_cli.evaluation.metrics import confusion_shares
 
@@ -86,27 +87,27 @@ def confusion_table(matrix: list[list[int]], names: list[str], title: str, norma
                       note=f"Rows: true class; columns: predicted class; cells: {what}; diagonal: right.")
 
 
-def mcnemar_table(tests: dict) -> TableModel:
-    rows = tuple((pair, task, str(t["b"]), str(t["c"]), num(t["statistic"]), f"{t['p_value']:.3g}", t["method"])
-                 for pair, tasks in tests.items() for task, t in tasks.items() if task != "years")
+def mcnemar_table(tests: Mapping[str, PairTests]) -> TableModel:
+    rows = tuple((pair, task, str(t.b), str(t.c), num(t.statistic), f"{t.p_value:.3g}", t.method)
+                 for pair, tasks in tests.items() for task, t in (("gender", tasks.gender), ("age", tasks.age)))
     header = ("pair", "task", "b", "c", "statistic", "p-value", "method")
     return TableModel("McNemar's test: do two models err on different faces?", header, rows,
                       note="b: faces only the first architecture gets right; c: only the second.")
 
 
-def groups_table(results: dict, group: str) -> TableModel:
+def groups_table(results: Results, group: str) -> TableModel:
     """Gender / age / one-off accuracy per race or gender group with 95% intervals and n, then each
     architecture's largest gap (best minus worst group) in that architecture's own columns."""
-    first = next(iter(results.values()))["groups"][group]["metrics"]
+    first = next(iter(results.values())).groups[group].metrics
     header = (group, "n", *(f"{a} {label}" for a in results for label in GROUP_LABELS))
     rows = []
     for name in first:
         cells = []
         for r in results.values():
-            m = r["groups"][group]["metrics"][name]
-            cells += [with_interval(m[key], (m.get("ci95") or {}).get(key)) for key in GROUP_KEYS]
-        rows.append((name, str(first[name]["n"]), *cells))
-    gaps = [r["groups"][group].get("largest_gap") or {} for r in results.values()]
+            m = r.groups[group].metrics[name]
+            cells += [with_interval(getattr(m, key), m.ci95.get(key)) for key in GROUP_KEYS]
+        rows.append((name, str(first[name].n), *cells))
+    gaps = [r.groups[group].largest_gap for r in results.values()]
     if any(_has_gap(gap) for gaps_of in gaps for gap in gaps_of.values()):
         for label, text in GAP_ROWS:
             rows.append((label, "", *(text(gaps_of[key]) if _has_gap(gaps_of.get(key)) else ""
@@ -128,25 +129,25 @@ GROUP_KEYS = ("gender_accuracy", "age_accuracy", "one_off")
 GROUP_LABELS = ("gender", "age", "one-off")
 
 
-def _has_gap(gap: dict | None) -> bool:
-    return bool(gap) and gap.get("gap") is not None
+def _has_gap(gap: Gap | None) -> bool:
+    return gap is not None and gap.gap is not None
 
 
 # The gap rows under the group rows: (label, text of one architecture's gap for one metric)
 GAP_ROWS = (
-    ("largest gap", lambda gap: with_interval(gap["gap"], gap.get("ci95"))),
-    ("between", lambda gap: f"{gap['best_group']} vs {gap['worst_group']}"),  # their n: in the n column
-    ("trusted", lambda gap: f"no: {gap['doubt']}" if gap.get("doubt") else "yes"),
+    ("largest gap", lambda gap: with_interval(gap.gap, gap.ci95)),
+    ("between", lambda gap: f"{gap.best_group} vs {gap.worst_group}"),  # their n: in the n column
+    ("trusted", lambda gap: f"no: {gap.doubt}" if gap.doubt else "yes"),
 )
 
 
-def report_tables(results: dict, confusion: bool = True, normalize: bool = False) -> list[TableModel]:
+def report_tables(results: Results, confusion: bool = True, normalize: bool = False) -> list[TableModel]:
     """Tables 5.1, 5.2 and 5.4 (and the age confusion matrices) of one or several architectures."""
     tables = [accuracy_table(results), gender_table(results)]
     for arch in results:
         tables.append(age_table(results, arch))
         if confusion:
-            tables.append(confusion_table(results[arch]["age"]["confusion"], list(AGE_CLASSES),
+            tables.append(confusion_table(results[arch].age.confusion, list(AGE_CLASSES),
                                           f"Age confusion matrix: {arch}", normalize))
     from agegender_cli.evaluation.years_tables import years_groups_table, years_table
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from agegender_cli.evaluation.result import ModelResult, PairTests
 from agegender_cli.evaluation.table_model import TableModel
 from agegender_cli.formatting import pct, with_interval, years
 
@@ -14,44 +17,45 @@ YEARS_ROWS = (("MAE (years)", "mae", False), ("Median abs. error (years)", "medi
               ("CS@5 (within 5 years)", "cs5", True), ("Mean signed error (years)", "bias", False))
 
 
-def years_table(results: dict) -> TableModel | None:
+def years_table(results: Mapping[str, ModelResult]) -> TableModel | None:
     """MAE, median absolute error, CS@5 and bias of each architecture that estimates years, with intervals."""
-    archs = [a for a, r in results.items() if r.get("years")]
+    archs = [a for a, r in results.items() if r.years]
     if not archs:
         return None
     rows = []
     for label, key, share in YEARS_ROWS:
-        cells = [_with_interval(results[a]["years"].get(key), (results[a]["years"].get("ci95") or {}).get(key), share)
-                 for a in archs]
+        cells = [_with_interval(getattr(results[a].years, key), results[a].years.ci95.get(key), share) for a in archs]
         rows.append((label, *cells))
-    rows.append(("Faces with an age", *(str(results[a]["years"]["n"]) for a in archs)))
+    rows.append(("Faces with an age", *(str(results[a].years.n) for a in archs)))
     return TableModel("Age in years", ("", *archs), tuple(rows),
-                      note="Every face with an age, gap ages included. In brackets: 95% bootstrap interval.")
+                      note="Every scored face with an age in years; ages between the classes only where the data kept "
+                           "them (--gaps keep: see the coverage). In brackets: 95% bootstrap interval.")
 
 
-def years_groups_table(results: dict, group: str) -> TableModel | None:
+def years_groups_table(results: Mapping[str, ModelResult], group: str) -> TableModel | None:
     """MAE per age class ("per_age_class"), race ("per_race") or gender ("per_gender"), with n."""
-    archs = [a for a, r in results.items() if r.get("years")]
+    archs = [a for a, r in results.items() if r.years]
     if not archs:
         return None
-    first = results[archs[0]]["years"][group]
+    first = getattr(results[archs[0]].years, group)
     header = (group.removeprefix("per_").replace("_", " "), "n",
               *(f"{a} {label}" for a in archs for label in ("MAE", "CS@5")))
     rows = []
     for name in first:
         cells = []
         for a in archs:
-            m = results[a]["years"][group].get(name) or {}
-            cells += [_with_interval(m.get("mae"), (m.get("ci95") or {}).get("mae")), pct(m.get("cs5"))]
-        rows.append((name, str(first[name]["n"]), *cells))
+            m = getattr(results[a].years, group).get(name)
+            cells += ([_with_interval(m.mae, (m.ci95 or {}).get("mae")), pct(m.cs5)] if m
+                      else [_with_interval(None, None), pct(None)])
+        rows.append((name, str(first[name].n), *cells))
     return TableModel(f"Age in years per {header[0]}", header, tuple(rows))
 
 
-def wilcoxon_table(tests: dict) -> TableModel | None:
+def wilcoxon_table(tests: Mapping[str, PairTests]) -> TableModel | None:
     """Wilcoxon's signed-rank test on the absolute errors in years, per pair of architectures."""
-    rows = tuple((pair, str(t["n_nonzero"]), years(t["median_difference"]), f"{t['statistic']:.1f}",
-                  f"{t['p_value']:.3g}", t["method"], t.get("better") or "-")
-                 for pair, tasks in tests.items() if (t := tasks.get("years")))
+    rows = tuple((pair, str(t.n_nonzero), years(t.median_difference), f"{t.statistic:.1f}", f"{t.p_value:.3g}",
+                  t.method, t.better or "-")
+                 for pair, tasks in tests.items() if (t := tasks.years))
     if not rows:
         return None
     return TableModel("Wilcoxon's signed-rank test on the absolute errors in years", (

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
 from agegender_cli.config import EvaluateConfig
 from agegender_cli.errors import AgeGenderError
+from agegender_cli.evaluation.result import (
+    SCHEMA,
+    Coverage,
+    Detection,
+    Evaluation,
+    Failure,
+    Figure,
+    ModelResult,
+    PairTests,
+    Provenance,
+)
 from agegender_cli.fileio import display
 from agegender_cli.ownership import refuse_foreign
 from agegender_cli.progress import SILENT, Reporter
@@ -69,9 +81,26 @@ def evaluate_models(cfg: EvaluateConfig, reporter: Reporter = SILENT, predictors
                   "training_overlap": training_overlap(predictors, hashes, reporter)}
     if faces is not None:
         evaluation["detection"] = faces.summary()
+    evaluation["coverage"] = _coverage(cfg, used, evaluation, reporter)
     add_statistics(evaluation, cfg)
     add_years(evaluation, cfg)
     return evaluation
+
+
+def _coverage(cfg: EvaluateConfig, used: list, evaluation: dict, reporter: Reporter) -> dict:
+    """Every image seen, counted once by what happened to it; on a manifest, what its build left out too (said
+    on stderr where the years metrics miss faces with an age: --gaps drop's)."""
+    from agegender_cli.data.utkface import read_build_record
+    from agegender_cli.evaluation.coverage import coverage
+
+    build = None if cfg.images or cfg.labels else read_build_record(cfg.manifest)
+    if build and build["gaps"] == "drop" and build.get("gap_age"):
+        reporter.message(f"note: {build['gap_age']:,} images with an age between the classes were left out of "
+                         f"{display(cfg.manifest)} when it was built (dataset --gaps drop, the report's protocol): "
+                         "they are in no split and not in the years metrics; build it with --gaps keep to score "
+                         "them in years")
+    build = {"gaps": build["gaps"], "gap_age": build.get("gap_age", 0)} if build else None
+    return coverage(used, evaluation["skipped"], evaluation["training_overlap"], build)
 
 
 def run_provenance(evaluation: dict, cfg: EvaluateConfig) -> dict:
@@ -112,80 +141,68 @@ def run_provenance(evaluation: dict, cfg: EvaluateConfig) -> dict:
             "calibration_bins": cfg.calibration_bins, "min_group_n": cfg.min_group_n}
 
 
-def save_evaluation_plots(evaluation: dict, folder: Path, plot_format: str = "png", normalize: bool = False,
-                          provenance: dict | None = None) -> list[dict]:
+def save_evaluation_plots(results: Mapping[str, ModelResult], source: str, folder: Path, plot_format: str = "png",
+                          normalize: bool = False, provenance: Provenance | None = None) -> tuple[Figure, ...]:
     """The figures of every evaluated architecture (ROC, confusion, error distribution, reliability), each
     with a caption that says what it shows, on how many faces, and of which models."""
     from agegender_cli.evaluation.figures import evaluation_figures
     from agegender_cli.fileio import make_folder
 
     make_folder(folder, "--plots")
-    return evaluation_figures(evaluation, folder, plot_format, normalize, provenance)
+    return evaluation_figures(results, source, folder, plot_format, normalize, provenance)
 
 
-def evaluate(cfg: EvaluateConfig, reporter: Reporter = SILENT, predictors: dict | None = None) -> dict:
-    """`agegender evaluate`: the metrics of one architecture (the JSON schema of the report's tables), or of
-    several under "results" (`predictors`: models already loaded, as evaluate_models takes them)."""
-    evaluation = evaluate_models(cfg, reporter, predictors)
-    provenance = run_provenance(evaluation, cfg)
-    one = len(cfg.archs) == 1
-    result = dict(evaluation["results"][cfg.archs[0]]) if one else {"results": evaluation["results"]}
-    result.update(source=evaluation["source"], failed=evaluation["failed"], skipped=evaluation["skipped"],
-                  training_overlap=evaluation["training_overlap"], provenance=provenance)
-    if "detection" in evaluation:
-        result["detection"] = evaluation["detection"]
-    if cfg.plots is not None:
-        from agegender_cli.ownership import replacing
-
-        with replacing(cfg.overwrite):
-            figures = save_evaluation_plots(evaluation, cfg.plots, cfg.plot_format, cfg.normalize, provenance)
-        result["plots"] = [f["path"] for f in figures]
-        result["figures"] = figures
-    return result
+def evaluate(cfg: EvaluateConfig, reporter: Reporter = SILENT, predictors: dict | None = None) -> Evaluation:
+    """`agegender evaluate`: the metrics of every architecture asked for on the same images, with their
+    provenance, and with --plots the figures (`predictors`: models already loaded, as evaluate_models takes
+    them)."""
+    return _evaluation(cfg, reporter, predictors, "evaluate")
 
 
-def compare(cfg: EvaluateConfig, reporter: Reporter = SILENT, predictors: dict | None = None) -> dict:
-    """`agegender compare`: every architecture on the same images, the report's tables side by side; with
-    --report a Markdown (or, for .html, a self-contained HTML) report with provenance and figures
-    (`predictors`: models already loaded, as evaluate_models takes them)."""
+def compare(cfg: EvaluateConfig, reporter: Reporter = SILENT, predictors: dict | None = None) -> Evaluation:
+    """`agegender compare`: what evaluate gives, the report's tables side by side; with --report a Markdown (or,
+    for .html, a self-contained HTML) report with provenance and figures."""
+    return _evaluation(cfg, reporter, predictors, "compare")
+
+
+def _evaluation(cfg: EvaluateConfig, reporter: Reporter, predictors: dict | None, command: str) -> Evaluation:
+    """Every architecture scored on the same images, the paired tests between them, the provenance; the figures
+    (--plots, or beside a Markdown --report, or inline in an HTML one) and the report."""
     import tempfile
 
     from agegender_cli.config import HTML_SUFFIXES
 
     evaluation = evaluate_models(cfg, reporter, predictors)
-    result: dict = {arch: metrics for arch, metrics in evaluation["results"].items()}
-    result["mcnemar"] = pair_tests(evaluation)
-    result["source"] = evaluation["source"]
-    result["failed"] = evaluation["failed"]
-    result["skipped"] = evaluation["skipped"]
-    result["training_overlap"] = evaluation["training_overlap"]
-    if "detection" in evaluation:
-        result["detection"] = evaluation["detection"]
-    result["provenance"] = run_provenance(evaluation, cfg)
+    provenance = Provenance.from_json(run_provenance(evaluation, cfg))
+    results = {arch: ModelResult.from_json(metrics) for arch, metrics in evaluation["results"].items()}
+    parts = {"schema": SCHEMA, "command": command, "source": evaluation["source"], "results": results,
+             "tests": {pair: PairTests.from_json(tests) for pair, tests in pair_tests(evaluation).items()},
+             "coverage": Coverage.from_json(evaluation["coverage"]), "detection": evaluation.get("detection"),
+             "failed": tuple(Failure.from_json(f) for f in evaluation["failed"]), "skipped": evaluation["skipped"],
+             "training_overlap": evaluation["training_overlap"], "provenance": provenance}
     html = cfg.report is not None and cfg.report.suffix.lower() in HTML_SUFFIXES
     with tempfile.TemporaryDirectory(prefix="agegender-figures-") as scratch:
         plots_dir = cfg.plots
         if plots_dir is None and cfg.report is not None:
             # HTML carries its figures inline; Markdown links them from a folder beside the report
             plots_dir = Path(scratch) if html else cfg.report.parent / f"{cfg.report.stem}_figures"
-        figures: list[dict] = []
+        figures: tuple[Figure, ...] = ()
         if plots_dir is not None:
             from agegender_cli.ownership import replacing
 
             with replacing(cfg.overwrite):
-                figures = save_evaluation_plots(evaluation, plots_dir, cfg.plot_format, cfg.normalize,
-                                                result["provenance"])
-            if not (html and cfg.plots is None):
-                result["plots"] = [f["path"] for f in figures]
-                result["figures"] = figures
+                figures = save_evaluation_plots(results, evaluation["source"], plots_dir, cfg.plot_format,
+                                                cfg.normalize, provenance)
         if cfg.report is not None:
             from agegender_cli.evaluation.report import markdown_report, report_blocks
             from agegender_cli.evaluation.report_html import html_report
             from agegender_cli.fileio import atomic_write_text
 
-            blocks = report_blocks({a: result[a] for a in evaluation["results"]}, result["mcnemar"],
-                                   result["provenance"], figures, cfg.normalize)
-            text = html_report(blocks) if html else markdown_report(blocks, cfg.report.parent)
-            atomic_write_text(cfg.report, text)
-            result["report"] = str(cfg.report)
-    return result
+            blocks = report_blocks(results, parts["tests"], provenance, figures, parts["coverage"], cfg.normalize)
+            atomic_write_text(cfg.report, html_report(blocks) if html else markdown_report(blocks, cfg.report.parent))
+            parts["report"] = str(cfg.report)
+    if not (html and cfg.plots is None):  # an HTML report's figures went inline, from a folder now gone
+        parts["figures"] = figures
+    if parts["detection"] is not None:
+        parts["detection"] = Detection.from_json(parts["detection"])
+    return Evaluation(**parts)

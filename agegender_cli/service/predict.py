@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agegender_cli.config import PredictConfig, RayConfig
 from agegender_cli.errors import AgeGenderError
 from agegender_cli.fileio import display
 from agegender_cli.ownership import foreign, marked, predictions_csv, refuse_foreign
 from agegender_cli.progress import SILENT, Reporter
+
+if TYPE_CHECKING:
+    from agegender_cli.evaluation.result import PredictSummary
 from agegender_cli.service.guards import refuse_overwriting_inputs, renamed_outputs
 from agegender_cli.service.loading import FaceModels
 from agegender_cli.service.predict_csv import CsvSink
@@ -174,6 +178,17 @@ def summary_plot(cfg: PredictConfig, counts: dict) -> str:
 
     with replacing(cfg.overwrite):
         return str(plot_summary_panels(panels, cfg.summary_plot, fmt=fmt))
+
+
+def predict_summary(cfg: PredictConfig, summary: dict) -> PredictSummary:
+    """A predict run's summary (counts per gender and age class, what was read) as result schema 1."""
+    from agegender_cli.evaluation.result import SCHEMA, CountsResult, PredictCoverage, PredictSummary
+
+    results = {arch: CountsResult(arch, model_title(arch, cfg.options.model_for(arch)),
+                                  sum(sum(ages.values()) for ages in summary["counts"][arch].values()),
+                                  summary["counts"][arch]) for arch in cfg.archs}
+    coverage = PredictCoverage(summary["files"], summary["frames"], summary["faces"], summary["errors"])
+    return PredictSummary(SCHEMA, "predict", results, coverage)
 
 
 def model_title(arch: str, model: Path | None) -> str:
