@@ -5,7 +5,8 @@ Prints the machine (CPU model and flags, cores, threads, engine, precision with 
 loaded), then, on the first --limit images of the split (a temporary manifest of those rows):
 - evaluate: `service.evaluate` of both architectures as the command runs it (models loaded, images decoded in
   threads and batched, metrics with --bootstrap resamples, provenance), images / median seconds of the rounds;
-- compare: `service.compare` likewise (evaluate's work plus McNemar's tests), images / median seconds;
+- compare: `service.compare` likewise (evaluate's work, paired tests included, under compare's name), images /
+  median seconds;
 - ceiling: each loaded predictor's `.predict(faces)` on the same images already decoded in memory, both
   architectures one after the other, images / median seconds;
 - the ratios evaluate / ceiling and compare / ceiling, each checked to be <= 1.03: a FAIL line and exit status 1

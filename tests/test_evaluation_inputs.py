@@ -85,6 +85,20 @@ def test_the_report_counts_every_image_once_and_names_the_gap_ages_the_manifest_
     assert "left out of" not in result.stderr
 
 
+def test_a_build_record_speaks_only_for_the_manifest_it_was_written_with(tmp_path):
+    from conftest import write_jpeg
+
+    from agegender_cli.data.utkface import read_build_record
+
+    for k, age in enumerate((28, 35, 40)):
+        write_jpeg(tmp_path / "faces" / f"{age}_{k % 2}_1_2017010{k}123456789.jpg", size=32)
+    assert runner.invoke(app, ["dataset", str(tmp_path / "faces"), "--out", str(tmp_path / "ds")]).exit_code == 0
+    manifest = tmp_path / "ds" / "manifest.csv"
+    assert read_build_record(manifest)["gap_age"] == 1
+    manifest.write_text(manifest.read_text().rsplit("\n", 2)[0] + "\n")  # rewritten since: another manifest
+    assert read_build_record(manifest) is None
+
+
 def test_a_dataset_json_agegender_did_not_write_is_kept(tmp_path):
     from conftest import write_jpeg
 

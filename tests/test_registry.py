@@ -172,3 +172,30 @@ def test_a_new_architecture_is_one_folder_and_one_registry_line_and_every_comman
     refused = subprocess.run([sys.executable, str(launcher), "train", "--arch", "tiny", "--unfreeze", "block8"],
                              capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert refused.returncode == 2 and "--unfreeze does not apply to --arch tiny" in " ".join(refused.stderr.split())
+
+
+def test_two_architectures_may_share_an_option_only_declared_alike(tiny):
+    from dataclasses import replace
+
+    from agegender_cli.archs.entry import Knob
+
+    own = registry.get("tiny").knobs[0]
+    assert [k.name for k in registry.knobs()].count(own.name) == 1  # tiny and tiny2 declare it alike: one option
+    other = Tiny("tiny3")
+    other.knobs = (replace(own, high=8),)
+    registry.register(other)
+    try:
+        with pytest.raises(TypeError, match="brightness_bins of tiny3 differs from tiny's"):
+            registry.knobs()
+    finally:
+        registry.unregister("tiny3")
+    assert isinstance(registry.knobs()[-1], Knob)
+
+
+def test_int8_and_onnx_are_refused_for_an_architecture_without_them(tiny):
+    from agegender_cli.errors import AgeGenderError
+
+    for options, said in ((ModelOptions(precision="int8"), "tiny has no int8 model"),
+                          (ModelOptions(engine="onnx"), "tiny does not run on ONNX Runtime")):
+        with pytest.raises(AgeGenderError, match=said):
+            registry.load_predictor("tiny", options)

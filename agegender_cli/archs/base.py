@@ -98,21 +98,19 @@ class Trainer(Protocol):
 
 
 class Architecture(Protocol):
-    """One entry of the registry. Its module must stay torch-free: heavy imports happen inside the methods."""
+    """The methods a registry entry (an archs/entry.py Entry subclass, which holds its declarations: training
+    config, options, capabilities, resolve_weights) gives. Its module must stay torch-free: heavy imports happen
+    inside the methods."""
 
     name: str
     summary: str  # one line, shown in help and tables
-    train_config: type  # the frozen dataclass of its training defaults (in config.py)
+    train_config: type  # the frozen dataclass of its training defaults (in its folder's config.py)
 
     def load_predictor(self, model: Path | None, options: ModelOptions, log: Log) -> Predictor:
         """The trained model at `model` (None: the bundled one) as a Predictor. A composite of other
         architectures (fused) has instead `parts` (their names) and compose(parts' predictors, model, options,
         log) -> Predictor; the registry loads the parts."""
         ...
-
-    # Optional: resolve_weights(model, options, log) -> ModelOptions, the options with every weight file this
-    # architecture would download, convert or look up in a cache resolved to a local file now (`predict --ray`
-    # ships those files to the workers); without it, the options are used as given.
 
     def framing(self, detector: str, options: ModelOptions) -> str:
         """How a detected face is cropped for this model (faces.detection.FRAMINGS)."""

@@ -20,8 +20,9 @@ CAPABILITIES = (YEARS, INT8, ONNX)
 
 @dataclass(frozen=True)
 class WeightOption:
-    """A file or folder of weights an architecture can be given to run with (`--NAME` in predict, evaluate, compare
-    and train, a keyword of the Python API), kept in ModelOptions.weights under `name`."""
+    """A file or folder of weights an architecture can be given to run with (`--NAME` in predict, evaluate and
+    compare, and in train where its training config has a field of that name; a keyword of the Python API), kept
+    in ModelOptions.weights under `name`."""
 
     name: str  # a Python identifier: backbone_weights -> --backbone-weights
     help: str

@@ -84,10 +84,10 @@ def load_predictor(name: str, options: ModelOptions | None = None, log: Log | No
     options = options or ModelOptions()
     say = log or (lambda _message: None)
     arch = get(name)
+    _check_capabilities(arch, options)
     if arch.parts:  # a composite: its parts first, then it on them
         return arch.compose({part: load_predictor(part, options, say) for part in arch.parts},
                             options.model_for(name), options, say)
-    _check_capabilities(arch, options)
     return arch.load_predictor(options.model_for(name), options, say)
 
 
@@ -149,12 +149,24 @@ def composite_parts(name: str, wanted: Sequence[str]) -> tuple[str, ...]:
 
 def weight_options() -> tuple[WeightOption, ...]:
     """Every registered architecture's weight options, each name once (`--NAME` of the commands and the API)."""
-    return tuple({w.name: w for arch in _REGISTRY.values() for w in arch.weight_options}.values())
+    return _once_each("weight option", [(arch.name, w) for arch in _REGISTRY.values() for w in arch.weight_options])
 
 
 def knobs() -> tuple[Knob, ...]:
     """Every registered architecture's own training options, each name once (`train --NAME`)."""
-    return tuple({k.name: k for arch in _REGISTRY.values() for k in arch.knobs}.values())
+    return _once_each("training option", [(arch.name, k) for arch in _REGISTRY.values() for k in arch.knobs])
+
+
+def _once_each(what: str, declared: Sequence[tuple[str, Any]]) -> tuple:
+    """Declarations by name; two architectures may share one only if they declare it alike (one option serves
+    both: a different range or help for each could not be offered)."""
+    found: dict[str, tuple[str, Any]] = {}
+    for arch, item in declared:
+        first = found.setdefault(item.name, (arch, item))
+        if first[1] != item:
+            raise TypeError(f"the {what} {item.name} of {arch} differs from {first[0]}'s: declare it alike or "
+                            "name it otherwise")
+    return tuple(item for _, item in found.values())
 
 
 def capable(name: str, capability: str) -> bool:

@@ -170,16 +170,12 @@ def print_detection(detection: "Detection | None") -> None:
                  f"{plural(missed, 'other photo')} left out of the metrics (--json: detection.missed)")
 
 
-SKIP_WORDS = {"gap_age": "age between the classes", "bad_name": "not a UTKFace name", "not_image": "not an image",
-              "unreadable": "unreadable", "no_face": "labelled face not found", "listed_twice": "listed twice",
-              "other": "other"}
-
-
 def print_skipped(skipped: Mapping[str, int] | None) -> None:
     """One stderr line: how many images were left out of the metrics, and why (--json: skipped)."""
     if not skipped or not any(skipped.values()):
         return
     from agegender_cli.cli.common import stderr
+    from agegender_cli.evaluation.coverage import SKIP_WORDS
 
     reasons = ", ".join(f"{n} {SKIP_WORDS.get(kind, kind)} ({kind})" for kind, n in skipped.items() if n)
     stderr.print(f"skipped {sum(skipped.values())} images: {reasons}", highlight=False, soft_wrap=True)

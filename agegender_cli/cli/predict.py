@@ -35,7 +35,7 @@ def predict(
     annotate: Annotated[Path | None, typer.Option(
         help="Write annotated copies here: photos as JPEG, each video as one video of its kind.")] = D.annotate,
     csv: Annotated[Path | None, typer.Option(help="Also write one CSV row per face; - for stdout.")] = D.csv,
-    summary: Annotated[bool, typer.Option("--summary", help="Counts of gender x age class over all faces "
+    summary: Annotated[bool, typer.Option("--summary/--no-summary", help="Counts of gender x age class over all faces "
                                                             "(--json: the last line).")] = D.summary,
     summary_plot: Annotated[Path | None, typer.Option(
         help="Bar chart of the summary, in the format its suffix names (.png, .svg, .pdf).")] = D.summary_plot,
@@ -102,7 +102,7 @@ def predict(
     if summary and as_json:  # the last JSON line, after the face records: the summary, result schema 1
         sys.stdout.write(json.dumps(service.predict_summary(cfg, result).to_json()) + "\n")
     elif summary or summary_plot:
-        (stderr if csv_to_stdout else stdout).print(summary_table(result, archs))
+        (stderr if as_json or csv_to_stdout else stdout).print(summary_table(result, archs))
     _print_counts(result)
 
 

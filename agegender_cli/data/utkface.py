@@ -198,29 +198,43 @@ BUILD_RECORD = "dataset.json"  # beside manifest.csv: how it was built and what 
 _BUILD_MARK = "agegender dataset"
 
 
-def write_build_record(path: Path, gaps: str, seed: int, usable: int, skipped: Sequence[Skipped]) -> None:
+def write_build_record(manifest: Path, gaps: str, seed: int, usable: int, skipped: Sequence[Skipped]) -> None:
     """What `agegender dataset` left out of the manifest itself (by SKIP_KINDS), so that an evaluation on it can
-    say what it never saw (the gap ages under --gaps drop are in no split)."""
+    say what it never saw (the gap ages under --gaps drop are in no split); tied to the manifest by its sha256."""
     import json
 
-    from agegender_cli.fileio import atomic_write_text
+    from agegender_cli.fileio import atomic_write_text, sha256_file
 
     left_out = Counter(s.kind for s in skipped)
-    atomic_write_text(path, json.dumps({"written_by": _BUILD_MARK, "gaps": gaps, "seed": seed, "usable": usable,
-                                        "left_out": {kind: left_out[kind] for kind in SKIP_KINDS}}, indent=1) + "\n")
+    record = {"written_by": _BUILD_MARK, "manifest": manifest.name, "manifest_sha256": sha256_file(manifest),
+              "gaps": gaps, "seed": seed, "usable": usable, "left_out": {kind: left_out[kind] for kind in SKIP_KINDS}}
+    atomic_write_text(manifest.parent / BUILD_RECORD, json.dumps(record, indent=1) + "\n")
 
 
 def _refuse_foreign_build_record(path: Path) -> None:
-    if path.exists() and read_build_record(path.parent / "manifest.csv") is None:
+    """--out may hold a build record this tool wrote (it is rewritten), never another file of its name."""
+    if path.exists() and _read_build_record(path) is None:
         raise AgeGenderError(f"--out {display(path.parent)}: its {BUILD_RECORD} is not one agegender wrote; choose "
                              "another --out (the file stays as it is)")
 
 
 def read_build_record(manifest: Path) -> dict | None:
-    """The build record beside a manifest, or None (a manifest older than it, or a file agegender did not write)."""
+    """What the build of this very manifest left out: {"gaps": its rule, KIND: count, ...}; None where the record
+    beside it is missing, not agegender's, or of another manifest (one rewritten or replaced since)."""
+    from agegender_cli.fileio import sha256_file
+
+    record = _read_build_record(Path(manifest).parent / BUILD_RECORD)
+    try:
+        if record is None or record.get("manifest_sha256") != sha256_file(Path(manifest)):
+            return None
+    except OSError:
+        return None
+    return {"gaps": str(record.get("gaps")), **{str(k): n for k, n in record["left_out"].items()}}
+
+
+def _read_build_record(path: Path) -> dict | None:
     import json
 
-    path = Path(manifest).parent / BUILD_RECORD
     try:
         if path.stat().st_size > 1 << 20:  # a few hundred bytes when agegender wrote it
             return None
@@ -232,7 +246,7 @@ def read_build_record(manifest: Path) -> dict | None:
     left_out = record.get("left_out")
     if not isinstance(left_out, dict) or not all(isinstance(n, int) and n >= 0 for n in left_out.values()):
         return None
-    return {"gaps": str(record.get("gaps")), **{str(k): n for k, n in left_out.items()}}
+    return record
 
 
 def read_manifest(path: Path, split: str | None = None, *, both_labels: bool = False) -> list[Record]:
@@ -429,6 +443,7 @@ def build_dataset(cfg: DatasetConfig, progress: Callable[[str], None] | None = N
     say = progress or (lambda _message: None)
     make_folder(cfg.out, "--out")
     _refuse_foreign_manifest(cfg.out / "manifest.csv")
+    _refuse_foreign_build_record(cfg.out / BUILD_RECORD)
     preset: dict[str, str] = {}
     label_info = None
     if cfg.labels:
@@ -470,9 +485,8 @@ def build_dataset(cfg: DatasetConfig, progress: Callable[[str], None] | None = N
         say(f"{len(preset)} images keep the dataset's own split ({', '.join(sorted(given))})")
     records = stratified_split(records, fractions, cfg.seed, fixed)
     manifest = cfg.out / "manifest.csv"
-    _refuse_foreign_build_record(cfg.out / BUILD_RECORD)
     write_manifest(records, manifest)
-    write_build_record(cfg.out / BUILD_RECORD, cfg.gaps, cfg.seed, len(records), skipped)
+    write_build_record(manifest, cfg.gaps, cfg.seed, len(records), skipped)
     if duplicates["list"]:
         split_of = {r.path: r.split for r in records}
         for group in duplicates["list"]:

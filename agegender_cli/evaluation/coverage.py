@@ -16,54 +16,65 @@ SCORED = {
     "age_only": "scored: age class and years only (no gender in its label)",
     "years_only": "scored: years only (an age between the classes, kept by --gaps keep)",
 }
-LEFT_OUT = {"gap_age": "an age between the classes (--gaps drop, the report's protocol)",
-            "bad_name": "not a UTKFace name", "not_image": "not an image", "unreadable": "could not be read",
-            "no_face": "the labelled face was not found in the photo", "listed_twice": "listed again (counted once)",
-            "other": "other"}
+# why an image was left out, by data.utkface.SKIP_KINDS: the stderr line of evaluate and compare and this table
+SKIP_WORDS = {"gap_age": "age between the classes", "bad_name": "not a UTKFace name", "not_image": "not an image",
+              "unreadable": "unreadable", "no_face": "labelled face not found", "listed_twice": "listed twice",
+              "other": "other"}
+
+
+def manifest_gap_note(gap_ages: int, manifest: str = "the manifest") -> str:
+    """What a --gaps drop manifest never held: said on stderr and in the report's coverage."""
+    return (f"{gap_ages:,} images with an age between the classes were left out of {manifest} when it was built "
+            "(`agegender dataset --gaps drop`, the report's protocol): they are in no split and in no metric, years "
+            "included; build it with `--gaps keep` to score them in years")
+
+
+def gap_age(record: Any) -> bool:
+    """An age in years that lies between the 8 classes (kept by --gaps keep: scored in years only, as the report
+    drops these faces whole)."""
+    return record.age is not None and record.age_class is None
 
 
 def scored_outcome(record: Any) -> str:
     """How a used face is scored: which of its labels reach the metrics."""
-    if record.age is not None and record.age_class is None:
-        return "years_only"  # gender is not scored on these either: the report drops them whole
+    if gap_age(record):
+        return "years_only"
     if record.age_class is None:
         return "gender_only"
     return "age_only" if record.gender is None else "gender_and_age"
 
 
-def coverage(used: Sequence[Any], left_out: Mapping[str, int], training_overlap: Mapping[str, int],
-             manifest: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The counts: `used` (the records scored), `left_out` (by SKIP_KIND), how many scored faces each model trained
-    on, and what the manifest's own build left out (its gap ages under --gaps drop: never in any split)."""
+def coverage(used: Sequence[Any], left_out: Mapping[str, int], manifest: Mapping[str, Any] | None = None
+             ) -> dict[str, Any]:
+    """The counts: `used` (the records scored), `left_out` (by SKIP_KIND), and what the manifest's own build left
+    out (its gap ages under --gaps drop: never in any split)."""
     scored = Counter(scored_outcome(r) for r in used)
     counts = {**{kind: scored[kind] for kind in SCORED if scored[kind]},
               **{f"left_out:{kind}": n for kind, n in left_out.items() if n}}
     return {"seen": sum(counts.values()), "scored": len(used), "counts": counts,
-            "years_faces": sum(r.age is not None for r in used),
-            "training_overlap": dict(training_overlap), "manifest_build": dict(manifest) if manifest else None}
+            "years_faces": sum(r.age is not None for r in used), "manifest_build": dict(manifest) if manifest else None}
 
 
 def describe(outcome: str) -> str:
     if outcome.startswith("left_out:"):
         kind = outcome.split(":", 1)[1]
-        return f"left out: {LEFT_OUT.get(kind, kind)}"
+        return f"left out: {SKIP_WORDS.get(kind, kind)}"
     return SCORED.get(outcome, outcome)
 
 
-def coverage_table(cover: Coverage) -> TableModel:
-    """The report's "Data and coverage": one row per outcome summing to the images seen, then the notes."""
+def coverage_table(cover: Coverage, training_overlap: Mapping[str, int]) -> TableModel:
+    """The report's "Data and coverage": one row per outcome summing to the images seen, then the notes: the years'
+    set, the faces each model trained on, what the manifest's build left out."""
     seen = cover.seen or 1
     rows = [(describe(outcome), f"{n:,}", f"{100 * n / seen:.1f}%") for outcome, n in cover.counts.items()]
     rows.append(("every image seen", f"{cover.seen:,}", "100%"))
     notes = [f"Years are scored on the {cover.years_faces:,} scored faces with an age."]
-    for arch, n in cover.training_overlap.items():
+    for arch, n in training_overlap.items():
         if n:
             notes.append(f"{n:,} of the scored faces were in the training set of the {arch} model: its scores on "
                          "them are optimistic.")
     build = cover.manifest_build or {}
     if build.get("gaps") == "drop" and build.get("gap_age"):
-        notes.append(f"Not counted above: {build['gap_age']:,} images with an age between the classes were left "
-                     "out of the manifest itself when it was built (`agegender dataset --gaps drop`, the report's "
-                     "protocol), in every split; build it with `--gaps keep` to score them in years.")
+        notes.append(f"Not counted above: {manifest_gap_note(build['gap_age'])}.")
     return TableModel("Data and coverage: every image counted once, by what happened to it",
                       ("outcome", "images", "share"), tuple(rows), note=" ".join(notes))

@@ -33,6 +33,14 @@ def _grid(panels: int, most: int) -> tuple[int, int]:
     return columns, -(-max(panels, 1) // columns)
 
 
+def _panels(fig: Figure, panels: int, columns: int, rows: int, **shared: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(every axes of the grid, the first `panels` of them); the grid's spare axes are hidden."""
+    grid = fig.subplots(rows, columns, squeeze=False, **shared).ravel()
+    for spare in grid[panels:]:
+        spare.set_axis_off()
+    return grid, grid[:panels]
+
+
 # text at print size: the figures are drawn as large as they print (PAPER_WIDTH_IN, COLUMN_WIDTH_IN)
 PAPER_TEXT = {"font.size": PAPER_FONT_PT, "axes.titlesize": PAPER_FONT_PT, "axes.labelsize": PAPER_FONT_PT,
               "xtick.labelsize": PAPER_FONT_PT - 1, "ytick.labelsize": PAPER_FONT_PT - 1,
@@ -98,10 +106,7 @@ def plot_confusions(
     columns, rows = _grid(len(shown), 3 if len(class_names) <= 2 else 2)
     side = PAPER_WIDTH_IN / columns
     fig = _figure((PAPER_WIDTH_IN, rows * side * (0.75 if len(class_names) <= 2 else 1.0) + 0.3))
-    grid = fig.subplots(rows, columns, squeeze=False).ravel()
-    for spare in grid[len(shown):]:
-        spare.set_axis_off()
-    axes = grid[:len(shown)]
+    grid, axes = _panels(fig, len(shown), columns, rows)
     image = None
     ticks = np.arange(len(class_names))
     for ax, (name, values) in zip(axes, shown.items(), strict=True):
@@ -227,10 +232,7 @@ def summary_figure(panels: Mapping[str, Mapping | np.ndarray], title: str | None
     tables = {name: _count_table(counts) for name, counts in panels.items()}
     columns, rows = _grid(len(tables), 2)
     fig = _figure((PAPER_WIDTH_IN, 3.0 * rows))
-    grid = fig.subplots(rows, columns, sharey=True, squeeze=False).ravel()
-    for spare in grid[len(tables):]:
-        spare.set_axis_off()
-    axes = grid[:len(tables)]
+    grid, axes = _panels(fig, len(tables), columns, rows, sharey=True)
     x = np.arange(len(AGE_CLASSES))
     width = 0.8 / len(GENDERS)
     for ax, (name, table) in zip(axes, tables.items(), strict=True):

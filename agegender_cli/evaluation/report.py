@@ -35,8 +35,8 @@ Block = Text | TableModel | FigureRef
 
 
 def report_blocks(results: Mapping[str, ModelResult], tests: Mapping[str, PairTests], provenance: Provenance,
-                  figures: Sequence[Figure], coverage: Coverage | None = None, normalize: bool = False
-                  ) -> list[Block]:
+                  figures: Sequence[Figure], coverage: Coverage | None = None,
+                  training_overlap: Mapping[str, int] | None = None, normalize: bool = False) -> list[Block]:
     """The whole comparison in reading order: what was run on what, every image counted by what happened to it,
     the tables with their intervals, the statistics, per-group accuracy and gaps, the provenance needed to cite and
     rerun it, the figures."""
@@ -50,7 +50,7 @@ def report_blocks(results: Mapping[str, ModelResult], tests: Mapping[str, PairTe
         f"the provenance section holds the hashes and the command line that regenerate this report."),
         Text(rerun_line(provenance))]
     if coverage is not None:
-        blocks.append(coverage_table(coverage))
+        blocks.append(coverage_table(coverage, training_overlap or {}))
     blocks.append(deviations_table())
     blocks += report_tables(results, confusion=False, normalize=normalize)
     if tests:

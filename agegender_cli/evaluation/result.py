@@ -15,6 +15,21 @@ SCHEMA = 1  # bump when a field changes meaning or goes; adding a field keeps it
 Interval = tuple[float, float]  # a 95% interval: [low, high]
 
 
+class FrozenMap(dict):
+    """A dict that cannot change after it is built (a frozen result's mappings); it pickles, copies and hashes."""
+
+    def _refuse(self, *_args: Any, **_kwargs: Any) -> None:
+        raise TypeError("a result's mapping cannot change")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _refuse  # type: ignore
+
+    def __reduce__(self) -> tuple:
+        return FrozenMap, (dict(self),)
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(self.items()))
+
+
 class Typed:
     """to_json() for a frozen dataclass tree, and from_json(): the tree built from its JSON, every key checked."""
 
@@ -62,7 +77,7 @@ def _build(kind: Any, data: Any, where: str) -> Any:
         return kind(**values)
     if origin in (Mapping, dict, typing.Mapping):
         _, value_kind = typing.get_args(kind)
-        return types.MappingProxyType({k: _build(value_kind, v, f"{where}[{k}]") for k, v in data.items()})
+        return FrozenMap({k: _build(value_kind, v, f"{where}[{k}]") for k, v in data.items()})
     if origin is tuple:
         args = typing.get_args(kind)
         if len(args) == 2 and args[1] is Ellipsis:
@@ -259,7 +274,6 @@ class Coverage(Typed):
     scored: int
     counts: Mapping[str, int]
     years_faces: int
-    training_overlap: Mapping[str, int]
     manifest_build: Mapping[str, Any] | None
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from agegender_cli.config import EvaluateConfig
 from agegender_cli.errors import AgeGenderError
+from agegender_cli.evaluation.coverage import gap_age
 from agegender_cli.evaluation.result import (
     SCHEMA,
     Coverage,
@@ -28,7 +29,6 @@ from agegender_cli.service.loading import load_predictors
 from agegender_cli.service.scoring import (
     add_statistics,
     add_years,
-    gap_age,
     pair_tests,
     run_on_records,
     training_overlap,
@@ -91,16 +91,13 @@ def _coverage(cfg: EvaluateConfig, used: list, evaluation: dict, reporter: Repor
     """Every image seen, counted once by what happened to it; on a manifest, what its build left out too (said
     on stderr where the years metrics miss faces with an age: --gaps drop's)."""
     from agegender_cli.data.utkface import read_build_record
-    from agegender_cli.evaluation.coverage import coverage
+    from agegender_cli.evaluation.coverage import coverage, manifest_gap_note
 
     build = None if cfg.images or cfg.labels else read_build_record(cfg.manifest)
     if build and build["gaps"] == "drop" and build.get("gap_age"):
-        reporter.message(f"note: {build['gap_age']:,} images with an age between the classes were left out of "
-                         f"{display(cfg.manifest)} when it was built (dataset --gaps drop, the report's protocol): "
-                         "they are in no split and not in the years metrics; build it with --gaps keep to score "
-                         "them in years")
+        reporter.message("note: " + manifest_gap_note(build["gap_age"], display(cfg.manifest)))
     build = {"gaps": build["gaps"], "gap_age": build.get("gap_age", 0)} if build else None
-    return coverage(used, evaluation["skipped"], evaluation["training_overlap"], build)
+    return coverage(used, evaluation["skipped"], build)
 
 
 def run_provenance(evaluation: dict, cfg: EvaluateConfig) -> dict:
@@ -198,7 +195,8 @@ def _evaluation(cfg: EvaluateConfig, reporter: Reporter, predictors: dict | None
             from agegender_cli.evaluation.report_html import html_report
             from agegender_cli.fileio import atomic_write_text
 
-            blocks = report_blocks(results, parts["tests"], provenance, figures, parts["coverage"], cfg.normalize)
+            blocks = report_blocks(results, parts["tests"], provenance, figures, parts["coverage"],
+                                   evaluation["training_overlap"], cfg.normalize)
             atomic_write_text(cfg.report, html_report(blocks) if html else markdown_report(blocks, cfg.report.parent))
             parts["report"] = str(cfg.report)
     if not (html and cfg.plots is None):  # an HTML report's figures went inline, from a folder now gone

@@ -54,11 +54,6 @@ def training_overlap(predictors: dict, hashes: list[int], reporter: Reporter) ->
     return overlap
 
 
-def gap_age(record) -> bool:
-    """An age in years that lies between the 8 classes."""
-    return record.age is not None and record.age_class is None
-
-
 def years_truth(evaluation: dict):
     """(mask of faces with an age, their ages) among the evaluated faces."""
     import numpy as np

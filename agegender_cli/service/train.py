@@ -84,13 +84,13 @@ def train_years(cfg: YearsTrainConfig, reporter: Reporter = SILENT, *, overwrite
     from agegender_cli.data.utkface import read_manifest
 
     started = time.monotonic()
+    if not capable(cfg.arch, YEARS):  # said before any model loads
+        raise AgeGenderError(f"{cfg.arch} models cannot learn age in years")
     out = cfg.out or DEFAULT_RUNS_DIR / f"{cfg.arch}-years"
     refuse_used_folder(Path(out), overwrite)
     options = ModelOptions(models=((cfg.arch, cfg.init),) if cfg.init else (), engine="torch", precision="fp32",
                            batch_size=cfg.batch_size)
     predictor = load_predictors((cfg.arch,), options, reporter)[cfg.arch]
-    if not capable(cfg.arch, YEARS):
-        raise AgeGenderError(f"{cfg.arch} models cannot learn age in years")
     data, train_hashes = {}, []
     for split in ("train", "val"):
         records = [r for r in read_manifest(cfg.manifest, split) if r.age is not None]

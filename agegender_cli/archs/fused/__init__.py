@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agegender_cli.archs.entry import Entry
+from agegender_cli.archs.entry import INT8, ONNX, Entry
 from agegender_cli.archs.facenet import ARCH as FACENET
 from agegender_cli.archs.fused.config import PARTS, FusedTrainConfig
 from agegender_cli.config import ASSETS_DIR
@@ -24,6 +24,7 @@ class Fused(Entry):
     train_config = FusedTrainConfig
     bundled = ASSETS_DIR / "fused.json"
     parts = PARTS
+    capabilities = frozenset({INT8, ONNX})  # what both parts run in; it has no years head of its own to train
 
     def compose(self, parts: Mapping[str, Predictor], model: Path | None, options: ModelOptions,
                 log: Log) -> Predictor:
