@@ -75,6 +75,7 @@ def test_the_report_counts_every_image_once_and_names_the_gap_ages_the_manifest_
     text = report.read_text()
     assert "Data and coverage" in text and "4 images with an age between the classes were left out" in text
     assert "Protocol: deviations from the student report" in text and "## References" in text
+    assert "8 faces scored of 8 images seen" in text  # the first line counts what the coverage table details
 
     assert runner.invoke(app, ["dataset", str(tmp_path / "faces"), "--out", str(tmp_path / "kept"), "--gaps",
                                "keep"]).exit_code == 0

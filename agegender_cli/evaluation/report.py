@@ -42,9 +42,11 @@ def report_blocks(results: Mapping[str, ModelResult], tests: Mapping[str, PairTe
     rerun it, the figures."""
     data = provenance.data
     skipped = len(data.skipped)
+    counted = (f"{coverage.scored:,} faces scored of {coverage.seen:,} images seen (what happened to each: Data and "
+               "coverage)" if coverage is not None else f"{data.used:,} faces used of {data.listed:,} listed"
+               + (f", {skipped:,} skipped (see below)" if skipped else ""))
     blocks: list[Block] = [Text(
-        f"Images: `{data.source}`: {data.used:,} faces used of {data.listed:,} listed"
-        f"{f', {skipped:,} skipped (see below)' if skipped else ''}. Every headline number carries its 95% "
+        f"Images: `{data.source}`: {counted}. Every headline number carries its 95% "
         f"interval: Wilson's for the shares of faces (accuracies, one-off), else a bootstrap "
         f"({provenance.bootstrap.resamples} resamples, seed {provenance.seed}); "
         f"the provenance section holds the hashes and the command line that regenerate this report."),
