@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
@@ -147,11 +147,7 @@ class AgeGender:
         _check_choice("channels", channels, CHANNELS)
         many = isinstance(images, list | tuple)
         items = list(images) if many else [images]
-        batch = self.config.options.batch_size
-        results: list[list[dict]] = []
-        for start in range(0, len(items), batch):
-            frames = [_frame(item, channels, keep_going=many) for item in items[start:start + batch]]
-            results += self._records(frames)
+        results = list(self._answered(_frame(item, channels, keep_going=many) for item in items))
         return results if many else results[0]
 
     def predict_files(self, *inputs: str | os.PathLike[str], every: int = 1) -> Iterator[dict]:
@@ -171,13 +167,19 @@ class AgeGender:
                 raise AgeGenderError(f"input {spec!r}: give a path, a folder or a glob")
             if os.fspath(spec) == "-":
                 raise AgeGenderError('input "-": paths on stdin are the command line\'s; give the paths')
-        pending: list[Frame] = []
-        for frame in iter_frames(InputStream([os.fspath(spec) for spec in inputs]), every=every):
-            pending.append(frame)
-            if len(pending) == self.config.options.batch_size:
-                yield from (record for rows in self._records(pending) for record in rows)
-                pending = []
-        yield from (record for rows in self._records(pending) for record in rows)
+        for rows in self._answered(iter_frames(InputStream([os.fspath(spec) for spec in inputs]), every=every)):
+            yield from rows
+
+    def _answered(self, frames: Iterable[Frame]) -> Iterator[list[dict]]:
+        """Each frame's records, in order; the frames are answered a batch at a time as they are decoded."""
+        batch: list[Frame] = []
+        for frame in frames:
+            batch.append(frame)
+            if len(batch) == self.config.options.batch_size:
+                yield from self._records(batch)
+                batch = []
+        if batch:
+            yield from self._records(batch)
 
     def _records(self, frames: Sequence[Frame]) -> list[list[dict]]:
         """One list of records per frame; a frame that could not be read is one error record."""

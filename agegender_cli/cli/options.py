@@ -129,21 +129,37 @@ def with_shell_options(command: Callable[..., Any]) -> Callable[..., Any]:
     def template(threads: Threads = None, quiet: Quiet = False, no_table: NoTable = False,
                  version: Version = False) -> None: ...
 
-    shared = list(inspect.signature(template, eval_str=True).parameters.values())
-    own = list(inspect.signature(command, eval_str=True).parameters.values())
-
     context = inspect.Parameter("shell_context", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
 
-    @functools.wraps(command)
-    def wrapper(**kwargs: Any) -> Any:
-        given = {p.name: kwargs.pop(p.name) for p in shared}
-        root = kwargs.pop(context.name).find_root().params
+    def apply(given: dict[str, Any], _kwargs: dict[str, Any]) -> None:
+        root = given[context.name].find_root().params
         threads = given["threads"] if given["threads"] is not None else root.get("threads")
         apply_shell_options(threads, given["quiet"] or bool(root.get("quiet")),
                             not (given["no_table"] or root.get("no_table")))
-        return command(**kwargs)
 
-    set_parameters(wrapper, own + shared + [context])
+    return with_added_options(command, [*_parameters(template), context], apply)
+
+
+def _parameters(template: Callable[..., Any]) -> list[inspect.Parameter]:
+    return list(inspect.signature(template, eval_str=True).parameters.values())
+
+
+def with_added_options(command: Callable[..., Any], added: list[inspect.Parameter],
+                       gather: Callable[[dict[str, Any], dict[str, Any]], Any], *, before: str | None = None,
+                       into: str | None = None) -> Callable[..., Any]:
+    """`command` offering the `added` parameters too (options shared by several commands, or declared by the
+    architectures), placed before its parameter `before` (after all of them without one). The wrapper takes
+    their values out of the call and hands what `gather(values, the command's own values)` makes of them to the
+    command as its parameter `into` (with `into` None, `gather` only acts on them)."""
+    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != into]
+    at = next((i for i, p in enumerate(own) if p.name == before), len(own))
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        gathered = gather({p.name: kwargs.pop(p.name) for p in added}, kwargs)
+        return command(**kwargs) if into is None else command(**{into: gathered}, **kwargs)
+
+    set_parameters(wrapper, own[:at] + added + own[at:])
     return wrapper
 
 
@@ -236,26 +252,17 @@ def with_model_options(defaults: ModelOptions) -> Callable[[Callable[..., Any]],
         batch_size: BatchSize = defaults.batch_size,
     ) -> None: ...
 
-    model, *rest = inspect.signature(template, eval_str=True).parameters.values()
+    model, *rest = _parameters(template)
     weights = weight_parameters(defaults)
-    shared = [model, *weights, *rest]
 
-    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
-        own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "options"]
-        at = next((i for i, p in enumerate(own) if p.name == "as_json"), len(own))
+    def options(values: dict[str, Any], own: dict[str, Any]) -> ModelOptions:
+        given = tuple((p.name, path) for p in weights if (path := values.pop(p.name)) is not None)
+        archs = parse_archs(own["arch"])  # a bad --arch is named as such, before --model is read
+        try:
+            models = registry.parse_models(values.pop("model") or [], archs)
+        except AgeGenderError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--model") from None
+        return ModelOptions(models=models, weights=given, **values)
 
-        @functools.wraps(command)
-        def wrapper(**kwargs: Any) -> Any:
-            values = {p.name: kwargs.pop(p.name) for p in shared}
-            given = tuple((p.name, path) for p in weights if (path := values.pop(p.name)) is not None)
-            archs = parse_archs(kwargs["arch"])  # a bad --arch is named as such, before --model is read
-            try:
-                models = registry.parse_models(values.pop("model") or [], archs)
-            except AgeGenderError as exc:
-                raise typer.BadParameter(str(exc), param_hint="--model") from None
-            return command(options=ModelOptions(models=models, weights=given, **values), **kwargs)
-
-        set_parameters(wrapper, own[:at] + shared + own[at:])
-        return wrapper
-
-    return decorate
+    return lambda command: with_added_options(command, [model, *weights, *rest], options, before="as_json",
+                                              into="options")

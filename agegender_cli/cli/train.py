@@ -1,7 +1,6 @@
 """`agegender train`: train one architecture on a manifest's train split, chosen on val."""
 
 import dataclasses
-import functools
 import inspect
 from collections.abc import Callable
 from pathlib import Path
@@ -53,16 +52,7 @@ def with_architecture_options(command: Callable[..., Any]) -> Callable[..., Any]
     (archs/entry.py), before its --years; the command receives their values as `own` (None: not given)."""
     trained = {f.name for name in registry.names() for f in dataclasses.fields(registry.get(name).train_config)}
     declared = [_knob_parameter(k) for k in registry.knobs()] + [p for p in o.weight_parameters() if p.name in trained]
-    params = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "own"]
-    at = next(i for i, p in enumerate(params) if p.name == "years")
-
-    @functools.wraps(command)
-    def wrapper(**kwargs: Any) -> Any:
-        own = {p.name: kwargs.pop(p.name) for p in declared}
-        return command(own=own, **kwargs)
-
-    o.set_parameters(wrapper, params[:at] + declared + params[at:])
-    return wrapper
+    return o.with_added_options(command, declared, lambda values, _own: values, before="years", into="own")
 
 
 @fail_cleanly

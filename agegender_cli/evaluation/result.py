@@ -4,6 +4,7 @@ to_json() is result schema 1 (docs/outputs.md documents every field; a test hold
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from collections.abc import Mapping
@@ -51,6 +52,12 @@ def _to_json(value: Any) -> Any:
     return value
 
 
+@functools.cache
+def _declared(kind: type) -> tuple[dict[str, Any], dict[str, dataclasses.Field]]:
+    """A result class's resolved field types and its fields, worked out once per class, not per object."""
+    return typing.get_type_hints(kind), {f.name: f for f in dataclasses.fields(kind)}  # type: ignore[arg-type]
+
+
 def _build(kind: Any, data: Any, where: str) -> Any:
     """`data` (parsed JSON or a producer's dict) as `kind`: dataclasses field by field (an unknown or missing key
     is an error naming where), Mapping[str, X] and tuple[X, ...] item by item, X | None, plain values as they are."""
@@ -63,8 +70,7 @@ def _build(kind: Any, data: Any, where: str) -> Any:
     if isinstance(kind, type) and issubclass(kind, Typed):
         if not isinstance(data, Mapping):
             raise ValueError(f"{where}: expected an object, got {type(data).__name__}")
-        hints = typing.get_type_hints(kind)
-        fields = {f.name: f for f in dataclasses.fields(kind)}  # type: ignore[arg-type]
+        hints, fields = _declared(kind)
         unknown = sorted(set(data) - set(fields))
         if unknown:
             raise ValueError(f"{where}: unknown field {', '.join(unknown)} (schema {SCHEMA})")

@@ -16,6 +16,7 @@ from agegender_cli.evaluation.result import (
     Evaluation,
     Failure,
     Figure,
+    FrozenMap,
     ModelResult,
     PairTests,
     Provenance,
@@ -172,11 +173,9 @@ def _evaluation(cfg: EvaluateConfig, reporter: Reporter, predictors: dict | None
     evaluation = evaluate_models(cfg, reporter, predictors)
     provenance = Provenance.from_json(run_provenance(evaluation, cfg))
     results = {arch: ModelResult.from_json(metrics) for arch, metrics in evaluation["results"].items()}
-    parts = {"schema": SCHEMA, "command": command, "source": evaluation["source"], "results": results,
-             "tests": {pair: PairTests.from_json(tests) for pair, tests in pair_tests(evaluation).items()},
-             "coverage": Coverage.from_json(evaluation["coverage"]), "detection": evaluation.get("detection"),
-             "failed": tuple(Failure.from_json(f) for f in evaluation["failed"]), "skipped": evaluation["skipped"],
-             "training_overlap": evaluation["training_overlap"], "provenance": provenance}
+    tests = {pair: PairTests.from_json(found) for pair, found in pair_tests(evaluation).items()}
+    coverage = Coverage.from_json(evaluation["coverage"])
+    report = None
     html = cfg.report is not None and cfg.report.suffix.lower() in HTML_SUFFIXES
     with tempfile.TemporaryDirectory(prefix="agegender-figures-") as scratch:
         plots_dir = cfg.plots
@@ -195,12 +194,16 @@ def _evaluation(cfg: EvaluateConfig, reporter: Reporter, predictors: dict | None
             from agegender_cli.evaluation.report_html import html_report
             from agegender_cli.fileio import atomic_write_text
 
-            blocks = report_blocks(results, parts["tests"], provenance, figures, parts["coverage"],
-                                   evaluation["training_overlap"], cfg.normalize)
+            blocks = report_blocks(results, tests, provenance, figures, coverage, evaluation["training_overlap"],
+                                   cfg.normalize)
             atomic_write_text(cfg.report, html_report(blocks) if html else markdown_report(blocks, cfg.report.parent))
-            parts["report"] = str(cfg.report)
-    if not (html and cfg.plots is None):  # an HTML report's figures went inline, from a folder now gone
-        parts["figures"] = figures
-    if parts["detection"] is not None:
-        parts["detection"] = Detection.from_json(parts["detection"])
-    return Evaluation(**parts)
+            report = str(cfg.report)
+    if html and cfg.plots is None:  # an HTML report's figures went inline, from a folder now gone
+        figures = ()
+    detection = evaluation.get("detection")
+    return Evaluation(
+        schema=SCHEMA, command=command, source=evaluation["source"], results=results, tests=tests, coverage=coverage,
+        detection=None if detection is None else Detection.from_json(detection),
+        failed=tuple(Failure.from_json(f) for f in evaluation["failed"]), skipped=FrozenMap(evaluation["skipped"]),
+        training_overlap=FrozenMap(evaluation["training_overlap"]), provenance=provenance, figures=figures,
+        report=report)
